@@ -1,0 +1,402 @@
+// Package cache is pkg-cacher's core: look a file up in the store, or fill it
+// from upstream once however many clients ask, streaming the bytes to every
+// waiting client as they arrive, and commit it only when it is complete.
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"vzpkg2/internal/repofmt"
+	"vzpkg2/internal/store"
+	"vzpkg2/internal/upstream"
+)
+
+// Status says how a request was answered; it is what the access log shows.
+type Status string
+
+// Statuses of a cache lookup.
+const (
+	Hit         Status = "HIT"         // served from the store without contacting upstream
+	Miss        Status = "MISS"        // not cached: fetched from upstream and stored
+	Revalidated Status = "REVALIDATED" // cached copy confirmed by upstream (304)
+	Expired     Status = "EXPIRED"     // cached copy was stale and upstream sent a new one
+	Stale       Status = "STALE"       // cached copy was stale, upstream failed: served the old one
+	Pass        Status = "PASS"        // answered without caching (errors, refusals)
+)
+
+// ErrOffline is returned for a file that is not cached in offline mode.
+var ErrOffline = errors.New("not cached, and offline_mode forbids contacting upstream")
+
+// Fetcher gets files from upstream mirrors; *upstream.Client is one.
+type Fetcher interface {
+	Get(ctx context.Context, urls []string, cond upstream.Conditions) (*upstream.Response, error)
+}
+
+// Cache answers requests from a store, filling it from upstream.
+type Cache struct {
+	store       store.Store
+	up          Fetcher
+	log         *slog.Logger
+	volatileTTL time.Duration
+	fillTimeout time.Duration
+	offline     bool
+	now         func() time.Time
+
+	mu       sync.Mutex       // protects inflight
+	inflight map[string]*fill // fills under way, by key
+}
+
+// Options configure a Cache.
+type Options struct {
+	VolatileTTL time.Duration // volatile files are served without revalidation this long
+	FillTimeout time.Duration // a whole fill is abandoned after this long (0: 6 hours)
+	Offline     bool          // never contact upstream
+	Logger      *slog.Logger
+}
+
+// New returns a Cache over s fetching with up.
+func New(s store.Store, up Fetcher, o Options) *Cache {
+	if o.FillTimeout == 0 {
+		o.FillTimeout = 6 * time.Hour
+	}
+	return &Cache{
+		store: s, up: up, log: o.Logger,
+		volatileTTL: o.VolatileTTL, fillTimeout: o.FillTimeout, offline: o.Offline,
+		now: time.Now, inflight: map[string]*fill{},
+	}
+}
+
+// Request names a file: its store key, the upstream URLs to try in order and
+// how the repository format says it may be cached.
+type Request struct {
+	Key   string
+	URLs  []string
+	Class repofmt.Class
+}
+
+// Result is the answer to a Request: a committed Object or a Body being filled.
+// The caller must Close it.
+type Result struct {
+	Status Status
+	Object store.Object // a committed file; nil when Body is set
+	Body   *Body        // a file still arriving from upstream
+}
+
+// Close releases the result.
+func (r *Result) Close() error {
+	if r.Object != nil {
+		return r.Object.Close()
+	}
+	if r.Body != nil {
+		r.Body.Close()
+	}
+	return nil
+}
+
+// Get answers req. Errors are ErrOffline, an *upstream.StatusError, or
+// another upstream or store failure.
+func (c *Cache) Get(ctx context.Context, req Request) (*Result, error) {
+	obj, err := c.store.Open(ctx, req.Key)
+	if err != nil && !errors.Is(err, store.ErrNotExist) {
+		return nil, err
+	}
+	if obj != nil && (c.offline || c.fresh(req.Class, obj.Info())) {
+		return &Result{Status: Hit, Object: obj}, nil
+	}
+	if obj == nil && c.offline {
+		return nil, ErrOffline
+	}
+	var cond upstream.Conditions
+	if obj != nil {
+		cond = upstream.Conditions{LastModified: obj.Info().LastModified, ETag: obj.Info().ETag}
+	}
+	f, res := c.join(ctx, req, cond)
+	if res != nil {
+		return res, nil
+	}
+	defer func() {
+		if f != nil {
+			f.release()
+		}
+	}()
+	select {
+	case <-f.ready:
+	case <-ctx.Done():
+		if obj != nil {
+			obj.Close()
+		}
+		return nil, ctx.Err()
+	}
+	switch {
+	case f.err != nil:
+		if obj != nil {
+			c.log.Warn("upstream failed, serving stale copy", "key", req.Key, "err", f.err)
+			return &Result{Status: Stale, Object: obj}, nil
+		}
+		return nil, f.err
+	case f.notModified:
+		if obj != nil {
+			obj.Close()
+		}
+		obj, err = c.store.Open(ctx, req.Key)
+		if err != nil {
+			return nil, fmt.Errorf("reopen revalidated %q: %w", req.Key, err)
+		}
+		return &Result{Status: Revalidated, Object: obj}, nil
+	}
+	status := Miss
+	if obj != nil {
+		status = Expired
+		obj.Close()
+	}
+	body := &Body{f: f}
+	f = nil // the Body holds the reference now
+	return &Result{Status: status, Body: body}, nil
+}
+
+// fresh reports whether a cached object may be served without asking upstream.
+func (c *Cache) fresh(class repofmt.Class, info store.Info) bool {
+	return class == repofmt.Immutable || c.now().Sub(info.Validated) < c.volatileTTL
+}
+
+// join returns the fill under way for req.Key, starting one if there is none,
+// with a reference the caller releases. When a fill committed while the
+// caller was looking, it returns the fresh object instead.
+func (c *Cache) join(ctx context.Context, req Request, cond upstream.Conditions) (*fill, *Result) {
+	c.mu.Lock()
+	f := c.inflight[req.Key]
+	if f == nil && cond == (upstream.Conditions{}) {
+		// A fill may have committed between the store lookup and now; fills
+		// leave the map only after their commit, so one look settles it.
+		c.mu.Unlock()
+		if obj, err := c.store.Open(ctx, req.Key); err == nil {
+			return nil, &Result{Status: Hit, Object: obj}
+		}
+		c.mu.Lock()
+		f = c.inflight[req.Key]
+	}
+	if f == nil {
+		f = newFill(req)
+		c.inflight[req.Key] = f
+		f.refs++ // the fill goroutine's own reference
+		go c.run(f, cond)
+	}
+	f.mu.Lock()
+	f.refs++
+	f.mu.Unlock()
+	c.mu.Unlock()
+	return f, nil
+}
+
+// run fetches f from upstream into the store. It runs detached from any
+// client: a client hanging up never breaks the fill for the others.
+func (c *Cache) run(f *fill, cond upstream.Conditions) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.fillTimeout)
+	defer cancel()
+	defer f.release()
+	defer func() {
+		c.mu.Lock()
+		delete(c.inflight, f.req.Key)
+		c.mu.Unlock()
+	}()
+
+	resp, err := c.up.Get(ctx, f.req.URLs, cond)
+	if err != nil {
+		f.err = err
+		close(f.ready)
+		return
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotModified {
+		f.err = c.revalidated(ctx, f.req.Key, resp.Header)
+		f.notModified = f.err == nil
+		close(f.ready)
+		return
+	}
+	w, err := c.store.Create(ctx, f.req.Key)
+	if err != nil {
+		f.err = err
+		close(f.ready)
+		return
+	}
+	f.w = w
+	f.length = resp.ContentLength
+	f.info = infoFromHeader(resp.Header)
+	close(f.ready)
+
+	n, err := c.copyBody(f, resp.Body)
+	if err == nil && f.length >= 0 && n != f.length {
+		err = fmt.Errorf("upstream %s sent %d of %d bytes", resp.URL, n, f.length)
+	}
+	if err == nil {
+		f.info.Validated = c.now()
+		_, err = w.Commit(ctx, f.info)
+	} else {
+		w.Cancel(ctx)
+	}
+	if err != nil {
+		c.log.Warn("fill failed, nothing stored", "key", f.req.Key, "url", resp.URL, "err", err)
+	}
+	f.finish(err)
+}
+
+// copyBody writes the upstream body to the fill's writer, publishing progress.
+func (c *Cache) copyBody(f *fill, body io.Reader) (int64, error) {
+	buf := make([]byte, 64<<10)
+	var total int64
+	for {
+		n, rerr := body.Read(buf)
+		if n > 0 {
+			if _, err := f.w.Write(buf[:n]); err != nil {
+				return total, fmt.Errorf("write cache file: %w", err)
+			}
+			total += int64(n)
+			f.progress(total)
+		}
+		if rerr == io.EOF {
+			return total, nil
+		}
+		if rerr != nil {
+			return total, fmt.Errorf("upstream body: %w", rerr)
+		}
+	}
+}
+
+// revalidated records that upstream confirmed the cached copy of key.
+func (c *Cache) revalidated(ctx context.Context, key string, h http.Header) error {
+	info, err := c.store.Stat(ctx, key)
+	if err != nil {
+		return err
+	}
+	info.Validated = c.now()
+	if etag := h.Get("ETag"); etag != "" {
+		info.ETag = etag
+	}
+	return c.store.SetInfo(ctx, info)
+}
+
+func infoFromHeader(h http.Header) store.Info {
+	info := store.Info{ContentType: h.Get("Content-Type"), ETag: h.Get("ETag")}
+	if t, err := http.ParseTime(h.Get("Last-Modified")); err == nil {
+		info.LastModified = t
+	}
+	return info
+}
+
+// fill is one upstream fetch shared by every client asking for its key.
+type fill struct {
+	req   Request
+	ready chan struct{} // closed when the fields below it are set
+
+	err         error        // the fetch failed before any body byte
+	notModified bool         // upstream confirmed the cached copy
+	w           store.Writer // the body being written, when there is one
+	length      int64        // expected body length, -1 if unknown
+	info        store.Info   // headers of the new body
+
+	mu      sync.Mutex    // protects the fields below
+	written int64         // bytes of the body readable through w
+	changed chan struct{} // closed and replaced whenever written or done change
+	done    bool          // the body is complete or failed
+	bodyErr error         // why the body failed
+	refs    int           // references: the fill goroutine and each client
+}
+
+func newFill(req Request) *fill {
+	return &fill{req: req, ready: make(chan struct{}), changed: make(chan struct{}), length: -1}
+}
+
+func (f *fill) progress(n int64) {
+	f.mu.Lock()
+	f.written = n
+	close(f.changed)
+	f.changed = make(chan struct{})
+	f.mu.Unlock()
+}
+
+func (f *fill) finish(err error) {
+	f.mu.Lock()
+	f.done, f.bodyErr = true, err
+	close(f.changed)
+	f.changed = make(chan struct{})
+	f.mu.Unlock()
+}
+
+// release drops a reference; the last one closes the writer.
+func (f *fill) release() {
+	f.mu.Lock()
+	f.refs--
+	last := f.refs == 0
+	f.mu.Unlock()
+	if last && f.w != nil {
+		f.w.Close()
+	}
+}
+
+// Body reads a file while it is being filled: bytes as soon as they are
+// written (all but the last, which waits for the commit), io.EOF at the end
+// of a committed body, an error if the fill failed.
+type Body struct {
+	f      *fill
+	off    int64
+	closed bool
+}
+
+// Length is the expected body length, or -1 when upstream did not say.
+func (b *Body) Length() int64 { return b.f.length }
+
+// Info is the new body's metadata as upstream sent it.
+func (b *Body) Info() store.Info { return b.f.info }
+
+// ReadContext reads the next bytes, waiting for them until ctx is done.
+func (b *Body) ReadContext(ctx context.Context, p []byte) (int, error) {
+	f := b.f
+	for {
+		f.mu.Lock()
+		written, done, err, changed := f.written, f.done, f.bodyErr, f.changed
+		f.mu.Unlock()
+		if done && err != nil {
+			return 0, err
+		}
+		if !done {
+			// Hold the last byte back until the body is committed, so no
+			// client holds a whole body of a fill that then fails.
+			written--
+		}
+		if b.off < written {
+			n := int64(len(p))
+			if rest := written - b.off; rest < n {
+				n = rest
+			}
+			n2, rerr := f.w.ReadAt(p[:n], b.off)
+			b.off += int64(n2)
+			if rerr == io.EOF && n2 > 0 {
+				rerr = nil
+			}
+			return n2, rerr
+		}
+		if done {
+			return 0, io.EOF
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+}
+
+// Close releases the body; the fill goes on for other clients.
+func (b *Body) Close() {
+	if !b.closed {
+		b.closed = true
+		b.f.release()
+	}
+}

@@ -1,0 +1,486 @@
+// Package cacheconf reads pkg-cacher's configuration: pkg-cacher.conf files in the
+// original `key = value` format and `key=value` overrides from the command line.
+//
+// Format: one `key = value` per line; `#` starts a comment; a line ending in `\`
+// continues on the next; list values are separated by `,` or `;`. Every error
+// names the file and line it came from and how to fix it.
+package cacheconf
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// DefaultFile is read when no -c flag is given and the file exists.
+const DefaultFile = "/etc/pkg-cacher/pkg-cacher.conf"
+
+// DefaultAllowedLocations are the official mirror hosts of the distributions
+// vzpkg ships templates for, so a fresh install serves their clients.
+var DefaultAllowedLocations = []string{
+	"deb.debian.org", "security.debian.org", "ftp.debian.org", "*.debian.org",
+	"archive.ubuntu.com", "*.archive.ubuntu.com", "security.ubuntu.com", "ports.ubuntu.com",
+	"dl.fedoraproject.org", "download.fedoraproject.org", "mirrors.fedoraproject.org", "*.fedoraproject.org",
+	"repo.almalinux.org", "mirrors.almalinux.org", "vault.almalinux.org",
+	"dl.rockylinux.org", "mirrors.rockylinux.org", "download.rockylinux.org",
+	"mirror.stream.centos.org", "mirrors.centos.org",
+}
+
+// Config is pkg-cacher's effective configuration.
+type Config struct {
+	CacheDir         string        // where cached files live
+	DaemonAddr       string        // listen address; empty means all interfaces
+	DaemonPort       int           // listen port
+	LogDir           string        // access.log goes here; empty logs to stderr only
+	OfflineMode      bool          // serve only cached files, never contact upstream
+	PathMap          []PathMap     // named upstream mirror lists
+	AllowedLocations []Location    // upstreams clients may reach by host (forms 1, 2, 4)
+	AllowAll         bool          // allowed_locations = * : an open proxy on purpose
+	AllowedHosts     []*net.IPNet  // client networks allowed to use the cache; empty = all
+	VolatileTTL      time.Duration // how long index files are served without revalidation
+	FetchTimeout     time.Duration // give up on an upstream that sends no byte for this long
+	ConnectTimeout   time.Duration // give up connecting to an upstream after this long
+}
+
+// PathMap maps the first path segment Name to mirrors tried in order.
+type PathMap struct {
+	Name    string
+	Mirrors []*url.URL
+}
+
+// Location is an allowed upstream: a host (optionally "*.domain") and a path prefix.
+type Location struct {
+	Host string // lower case; "*.example.org" matches subdomains
+	Path string // "" or a prefix starting with "/"
+}
+
+// Defaults returns the built-in configuration.
+func Defaults() *Config {
+	c := &Config{
+		CacheDir:       "/var/cache/pkg-cacher",
+		DaemonPort:     3142,
+		LogDir:         "/var/log/pkg-cacher",
+		VolatileTTL:    30 * time.Second,
+		FetchTimeout:   60 * time.Second,
+		ConnectTimeout: 15 * time.Second,
+	}
+	for _, l := range DefaultAllowedLocations {
+		loc, _ := parseLocation(l)
+		c.AllowedLocations = append(c.AllowedLocations, loc)
+	}
+	return c
+}
+
+// Error is a configuration error at a place in a file (or on the command line).
+type Error struct {
+	File string // file name, or "command line"
+	Line int    // 1-based; 0 when unknown
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s", e.File, e.Msg)
+}
+
+// Load reads file (when not empty) over the defaults, then applies overrides of
+// the form key=value. A missing DefaultFile is not an error.
+func Load(file string, overrides []string) (*Config, error) {
+	c := Defaults()
+	if file != "" {
+		f, err := os.Open(file)
+		if err != nil {
+			return nil, fmt.Errorf("read config: %w", err)
+		}
+		defer f.Close()
+		if err := c.Parse(file, f); err != nil {
+			return nil, err
+		}
+	}
+	for i, o := range overrides {
+		k, v, ok := strings.Cut(o, "=")
+		if !ok {
+			return nil, &Error{File: "command line", Msg: fmt.Sprintf("argument %d %q is not key=value (example: daemon_port=3142)", i+1, o)}
+		}
+		if err := c.set(strings.TrimSpace(k), strings.TrimSpace(v)); err != nil {
+			return nil, &Error{File: "command line", Msg: err.Error()}
+		}
+	}
+	return c, nil
+}
+
+// Parse applies the settings in r (named name in errors) to c.
+func (c *Config) Parse(name string, r io.Reader) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	var (
+		pending   strings.Builder
+		startLine int
+		line      int
+	)
+	flush := func() error {
+		text := strings.TrimSpace(pending.String())
+		pending.Reset()
+		if text == "" {
+			return nil
+		}
+		k, v, ok := strings.Cut(text, "=")
+		if !ok {
+			return &Error{File: name, Line: startLine, Msg: fmt.Sprintf("%q is not a `key = value` line", text)}
+		}
+		if err := c.set(strings.TrimSpace(k), strings.TrimSpace(v)); err != nil {
+			return &Error{File: name, Line: startLine, Msg: err.Error()}
+		}
+		return nil
+	}
+	for sc.Scan() {
+		line++
+		text := sc.Text()
+		if i := strings.IndexByte(text, '#'); i >= 0 {
+			text = text[:i]
+		}
+		if pending.Len() == 0 {
+			startLine = line
+		}
+		trimmed := strings.TrimRight(text, " \t\r")
+		if strings.HasSuffix(trimmed, `\`) {
+			pending.WriteString(strings.TrimSuffix(trimmed, `\`))
+			pending.WriteByte(' ')
+			continue
+		}
+		pending.WriteString(trimmed)
+		if err := flush(); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("read %s: %w", name, err)
+	}
+	return flush()
+}
+
+// keys documents every key; the example config lists the same.
+var keys = map[string]string{
+	"cache_dir":         "directory for cached files",
+	"daemon_addr":       "listen address (empty: all)",
+	"daemon_port":       "listen port",
+	"logdir":            "directory for access.log (empty: stderr)",
+	"offline_mode":      "0 or 1",
+	"path_map":          "NAME MIRROR [MIRROR...] ; NAME ...",
+	"allowed_locations": "hosts or host/path prefixes, or *",
+	"allowed_hosts":     "client addresses or CIDR networks, or *",
+	"volatile_ttl":      "seconds (or a duration like 30s) index files are fresh",
+	"fetch_timeout":     "seconds without a byte before an upstream is abandoned",
+	"connect_timeout":   "seconds to connect to an upstream",
+}
+
+func knownKeys() string {
+	var ks []string
+	for k := range keys {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return strings.Join(ks, ", ")
+}
+
+func (c *Config) set(key, val string) error {
+	key = strings.ToLower(key)
+	var err error
+	switch key {
+	case "cache_dir":
+		if val == "" {
+			return fmt.Errorf("cache_dir is empty (give a directory, e.g. cache_dir = /var/cache/pkg-cacher)")
+		}
+		c.CacheDir = val
+	case "daemon_addr":
+		if val != "" && net.ParseIP(val) == nil && !validHostname(val) {
+			return fmt.Errorf("daemon_addr %q is not an IP address or host name (e.g. daemon_addr = 127.0.0.1)", val)
+		}
+		c.DaemonAddr = val
+	case "daemon_port":
+		c.DaemonPort, err = strconv.Atoi(val)
+		if err != nil || c.DaemonPort < 0 || c.DaemonPort > 65535 {
+			return fmt.Errorf("daemon_port %q is not a port number 0-65535 (e.g. daemon_port = 3142)", val)
+		}
+	case "logdir":
+		c.LogDir = val
+	case "offline_mode":
+		c.OfflineMode, err = parseBool(val)
+		if err != nil {
+			return fmt.Errorf("offline_mode %q: want 0 or 1", val)
+		}
+	case "path_map":
+		c.PathMap, err = parsePathMap(val)
+		if err != nil {
+			return fmt.Errorf("path_map: %w", err)
+		}
+	case "allowed_locations":
+		c.AllowedLocations, c.AllowAll = nil, false
+		for _, item := range splitList(val) {
+			if item == "*" {
+				c.AllowAll = true
+				continue
+			}
+			loc, err := parseLocation(item)
+			if err != nil {
+				return fmt.Errorf("allowed_locations: %w", err)
+			}
+			c.AllowedLocations = append(c.AllowedLocations, loc)
+		}
+	case "allowed_hosts":
+		c.AllowedHosts = nil
+		for _, item := range splitList(val) {
+			if item == "*" {
+				c.AllowedHosts = nil
+				break
+			}
+			n, err := parseNet(item)
+			if err != nil {
+				return fmt.Errorf("allowed_hosts: %w", err)
+			}
+			c.AllowedHosts = append(c.AllowedHosts, n)
+		}
+	case "volatile_ttl":
+		c.VolatileTTL, err = parseSeconds(val)
+	case "fetch_timeout":
+		c.FetchTimeout, err = parseSeconds(val)
+	case "connect_timeout":
+		c.ConnectTimeout, err = parseSeconds(val)
+	default:
+		return fmt.Errorf("unknown key %q%s (known keys: %s)", key, suggest(key), knownKeys())
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", key, err)
+	}
+	return nil
+}
+
+// suggest returns ` (did you mean "x"?)` for a near miss.
+func suggest(key string) string {
+	best, bestD := "", 3
+	for k := range keys {
+		if d := distance(key, k); d < bestD || (d == bestD && k < best) {
+			best, bestD = k, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+// distance is the Levenshtein distance between a and b.
+func distance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
+}
+
+func splitList(v string) []string {
+	f := strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ';' || r == ' ' || r == '\t' })
+	return f
+}
+
+func parseBool(v string) (bool, error) {
+	switch strings.ToLower(v) {
+	case "1", "yes", "true", "on":
+		return true, nil
+	case "0", "no", "false", "off", "":
+		return false, nil
+	}
+	return false, fmt.Errorf("not a boolean")
+}
+
+func parseSeconds(v string) (time.Duration, error) {
+	if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+		return time.Duration(n) * time.Second, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%q is not a number of seconds (e.g. 30) or a duration (e.g. 1m30s)", v)
+	}
+	return d, nil
+}
+
+// parsePathMap parses "name mirror [mirror...] ; name ..." (entries separated
+// by ';' or ',', fields by blanks). Mirrors without a scheme are http.
+func parsePathMap(v string) ([]PathMap, error) {
+	var out []PathMap
+	seen := map[string]bool{}
+	for _, entry := range strings.FieldsFunc(v, func(r rune) bool { return r == ';' || r == ',' }) {
+		f := strings.Fields(entry)
+		if len(f) == 0 {
+			continue
+		}
+		if len(f) < 2 {
+			return nil, fmt.Errorf("entry %q has no mirror (write: path_map = debian deb.debian.org/debian)", entry)
+		}
+		name := f[0]
+		if strings.ContainsAny(name, "/.:") {
+			return nil, fmt.Errorf("name %q must be one path segment without '.', ':' or '/' (it would look like a host)", name)
+		}
+		if seen[name] {
+			return nil, fmt.Errorf("name %q is mapped twice (list all its mirrors in one entry)", name)
+		}
+		seen[name] = true
+		pm := PathMap{Name: name}
+		for _, m := range f[1:] {
+			u, err := parseMirror(m)
+			if err != nil {
+				return nil, err
+			}
+			pm.Mirrors = append(pm.Mirrors, u)
+		}
+		out = append(out, pm)
+	}
+	return out, nil
+}
+
+func parseMirror(m string) (*url.URL, error) {
+	raw := m
+	if !strings.Contains(m, "://") {
+		raw = "http://" + m
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("mirror %q is not host/path or an http(s):// URL", m)
+	}
+	u.Host = strings.ToLower(u.Host)
+	u.Path = strings.TrimRight(u.Path, "/")
+	u.RawPath = ""
+	return u, nil
+}
+
+func parseLocation(item string) (Location, error) {
+	item = strings.TrimPrefix(strings.TrimPrefix(item, "http://"), "https://")
+	host, path, _ := strings.Cut(item, "/")
+	host = strings.ToLower(host)
+	check := strings.TrimPrefix(host, "*.")
+	if h, _, err := net.SplitHostPort(check); err == nil {
+		check = h
+	}
+	if host == "" || (net.ParseIP(strings.Trim(check, "[]")) == nil && !validHostname(check)) {
+		return Location{}, fmt.Errorf("%q is not a host or host/path (e.g. deb.debian.org or ppa.launchpadcontent.net/owner)", item)
+	}
+	loc := Location{Host: host}
+	if path = strings.Trim(path, "/"); path != "" {
+		loc.Path = "/" + path
+	}
+	return loc, nil
+}
+
+func parseNet(item string) (*net.IPNet, error) {
+	if strings.Contains(item, "/") {
+		_, n, err := net.ParseCIDR(item)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a CIDR network (e.g. 10.0.0.0/8)", item)
+		}
+		return n, nil
+	}
+	ip := net.ParseIP(item)
+	if ip == nil {
+		return nil, fmt.Errorf("%q is not an IP address or CIDR network (e.g. 192.168.1.0/24)", item)
+	}
+	bits := 128
+	if ip.To4() != nil {
+		ip, bits = ip.To4(), 32
+	}
+	return &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)}, nil
+}
+
+func validHostname(h string) bool {
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// Allowed reports whether clients may fetch from host (lower case, with an
+// optional :port) at path through a host-named form.
+func (c *Config) Allowed(host, path string) bool {
+	if c.AllowAll {
+		return true
+	}
+	bare := host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		bare = h
+	}
+	for _, l := range c.AllowedLocations {
+		if !l.matchHost(host, bare) {
+			continue
+		}
+		if l.Path == "" || path == l.Path || strings.HasPrefix(path, l.Path+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+func (l Location) matchHost(host, bare string) bool {
+	if suffix, ok := strings.CutPrefix(l.Host, "*."); ok {
+		return strings.HasSuffix(bare, "."+suffix)
+	}
+	// A location with a port matches only that port; without one, any port.
+	return l.Host == host || l.Host == bare
+}
+
+// ClientAllowed reports whether a client at ip may use the cache.
+func (c *Config) ClientAllowed(ip net.IP) bool {
+	if len(c.AllowedHosts) == 0 {
+		return true
+	}
+	for _, n := range c.AllowedHosts {
+		if n.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// ListenAddr is the address to listen on.
+func (c *Config) ListenAddr() string {
+	return net.JoinHostPort(c.DaemonAddr, strconv.Itoa(c.DaemonPort))
+}
+
+// Map returns the path_map entry called name, or nil.
+func (c *Config) Map(name string) *PathMap {
+	for i := range c.PathMap {
+		if c.PathMap[i].Name == name {
+			return &c.PathMap[i]
+		}
+	}
+	return nil
+}

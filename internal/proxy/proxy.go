@@ -1,0 +1,234 @@
+// Package proxy is pkg-cacher's HTTP front: it accepts apt and dnf clients in
+// every supported form on one port, refuses what it must, answers from the
+// cache and writes one access-log record per request.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+
+	"vzpkg2/internal/cache"
+	"vzpkg2/internal/cacheconf"
+	"vzpkg2/internal/repofmt"
+	"vzpkg2/internal/store"
+	"vzpkg2/internal/upstream"
+)
+
+// Handler serves clients from a Cache.
+type Handler struct {
+	cfg    *cacheconf.Config
+	cache  *cache.Cache
+	access *AccessLog
+	log    *slog.Logger
+}
+
+// NewHandler returns a Handler.
+func NewHandler(cfg *cacheconf.Config, c *cache.Cache, access *AccessLog, log *slog.Logger) *Handler {
+	return &Handler{cfg: cfg, cache: c, access: access, log: log}
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	cw := &countingWriter{ResponseWriter: w}
+	status, show := cache.Pass, r.RequestURI
+	// Deferred, so an aborted response is logged too.
+	defer func() { h.access.Record(time.Now(), clientIP(r), status, cw.code(), cw.n, show) }()
+	status, show = h.serve(cw, r)
+}
+
+// serve answers r and returns what the access log records.
+func (h *Handler) serve(w *countingWriter, r *http.Request) (cache.Status, string) {
+	if ip := net.ParseIP(clientIP(r)); ip != nil && !h.cfg.ClientAllowed(ip) {
+		writeRefusal(w, refuse(http.StatusForbidden, "client "+ip.String()+" is not in allowed_hosts"))
+		return cache.Pass, r.RequestURI
+	}
+	if r.Method == http.MethodConnect {
+		writeRefusal(w, refuse(http.StatusMethodNotAllowed, "CONNECT is refused: pkg-cacher caches repositories; use http:// URLs or http://cacher:3142/HTTPS///host/path for https upstreams"))
+		return cache.Pass, r.RequestURI
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		writeRefusal(w, refuse(http.StatusMethodNotAllowed, "only GET and HEAD are supported"))
+		return cache.Pass, r.RequestURI
+	}
+	if !r.URL.IsAbs() && r.URL.Host == "" && r.URL.Path == "/" {
+		h.usage(w, r)
+		return cache.Pass, r.RequestURI
+	}
+	t, cerr := resolve(h.cfg, r)
+	if cerr != nil {
+		writeRefusal(w, cerr)
+		return cache.Pass, r.RequestURI
+	}
+	res, err := h.cache.Get(r.Context(), cache.Request{Key: t.key, URLs: t.urls, Class: repofmt.Classify(t.path)})
+	if err != nil {
+		h.fail(w, t, err)
+		return cache.Pass, t.show
+	}
+	defer res.Close()
+	w.Header().Set("X-Cache", string(res.Status))
+	if res.Object != nil {
+		serveObject(w, r, res.Object)
+	} else {
+		h.stream(w, r, t, res.Body)
+	}
+	return res.Status, t.show
+}
+
+// serveObject serves a committed file: Range, conditional requests and HEAD
+// come from http.ServeContent, the copy from the kernel's sendfile.
+func serveObject(w http.ResponseWriter, r *http.Request, obj store.Object) {
+	info := obj.Info()
+	setContentType(w, info)
+	if info.SHA256 != "" {
+		w.Header().Set("ETag", `"`+info.SHA256+`"`)
+	}
+	var content io.ReadSeeker = obj
+	if f, ok := obj.(interface{ OSFile() *os.File }); ok {
+		content = f.OSFile()
+	}
+	http.ServeContent(w, r, "", info.LastModified, content)
+}
+
+// stream sends a file while it arrives from upstream. If the fill fails the
+// response is aborted, so the client never takes a short body for a whole one.
+func (h *Handler) stream(w http.ResponseWriter, r *http.Request, t target, b *cache.Body) {
+	info := b.Info()
+	setContentType(w, info)
+	if !info.LastModified.IsZero() {
+		w.Header().Set("Last-Modified", info.LastModified.UTC().Format(http.TimeFormat))
+		if ims, err := http.ParseTime(r.Header.Get("If-Modified-Since")); err == nil && !info.LastModified.Truncate(time.Second).After(ims) {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+	}
+	if n := b.Length(); n >= 0 {
+		w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+	}
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return
+	}
+	rc := http.NewResponseController(w)
+	buf := make([]byte, 64<<10)
+	var sent int64
+	for b.Length() < 0 || sent < b.Length() {
+		n, err := b.ReadContext(r.Context(), buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return // the client went away; the fill goes on for the others
+			}
+			sent += int64(n)
+			rc.Flush()
+		}
+		switch {
+		case err == io.EOF:
+			return
+		case r.Context().Err() != nil:
+			return // the client went away
+		case err != nil:
+			h.log.Warn("aborting response: upstream transfer failed", "url", t.show, "err", err)
+			panic(http.ErrAbortHandler)
+		}
+	}
+}
+
+func setContentType(w http.ResponseWriter, info store.Info) {
+	ct := info.ContentType
+	if ct == "" {
+		ct = "application/octet-stream"
+	}
+	w.Header().Set("Content-Type", ct)
+}
+
+// fail answers a request the cache could not serve.
+func (h *Handler) fail(w http.ResponseWriter, t target, err error) {
+	var se *upstream.StatusError
+	switch {
+	case errors.Is(err, cache.ErrOffline):
+		writeRefusal(w, refuse(http.StatusServiceUnavailable, t.show+" is not cached and offline_mode is on"))
+	case errors.As(err, &se) && se.Code >= 400 && se.Code < 500:
+		writeRefusal(w, refuse(se.Code, t.show+": "+se.Error()))
+	case errors.Is(err, context.Canceled):
+		// The client went away while waiting.
+	case errors.Is(err, context.DeadlineExceeded):
+		writeRefusal(w, refuse(http.StatusGatewayTimeout, t.show+": upstream timed out"))
+	default:
+		h.log.Warn("upstream failed", "url", t.show, "err", err)
+		writeRefusal(w, refuse(http.StatusBadGateway, t.show+": "+firstLine(err.Error())))
+	}
+}
+
+func firstLine(s string) string {
+	for i := range len(s) {
+		if s[i] == '\n' {
+			return s[:i]
+		}
+	}
+	return s
+}
+
+func writeRefusal(w http.ResponseWriter, e *clientError) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(e.code)
+	fmt.Fprintln(w, e.reason)
+}
+
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// countingWriter records the status and body bytes of a response. It keeps
+// io.ReaderFrom, so http.ServeContent still reaches sendfile.
+type countingWriter struct {
+	http.ResponseWriter
+	status int
+	n      int64
+}
+
+func (c *countingWriter) WriteHeader(code int) {
+	if c.status == 0 {
+		c.status = code
+	}
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	if c.status == 0 {
+		c.status = http.StatusOK
+	}
+	n, err := c.ResponseWriter.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func (c *countingWriter) ReadFrom(src io.Reader) (int64, error) {
+	if c.status == 0 {
+		c.status = http.StatusOK
+	}
+	n, err := c.ResponseWriter.(io.ReaderFrom).ReadFrom(src)
+	c.n += n
+	return n, err
+}
+
+func (c *countingWriter) code() int {
+	if c.status == 0 {
+		return http.StatusOK
+	}
+	return c.status
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }

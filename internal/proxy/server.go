@@ -1,0 +1,97 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"vzpkg2/internal/cache"
+	"vzpkg2/internal/cacheconf"
+	"vzpkg2/internal/store/disk"
+	"vzpkg2/internal/upstream"
+)
+
+// Version is reported to upstreams in the User-Agent.
+const Version = "0.1.0"
+
+// Server is a configured pkg-cacher: store, cache and HTTP front.
+type Server struct {
+	cfg     *cacheconf.Config
+	store   *disk.Store
+	logFile *os.File // access.log, nil when logging to stderr
+	http    *http.Server
+	log     *slog.Logger
+}
+
+// NewServer opens the store (cleaning leftovers of a crash) and the access
+// log named by cfg.
+func NewServer(cfg *cacheconf.Config, log *slog.Logger) (*Server, error) {
+	st, err := disk.Open(cfg.CacheDir)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, store: st, log: log}
+	var accessOut io.Writer = os.Stderr
+	if cfg.LogDir != "" {
+		if err := os.MkdirAll(cfg.LogDir, 0o755); err != nil {
+			st.Close()
+			return nil, fmt.Errorf("create logdir: %w", err)
+		}
+		s.logFile, err = os.OpenFile(filepath.Join(cfg.LogDir, "access.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			st.Close()
+			return nil, fmt.Errorf("open access log: %w", err)
+		}
+		accessOut = s.logFile
+	}
+	up := upstream.New(upstream.Options{
+		ConnectTimeout: cfg.ConnectTimeout,
+		StallTimeout:   cfg.FetchTimeout,
+		UserAgent:      "pkg-cacher/" + Version,
+		Logger:         log,
+	})
+	c := cache.New(st, up, cache.Options{VolatileTTL: cfg.VolatileTTL, Offline: cfg.OfflineMode, Logger: log})
+	s.http = &http.Server{
+		Handler:           NewHandler(cfg, c, NewAccessLog(accessOut), log),
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	if cfg.AllowAll {
+		log.Warn("allowed_locations = *: this pkg-cacher is an open proxy for any host its clients name")
+	}
+	return s, nil
+}
+
+// Serve answers clients on ln until ctx is done, then shuts down gracefully.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	defer s.close()
+	errc := make(chan error, 1)
+	go func() { errc <- s.http.Serve(ln) }()
+	s.log.Info("pkg-cacher serving", "addr", ln.Addr().String(), "cache_dir", s.cfg.CacheDir, "offline", s.cfg.OfflineMode)
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.http.Shutdown(shutCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return nil
+}
+
+func (s *Server) close() {
+	s.store.Close()
+	if s.logFile != nil {
+		s.logFile.Close()
+	}
+}

@@ -1,0 +1,179 @@
+package proxy
+
+import (
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"vzpkg2/internal/cacheconf"
+)
+
+// target is what a client request resolves to.
+type target struct {
+	key  string   // store key: "<host>/<path>" or "<map name>:/<path>", plus "?query"
+	urls []string // upstream URLs in the order to try
+	path string   // the cleaned upstream path, for classification
+	show string   // the URL to show in logs
+}
+
+// clientError is a refusal with the status and one-line reason the client sees.
+type clientError struct {
+	code   int
+	reason string
+}
+
+func (e *clientError) Error() string { return e.reason }
+
+func refuse(code int, reason string) *clientError { return &clientError{code: code, reason: reason} }
+
+// resolve maps a request in any of the client forms to a target:
+//
+//  1. proxy form, absolute URI:    GET http://deb.debian.org/debian/dists/...
+//  2. URL prefix:                  GET /deb.debian.org/debian/dists/...
+//  3. path_map name:               GET /debian/dists/...
+//  4. HTTPS upstream (acng style): GET /HTTPS///host/path (also http://HTTPS///host/path)
+func resolve(cfg *cacheconf.Config, r *http.Request) (target, *clientError) {
+	scheme := "http"
+	var host, rawPath, query string
+	if r.URL.IsAbs() || r.URL.Host != "" {
+		if s := strings.ToLower(r.URL.Scheme); s != "http" && s != "https" {
+			return target{}, refuse(http.StatusBadRequest, "only http:// and https:// URLs can be cached")
+		}
+		scheme = strings.ToLower(r.URL.Scheme)
+		host, rawPath, query = r.URL.Host, r.URL.EscapedPath(), r.URL.RawQuery
+		if strings.EqualFold(host, "HTTPS") {
+			// http://HTTPS///host/path: the acng form through a proxy setting.
+			host, rawPath = "", "/HTTPS//"+rawPath
+		}
+	} else {
+		rawPath, query = r.URL.EscapedPath(), r.URL.RawQuery
+	}
+	segs, trailing, cerr := cleanPath(rawPath)
+	if cerr != nil {
+		return target{}, cerr
+	}
+	if host == "" {
+		if len(segs) > 0 && segs[0] == "HTTPS" && strings.HasPrefix(rawPath, "/HTTPS///") {
+			scheme, segs = "https", segs[1:]
+		}
+		if len(segs) == 0 {
+			return target{}, refuse(http.StatusNotFound, "no repository path given; see / for usage")
+		}
+		if pm := cfg.Map(segs[0]); pm != nil && scheme == "http" {
+			return mapTarget(pm, joinPath(segs[1:], trailing), query), nil
+		}
+		host, segs = segs[0], segs[1:]
+		if !looksLikeHost(host) {
+			return target{}, refuse(http.StatusNotFound, "\""+host+"\" is neither a path_map name nor a host name; see / for usage")
+		}
+	}
+	host = canonicalHost(scheme, host)
+	p := joinPath(segs, trailing)
+	if pm, rest, ok := mirrorOf(cfg, scheme, host, p); ok {
+		return mapTarget(pm, rest, query), nil
+	}
+	if !cfg.Allowed(host, p) {
+		return target{}, refuse(http.StatusForbidden, "upstream "+host+" is not in allowed_locations or path_map of this pkg-cacher")
+	}
+	key := host + p
+	u := scheme + "://" + host + escapePath(p)
+	if query != "" {
+		key += "?" + query
+		u += "?" + query
+	}
+	return target{key: key, urls: []string{u}, path: p, show: u}, nil
+}
+
+func mapTarget(pm *cacheconf.PathMap, p, query string) target {
+	t := target{key: pm.Name + ":" + p, path: p}
+	for _, m := range pm.Mirrors {
+		u := m.Scheme + "://" + m.Host + escapePath(m.Path+p)
+		if query != "" {
+			u += "?" + query
+		}
+		t.urls = append(t.urls, u)
+	}
+	if query != "" {
+		t.key += "?" + query
+	}
+	t.show = "/" + pm.Name + p
+	return t
+}
+
+// mirrorOf finds the path_map entry one of whose mirrors holds host/p, so a
+// proxy-form request for a mapped mirror shares its cache and failover.
+func mirrorOf(cfg *cacheconf.Config, scheme, host, p string) (*cacheconf.PathMap, string, bool) {
+	for i := range cfg.PathMap {
+		pm := &cfg.PathMap[i]
+		for _, m := range pm.Mirrors {
+			if m.Scheme != scheme || canonicalHost(m.Scheme, m.Host) != host {
+				continue
+			}
+			if rest, ok := strings.CutPrefix(p, m.Path); ok && (rest == "" || rest[0] == '/') {
+				return pm, rest, true
+			}
+		}
+	}
+	return nil, "", false
+}
+
+// cleanPath splits an escaped URL path into decoded segments, refusing
+// dot segments (also percent-encoded ones), NUL, encoded slashes and bad
+// escapes. Empty segments are dropped.
+func cleanPath(raw string) (segs []string, trailing bool, _ *clientError) {
+	for _, s := range strings.Split(raw, "/") {
+		if s == "" {
+			continue
+		}
+		d, err := url.PathUnescape(s)
+		if err != nil {
+			return nil, false, refuse(http.StatusBadRequest, "malformed percent-encoding in the path")
+		}
+		switch {
+		case d == "." || d == "..":
+			return nil, false, refuse(http.StatusBadRequest, "dot segments are not allowed in paths")
+		case strings.ContainsAny(d, "/\\\x00"):
+			return nil, false, refuse(http.StatusBadRequest, "encoded slashes, backslashes and NUL are not allowed in paths")
+		}
+		segs = append(segs, d)
+	}
+	return segs, strings.HasSuffix(raw, "/") && len(segs) > 0, nil
+}
+
+func joinPath(segs []string, trailing bool) string {
+	p := "/" + strings.Join(segs, "/")
+	if trailing && p != "/" {
+		p += "/"
+	}
+	return p
+}
+
+// escapePath percent-encodes a decoded path for an upstream request line.
+func escapePath(p string) string {
+	return (&url.URL{Path: p}).EscapedPath()
+}
+
+// looksLikeHost reports whether s is a host name with a dot, an IP address,
+// or either with a port.
+func looksLikeHost(s string) bool {
+	h := s
+	if hh, _, err := net.SplitHostPort(s); err == nil {
+		h = hh
+	}
+	return strings.Contains(h, ".") || net.ParseIP(strings.Trim(h, "[]")) != nil || h == "localhost"
+}
+
+// canonicalHost lower-cases host and drops the scheme's default port.
+func canonicalHost(scheme, host string) string {
+	host = strings.ToLower(host)
+	if h, port, err := net.SplitHostPort(host); err == nil {
+		if (scheme == "http" && port == "80") || (scheme == "https" && port == "443") {
+			if strings.Contains(h, ":") {
+				return "[" + h + "]"
+			}
+			return h
+		}
+	}
+	return host
+}

@@ -1,0 +1,180 @@
+// Package upstream fetches files from repository mirrors: mirrors tried in
+// order, conditional GETs, bounded redirects and a stall timeout on bodies.
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// MaxRedirects is the number of redirect hops followed for one mirror.
+const MaxRedirects = 5
+
+// Client fetches from upstream mirrors.
+type Client struct {
+	http      *http.Client
+	stall     time.Duration
+	userAgent string
+	log       *slog.Logger
+}
+
+// Options configure a Client.
+type Options struct {
+	ConnectTimeout time.Duration // dialing and TLS handshake
+	StallTimeout   time.Duration // no response header, or no body byte, for this long
+	UserAgent      string
+	Logger         *slog.Logger
+}
+
+// New returns a Client.
+func New(o Options) *Client {
+	dialer := &net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}
+	tr := &http.Transport{
+		Proxy:                 nil, // upstreams are reached directly
+		DialContext:           dialer.DialContext,
+		TLSHandshakeTimeout:   o.ConnectTimeout,
+		ResponseHeaderTimeout: o.StallTimeout,
+		DisableCompression:    true, // store exactly the bytes the repository publishes
+		MaxIdleConnsPerHost:   8,
+		IdleConnTimeout:       90 * time.Second,
+		ForceAttemptHTTP2:     true,
+	}
+	c := &Client{stall: o.StallTimeout, userAgent: o.UserAgent, log: o.Logger}
+	c.http = &http.Client{Transport: tr, CheckRedirect: checkRedirect}
+	return c
+}
+
+func checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) > MaxRedirects {
+		return fmt.Errorf("more than %d redirects", MaxRedirects)
+	}
+	if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
+		return fmt.Errorf("redirect to unsupported scheme %q", req.URL.Scheme)
+	}
+	return nil
+}
+
+// Conditions make a GET conditional on the copy the cache holds.
+type Conditions struct {
+	LastModified time.Time
+	ETag         string
+}
+
+// StatusError is an upstream answer that is neither a body nor "not modified".
+type StatusError struct {
+	URL  string
+	Code int
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("upstream %s answered %d %s", e.URL, e.Code, http.StatusText(e.Code))
+}
+
+// Response is an upstream answer: 200 with a body, or 304.
+type Response struct {
+	*http.Response
+	URL string // the mirror URL that answered (before redirects)
+}
+
+// Get fetches the first of urls that answers 200 (or 304 when cond is set),
+// trying the next on connection errors and error statuses. The body stops
+// with an error if the upstream sends nothing for the stall timeout. The
+// caller closes the body. All failures are returned joined, the last one
+// first; a StatusError among them tells what the upstream answered.
+func (c *Client) Get(ctx context.Context, urls []string, cond Conditions) (*Response, error) {
+	var errs []error
+	for _, u := range urls {
+		resp, err := c.get(ctx, u, cond)
+		if err == nil {
+			return resp, nil
+		}
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		c.log.Debug("upstream failed, trying next mirror", "url", u, "err", err)
+		errs = append([]error{err}, errs...)
+	}
+	if len(errs) == 0 {
+		return nil, errors.New("no upstream to fetch from")
+	}
+	return nil, errors.Join(errs...)
+}
+
+func (c *Client) get(ctx context.Context, u string, cond Conditions) (*Response, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		cancel(nil)
+		return nil, fmt.Errorf("upstream request %s: %w", u, err)
+	}
+	req.Header.Set("User-Agent", c.userAgent)
+	if !cond.LastModified.IsZero() {
+		req.Header.Set("If-Modified-Since", cond.LastModified.UTC().Format(http.TimeFormat))
+	}
+	if cond.ETag != "" {
+		req.Header.Set("If-None-Match", cond.ETag)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		cancel(nil)
+		return nil, fmt.Errorf("upstream %s: %w", u, err)
+	}
+	if resp.StatusCode == http.StatusOK || (resp.StatusCode == http.StatusNotModified && cond != (Conditions{})) {
+		resp.Body = newStallReader(resp.Body, c.stall, cancel)
+		return &Response{Response: resp, URL: u}, nil
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	cancel(nil)
+	return nil, &StatusError{URL: u, Code: resp.StatusCode}
+}
+
+// stallReader cancels the request when no byte arrives for d.
+type stallReader struct {
+	body   io.ReadCloser
+	d      time.Duration
+	timer  *time.Timer
+	cancel context.CancelCauseFunc
+}
+
+var errStalled = errors.New("upstream stalled: no data within fetch_timeout")
+
+func newStallReader(body io.ReadCloser, d time.Duration, cancel context.CancelCauseFunc) io.ReadCloser {
+	r := &stallReader{body: body, d: d, cancel: cancel}
+	if d > 0 {
+		r.timer = time.AfterFunc(d, func() { cancel(errStalled) })
+	}
+	return r
+}
+
+func (r *stallReader) Read(p []byte) (int, error) {
+	n, err := r.body.Read(p)
+	if n > 0 && r.timer != nil {
+		r.timer.Reset(r.d)
+	}
+	if err != nil && err != io.EOF && r.timer != nil && !r.timer.Stop() {
+		err = fmt.Errorf("%w (%v)", errStalled, err)
+	}
+	return n, err
+}
+
+func (r *stallReader) Close() error {
+	if r.timer != nil {
+		r.timer.Stop()
+	}
+	err := r.body.Close()
+	r.cancel(nil)
+	return err
+}
+
+// IsHTML reports whether a response claims to be an HTML page.
+func IsHTML(h http.Header) bool {
+	return strings.HasPrefix(strings.ToLower(h.Get("Content-Type")), "text/html")
+}

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what vzpkg2 needs on Debian 12 (run as root): Debian packages, the Go
+# modules, and the two programs into ./bin. Idempotent; sourced by demo.sh and test.sh.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# Debian packages. policy-rc.d keeps any server package from starting on its
+# default port while it is installed (tests start their own instances).
+debs=(ca-certificates curl gnupg dpkg-dev apt-utils xz-utils)
+missing=()
+for p in "${debs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+	trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+	apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+	rm -f /usr/sbin/policy-rc.d
+	trap - EXIT
+fi
+
+# Go 1.26 or newer: /usr/local/go or PATH.
+export PATH="/usr/local/go/bin:$PATH"
+if ! command -v go >/dev/null; then
+	echo "setup: Go 1.26 or newer is needed: unpack it into /usr/local/go (https://go.dev/dl/)" >&2
+	exit 1
+fi
+case "$(go env GOVERSION)" in
+go1.2[6-9]* | go1.[3-9]*) ;;
+*)
+	echo "setup: $(go env GOVERSION) is too old; Go 1.26 or newer is needed in /usr/local/go" >&2
+	exit 1
+	;;
+esac
+
+go mod download
+go build -o bin/ ./cmd/...
