@@ -18,11 +18,11 @@ var ErrNotExist = errors.New("not in store")
 type Info struct {
 	Key          string    `json:"key"`
 	Size         int64     `json:"size"`
-	SHA256       string    `json:"sha256"`                  // hex digest of the body, filled in by Commit
-	ContentType  string    `json:"content_type,omitempty"`  // as the upstream sent it
+	SHA256       string    `json:"sha256"`                 // hex digest of the body, filled in by Commit
+	ContentType  string    `json:"content_type,omitempty"` // as the upstream sent it
 	LastModified time.Time `json:"last_modified,omitzero"` // the upstream's Last-Modified
-	ETag         string    `json:"etag,omitempty"`          // the upstream's ETag
-	Validated    time.Time `json:"validated"`               // when the upstream last confirmed this body
+	ETag         string    `json:"etag,omitempty"`         // the upstream's ETag
+	Validated    time.Time `json:"validated"`              // when the upstream last confirmed this body
 }
 
 // Object is a committed object opened for reading.
