@@ -336,7 +336,7 @@ func parsePathMap(v string) ([]PathMap, error) {
 			continue
 		}
 		if len(f) < 2 {
-			return nil, fmt.Errorf("entry %q has no mirror (write: path_map = debian deb.debian.org/debian)", entry)
+			return nil, fmt.Errorf("entry %q has no mirror (write: path_map = debian deb.debian.org/debian)", strings.TrimSpace(entry))
 		}
 		name := f[0]
 		if strings.ContainsAny(name, "/.:") {

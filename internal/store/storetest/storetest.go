@@ -1,0 +1,139 @@
+// Package storetest is the conformance suite every store.Store passes.
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"vzpkg2/internal/store"
+)
+
+// Run checks the store.Store contract against stores made by newStore.
+func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
+	ctx := context.Background()
+	body := []byte("the body of a package file")
+	sum := sha256.Sum256(body)
+
+	t.Run("invisible until commit", func(t *testing.T) {
+		s := newStore(t)
+		w, err := s.Create(ctx, "k")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		w.Write(body[:5])
+		if _, err := s.Open(ctx, "k"); !errors.Is(err, store.ErrNotExist) {
+			t.Fatalf("Open before commit: got %v, want ErrNotExist", err)
+		}
+		got := make([]byte, 5)
+		if _, err := w.ReadAt(got, 0); err != nil || !bytes.Equal(got, body[:5]) {
+			t.Fatalf("ReadAt of written bytes: got %q, %v", got, err)
+		}
+		w.Write(body[5:])
+		lm := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+		info, err := w.Commit(ctx, store.Info{ContentType: "application/x-deb", LastModified: lm, ETag: `"e"`})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Size != int64(len(body)) || info.SHA256 != hex.EncodeToString(sum[:]) || info.Key != "k" {
+			t.Errorf("Commit returned %+v, want size %d and the body's sha256", info, len(body))
+		}
+		o, err := s.Open(ctx, "k")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer o.Close()
+		b, _ := io.ReadAll(o)
+		if !bytes.Equal(b, body) {
+			t.Errorf("got body %q, want %q", b, body)
+		}
+		if got := o.Info(); !got.LastModified.Equal(lm) || got.ContentType != "application/x-deb" || got.ETag != `"e"` {
+			t.Errorf("got info %+v", got)
+		}
+	})
+
+	t.Run("cancel discards", func(t *testing.T) {
+		s := newStore(t)
+		w, _ := s.Create(ctx, "k")
+		w.Write(body)
+		if err := w.Cancel(ctx); err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+		if _, err := s.Stat(ctx, "k"); !errors.Is(err, store.ErrNotExist) {
+			t.Errorf("Stat after cancel: got %v, want ErrNotExist", err)
+		}
+	})
+
+	t.Run("replace, set info, delete, walk", func(t *testing.T) {
+		s := newStore(t)
+		put(t, s, "a", []byte("old"))
+		put(t, s, "a", body)
+		put(t, s, "b/with/slashes?q=1", []byte("x"))
+		info, err := s.Stat(ctx, "a")
+		if err != nil || info.Size != int64(len(body)) {
+			t.Fatalf("Stat after replace: got %+v, %v", info, err)
+		}
+		v := time.Date(2026, 5, 5, 5, 5, 5, 0, time.UTC)
+		info.Validated = v
+		if err := s.SetInfo(ctx, info); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := s.Stat(ctx, "a"); !got.Validated.Equal(v) {
+			t.Errorf("got Validated %v after SetInfo, want %v", got.Validated, v)
+		}
+		bad := info
+		bad.Size++
+		if err := s.SetInfo(ctx, bad); err == nil {
+			t.Error("SetInfo with a different size succeeded")
+		}
+		keys := map[string]bool{}
+		s.Walk(ctx, func(i store.Info) error { keys[i.Key] = true; return nil })
+		if len(keys) != 2 || !keys["a"] || !keys["b/with/slashes?q=1"] {
+			t.Errorf("Walk saw %v, want a and b/with/slashes?q=1", keys)
+		}
+		if err := s.Delete(ctx, "a"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Delete(ctx, "never"); err != nil {
+			t.Errorf("Delete of a missing key: %v", err)
+		}
+		if _, err := s.Open(ctx, "a"); !errors.Is(err, store.ErrNotExist) {
+			t.Errorf("Open after Delete: got %v", err)
+		}
+	})
+
+	t.Run("readers keep the body they opened", func(t *testing.T) {
+		s := newStore(t)
+		put(t, s, "k", []byte("first"))
+		o, err := s.Open(ctx, "k")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer o.Close()
+		put(t, s, "k", []byte("second version"))
+		b, _ := io.ReadAll(o)
+		if string(b) != "first" {
+			t.Errorf("an open reader saw %q after a replace, want %q", b, "first")
+		}
+	})
+}
+
+func put(t *testing.T, s store.Store, key string, body []byte) {
+	t.Helper()
+	w, err := s.Create(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	w.Write(body)
+	if _, err := w.Commit(context.Background(), store.Info{}); err != nil {
+		t.Fatal(err)
+	}
+}
