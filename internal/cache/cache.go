@@ -201,15 +201,11 @@ func (c *Cache) run(f *fill, cond upstream.Conditions) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.fillTimeout)
 	defer cancel()
 	defer f.release()
-	defer func() {
-		c.mu.Lock()
-		delete(c.inflight, f.req.Key)
-		c.mu.Unlock()
-	}()
 
 	resp, err := c.up.Get(ctx, f.req.URLs, cond)
 	if err != nil {
 		f.err = err
+		c.forget(f)
 		close(f.ready)
 		return
 	}
@@ -217,12 +213,14 @@ func (c *Cache) run(f *fill, cond upstream.Conditions) {
 	if resp.StatusCode == http.StatusNotModified {
 		f.err = c.revalidated(ctx, f.req.Key, resp.Header)
 		f.notModified = f.err == nil
+		c.forget(f)
 		close(f.ready)
 		return
 	}
 	w, err := c.store.Create(ctx, f.req.Key)
 	if err != nil {
 		f.err = err
+		c.forget(f)
 		close(f.ready)
 		return
 	}
@@ -236,15 +234,25 @@ func (c *Cache) run(f *fill, cond upstream.Conditions) {
 		err = fmt.Errorf("upstream %s sent %d of %d bytes", resp.URL, n, f.length)
 	}
 	if err == nil {
-		f.info.Validated = c.now()
-		_, err = w.Commit(ctx, f.info)
+		info := f.info // readers share f.info: commit a copy
+		info.Validated = c.now()
+		_, err = w.Commit(ctx, info)
 	} else {
 		w.Cancel(ctx)
 	}
 	if err != nil {
 		c.log.Warn("fill failed, nothing stored", "key", f.req.Key, "url", resp.URL, "err", err)
 	}
+	c.forget(f)
 	f.finish(err)
+}
+
+// forget removes a fill from the map once its outcome is in the store, so
+// that later requests look there instead of joining a finished fill.
+func (c *Cache) forget(f *fill) {
+	c.mu.Lock()
+	delete(c.inflight, f.req.Key)
+	c.mu.Unlock()
 }
 
 // copyBody writes the upstream body to the fill's writer, publishing progress.
