@@ -1,0 +1,526 @@
+package tmpl
+
+import (
+	"fmt"
+	"maps"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+)
+
+// chain is the configuration of one distro/version/arch position: every level
+// from the root to the architecture directory, most general first.
+type chain struct {
+	distro, version, arch string
+	dir                   string // the architecture directory of the highest-priority root
+	distroSrc             Source // where a distribution-wide setting belongs
+	levels                []*level
+}
+
+func newChain(n *node, nodes map[string]*node) *chain {
+	parts := strings.Split(n.rel, "/")
+	c := &chain{distro: parts[0], version: parts[1], arch: parts[2], dir: n.dirs[len(n.dirs)-1]}
+	for _, rel := range []string{"", parts[0], parts[0] + "/" + parts[1], n.rel} {
+		if p := nodes[rel]; p != nil {
+			c.levels = append(c.levels, p.levels...)
+		}
+	}
+	c.distroSrc = Source{File: nodes[parts[0]].dirs[len(nodes[parts[0]].dirs)-1]}
+	for _, lv := range c.levels {
+		if lv.depth == 1 {
+			c.distroSrc = Source{File: lv.file, Line: 1}
+		}
+	}
+	return c
+}
+
+// result is one template of a chain: its definition, or the problems that
+// kept it from resolving.
+type result struct {
+	name string
+	set  string
+	src  Source // where the template's set is declared
+	def  *Definition
+	errs Errors
+}
+
+var placeholderRE = regexp.MustCompile(`\$\{[^{}]*\}`)
+
+// resolve merges the chain's levels and resolves each of its sets.
+func (c *chain) resolve() []result {
+	var el errorList
+	base := &Definition{
+		Distro:     c.distro,
+		Version:    c.version,
+		Arch:       c.arch,
+		ArchName:   c.arch,
+		Provenance: map[string]Source{},
+	}
+	archDir := Source{File: c.dir}
+	base.Provenance["distro"] = archDir
+	base.Provenance["version"] = archDir
+	base.Provenance["arch"] = archDir
+
+	var packager *scalar
+	badPackager := false
+	for _, lv := range c.levels {
+		badPackager = badPackager || lv.badPackager
+		setScalar := func(key string, s *scalar, dst *string) {
+			if s != nil {
+				*dst = s.val
+				base.Provenance[key] = s.src
+			}
+		}
+		if lv.packager != nil {
+			packager = lv.packager
+		}
+		setScalar("suite", lv.suite, &base.Suite)
+		setScalar("releasever", lv.releasever, &base.Releasever)
+		setScalar("variant", lv.variant, &base.Variant)
+		setScalar("arch_name", lv.archName, &base.ArchName)
+		if lv.useCacher != nil {
+			base.UseCacher = lv.useCacher.val
+			base.Provenance["use_cacher"] = lv.useCacher.src
+		}
+	}
+	if packager == nil && !badPackager {
+		el.add(c.distroSrc, "no packager set; add `packager: apt`, `packager: dnf` or `packager: script:NAME`")
+	} else if packager != nil {
+		base.Packager, base.ScriptPackager, _ = strings.Cut(packager.val, ":")
+		base.Provenance["packager"] = packager.src
+	}
+
+	vars := map[string]string{
+		"distro":     base.Distro,
+		"version":    base.Version,
+		"arch":       base.ArchName,
+		"suite":      base.Suite,
+		"releasever": base.Releasever,
+	}
+	expand := func(it item) (item, bool) {
+		ok := true
+		orig := it.val
+		it.val = placeholderRE.ReplaceAllStringFunc(it.val, func(m string) string {
+			name := m[2 : len(m)-1]
+			v, known := vars[name]
+			switch {
+			case !known:
+				el.add(it.src, "unknown placeholder %s%s", m, suggest(name, slices.Sorted(maps.Keys(vars))))
+				ok = false
+			case v == "":
+				el.add(it.src, "placeholder %s is empty here; set %s", m, name)
+				ok = false
+			}
+			return v
+		})
+		if ok && strings.Contains(placeholderRE.ReplaceAllString(orig, ""), "$") {
+			el.add(it.src, "%q: write placeholders as ${name} (known: ${arch}, ${distro}, ${releasever}, ${suite}, ${version}); vzpkg expands them itself", orig)
+			ok = false
+		}
+		return it, ok
+	}
+
+	c.mergeRepos(base, expand, &el)
+	base.Keys = c.mergeList("keys", func(lv *level) *listOps { return lv.keys }, base, expand, &el)
+	base.Fixups = c.mergeList("fixups", func(lv *level) *listOps { return lv.fixups }, base, expand, &el)
+	for _, ph := range Phases() {
+		paths := c.mergeList("hooks."+string(ph), func(lv *level) *listOps { return lv.hooks[ph] }, base, func(it item) (item, bool) { return it, true }, &el)
+		if len(paths) > 0 {
+			if base.Hooks == nil {
+				base.Hooks = map[Phase][]string{}
+			}
+			base.Hooks[ph] = paths
+		}
+	}
+	c.validate(base, &el)
+
+	sr := &setResolver{chain: c, expand: expand, decls: map[string][]*setDecl{}, memo: map[string]*resolvedSet{}, errs: &el}
+	var setNames []string
+	for _, lv := range c.levels {
+		for _, s := range lv.sets {
+			if _, seen := sr.decls[s.name]; !seen {
+				setNames = append(setNames, s.name)
+			}
+			sr.decls[s.name] = append(sr.decls[s.name], s)
+		}
+	}
+	if len(setNames) == 0 {
+		el.add(c.distroSrc, "no package sets for %s/%s/%s; define `sets: {default: ...}` here or in a more specific config.yaml", c.distro, c.version, c.arch)
+	}
+	chainErrs := len(el.errs)
+
+	var out []result
+	for _, name := range setNames {
+		rs := sr.resolve(name, nil)
+		r := result{name: TemplateName(c.distro, c.version, c.arch, name), set: name, src: sr.decls[name][0].src}
+		if chainErrs > 0 || len(rs.errs) > 0 {
+			// Problems of the chain, and those found while resolving this set.
+			r.errs = append(slices.Clone(el.errs[:chainErrs]), rs.errs...)
+			out = append(out, r)
+			continue
+		}
+		d := *base
+		d.Set = name
+		d.Name = r.name
+		d.Repos = slices.Clone(base.Repos)
+		d.Keys = slices.Clone(base.Keys)
+		d.Fixups = slices.Clone(base.Fixups)
+		d.Hooks = maps.Clone(base.Hooks)
+		d.Provenance = maps.Clone(base.Provenance)
+		d.Provenance["set"] = r.src
+		for _, it := range rs.packages {
+			d.Packages = append(d.Packages, it.val)
+			d.Provenance["packages["+it.val+"]"] = it.src
+		}
+		for _, di := range rs.dummies {
+			d.Dummies = append(d.Dummies, di.d)
+			d.Provenance["dummies["+di.d.Name+"]"] = di.src
+		}
+		r.def = &d
+		out = append(out, r)
+	}
+	return out
+}
+
+// mergeRepos layers the repository declarations: each field given replaces
+// the inherited one, `enabled: false` drops the repository.
+func (c *chain) mergeRepos(d *Definition, expand func(item) (item, bool), el *errorList) {
+	var order []string
+	merged := map[string]*repoDecl{}
+	for _, lv := range c.levels {
+		for _, r := range lv.repos {
+			m := merged[r.name]
+			if m == nil {
+				m = &repoDecl{name: r.name, src: r.src}
+				merged[r.name] = m
+				order = append(order, r.name)
+			}
+			for _, f := range []struct{ dst, src **strList }{
+				{&m.mirrors, &r.mirrors}, {&m.suites, &r.suites}, {&m.components, &r.components}, {&m.keys, &r.keys},
+			} {
+				if *f.src != nil {
+					*f.dst = *f.src
+				}
+			}
+			if r.metalink != nil {
+				m.metalink = r.metalink
+			}
+			if r.mirrorlist != nil {
+				m.mirrorlist = r.mirrorlist
+			}
+			if r.enabled != nil {
+				m.enabled = r.enabled
+			}
+		}
+	}
+	for _, name := range order {
+		m := merged[name]
+		if m.enabled != nil && !m.enabled.val {
+			continue
+		}
+		key := "repos." + name
+		d.Provenance[key] = m.src
+		repo := Repo{Name: name}
+		list := func(field string, l *strList) []string {
+			if l == nil {
+				return nil
+			}
+			d.Provenance[key+"."+field] = l.src
+			var vals []string
+			for _, it := range l.vals {
+				if it, ok := expand(it); ok {
+					vals = append(vals, it.val)
+				}
+			}
+			return vals
+		}
+		one := func(field string, s *scalar) string {
+			if s == nil {
+				return ""
+			}
+			d.Provenance[key+"."+field] = s.src
+			it, _ := expand(item{val: s.val, src: s.src})
+			return it.val
+		}
+		repo.Mirrors = list("mirrors", m.mirrors)
+		repo.Suites = list("suites", m.suites)
+		repo.Components = list("components", m.components)
+		repo.Keys = list("keys", m.keys)
+		repo.Metalink = one("metalink", m.metalink)
+		repo.Mirrorlist = one("mirrorlist", m.mirrorlist)
+		d.Repos = append(d.Repos, repo)
+	}
+}
+
+// mergeList applies every level's changes to one list.
+func (c *chain) mergeList(what string, get func(*level) *listOps, d *Definition, expand func(item) (item, bool), el *errorList) []string {
+	var acc []item
+	for _, lv := range c.levels {
+		ops := get(lv)
+		if ops == nil {
+			continue
+		}
+		acc = applyOps(acc, ops, what, expand, el)
+	}
+	vals := make([]string, len(acc))
+	for i, it := range acc {
+		vals[i] = it.val
+		d.Provenance[what+"["+it.val+"]"] = it.src
+	}
+	return vals
+}
+
+// applyOps applies one level's reset, add and remove to acc.
+func applyOps(acc []item, ops *listOps, what string, expand func(item) (item, bool), el *errorList) []item {
+	if ops.reset != nil {
+		acc = nil
+	}
+	for _, it := range ops.add {
+		if it, ok := expand(it); ok {
+			acc = addItem(acc, it)
+		}
+	}
+	return removeItems(acc, ops.remove, what, expand, el)
+}
+
+func addItem(acc []item, it item) []item {
+	if slices.ContainsFunc(acc, func(a item) bool { return a.val == it.val }) {
+		return acc // already there: keeps its place and origin
+	}
+	return append(acc, it)
+}
+
+func removeItems(acc []item, remove []item, what string, expand func(item) (item, bool), el *errorList) []item {
+	for _, it := range remove {
+		it, ok := expand(it)
+		if !ok {
+			continue
+		}
+		i := slices.IndexFunc(acc, func(a item) bool { return a.val == it.val })
+		if i < 0 {
+			el.add(it.src, "cannot remove %q: not in %s at this point; drop the removal", it.val, what)
+			continue
+		}
+		acc = slices.Delete(acc, i, i+1)
+	}
+	return acc
+}
+
+// validate checks what a build of this packager needs.
+func (c *chain) validate(d *Definition, el *errorList) {
+	if d.Packager == "" {
+		return
+	}
+	wrongField := func(key, why string) {
+		if src, ok := d.Provenance[key]; ok {
+			el.add(src, "%s is not used by %s templates; %s", key, d.Packager, why)
+		}
+	}
+	switch d.Packager {
+	case PackagerApt:
+		if d.Suite == "" {
+			el.add(c.distroSrc, "apt templates need a suite (the release codename, e.g. `suite: bookworm`) in the version's config.yaml")
+		}
+		wrongField("releasever", "apt uses suite")
+	case PackagerDnf:
+		if d.Releasever == "" {
+			el.add(c.distroSrc, "dnf templates need releasever (e.g. `releasever: \"9\"`) in the version's config.yaml")
+		}
+		wrongField("suite", "dnf uses releasever")
+		wrongField("variant", "variants are mmdebstrap's")
+	}
+	if d.Packager == PackagerApt || d.Packager == PackagerDnf {
+		if len(d.Repos) == 0 {
+			el.add(c.distroSrc, "no repositories; add `repos:` with at least the distribution's main repository")
+		}
+		allKeyed := len(d.Repos) > 0
+		for _, r := range d.Repos {
+			src := d.Provenance["repos."+r.Name]
+			if len(r.Keys) == 0 {
+				allKeyed = false
+			}
+			if d.Packager == PackagerApt {
+				if len(r.Mirrors) == 0 || len(r.Suites) == 0 || len(r.Components) == 0 {
+					el.add(src, "apt repository %q needs mirrors, suites and components", r.Name)
+				}
+				for _, f := range []string{"metalink", "mirrorlist"} {
+					if s, ok := d.Provenance["repos."+r.Name+"."+f]; ok {
+						el.add(s, "%s is for dnf repositories; apt uses mirrors", f)
+					}
+				}
+			} else {
+				if len(r.Mirrors) == 0 && r.Metalink == "" && r.Mirrorlist == "" {
+					el.add(src, "dnf repository %q needs mirrors (baseurls), a metalink or a mirrorlist", r.Name)
+				}
+				for _, f := range []string{"suites", "components"} {
+					if s, ok := d.Provenance["repos."+r.Name+"."+f]; ok {
+						el.add(s, "%s are for apt repositories; dnf uses mirrors, metalink or mirrorlist", f)
+					}
+				}
+			}
+		}
+		if len(d.Keys) == 0 && !allKeyed {
+			el.add(c.distroSrc, "no signing keys; add `keys:` (keyring paths for apt, key URLs for dnf) so packages are verified")
+		}
+	}
+	for _, f := range d.Fixups {
+		fx, _ := lookupFixup(f)
+		if fx.Packager != "" && fx.Packager != d.Packager {
+			el.add(d.Provenance["fixups["+f+"]"], "fixup %q is for %s templates, this one uses %s; remove it here", f, fx.Packager, d.Packager)
+		}
+	}
+	for ph, paths := range d.Hooks {
+		for i, p := range paths {
+			src := d.Provenance["hooks."+string(ph)+"["+p+"]"]
+			full := p
+			if !filepath.IsAbs(p) {
+				full = filepath.Join(filepath.Dir(src.File), p)
+			}
+			if fi, err := os.Stat(full); err != nil || !fi.Mode().IsRegular() {
+				el.add(src, "hook script %q not found (paths are relative to this file's directory)", p)
+			} else if fi.Mode()&0o111 == 0 {
+				el.add(src, "hook script %q is not executable; chmod +x it", p)
+			}
+			paths[i] = full
+			if full != p {
+				delete(d.Provenance, "hooks."+string(ph)+"["+p+"]")
+				d.Provenance["hooks."+string(ph)+"["+full+"]"] = src
+			}
+		}
+	}
+}
+
+// setResolver resolves the sets of one chain, remembering finished sets.
+type setResolver struct {
+	chain  *chain
+	expand func(item) (item, bool)
+	decls  map[string][]*setDecl
+	memo   map[string]*resolvedSet
+	stack  []frame // sets being resolved, outermost first
+	errs   *errorList
+}
+
+// frame is a set being resolved and the include that led to it.
+type frame struct {
+	name string
+	via  *item
+}
+
+type resolvedSet struct {
+	packages []item
+	dummies  []dummyItem
+	errs     Errors // problems of this set and of the sets it includes
+}
+
+// resolve returns the contents of set name; via is the include that asked for it.
+func (sr *setResolver) resolve(name string, via *item) *resolvedSet {
+	if rs := sr.memo[name]; rs != nil {
+		return rs
+	}
+	if i := slices.IndexFunc(sr.stack, func(f frame) bool { return f.name == name }); i >= 0 {
+		start := len(sr.errs.errs)
+		sr.reportCycle(sr.stack[i:], via)
+		return &resolvedSet{errs: slices.Clone(sr.errs.errs[start:])}
+	}
+	sr.stack = append(sr.stack, frame{name: name, via: via})
+	defer func() { sr.stack = sr.stack[:len(sr.stack)-1] }()
+
+	rs := &resolvedSet{}
+	start := len(sr.errs.errs)
+	var innerErrs Errors
+	what := fmt.Sprintf("set %q", name)
+	for _, s := range sr.decls[name] {
+		if s.packages.reset != nil {
+			rs.packages = nil
+		}
+		if s.dummies.reset != nil {
+			rs.dummies = nil
+		}
+		for _, inc := range s.include {
+			if _, ok := sr.decls[inc.val]; !ok {
+				sr.errs.add(inc.src, "set %q includes unknown set %q%s", name, inc.val, suggest(inc.val, slices.Sorted(maps.Keys(sr.decls))))
+				continue
+			}
+			inner := sr.resolve(inc.val, &inc)
+			innerErrs = append(innerErrs, inner.errs...)
+			for _, it := range inner.packages {
+				rs.packages = addItem(rs.packages, it)
+			}
+			for _, di := range inner.dummies {
+				rs.dummies = addDummy(rs.dummies, di)
+			}
+		}
+		for _, it := range s.packages.add {
+			if it, ok := sr.expand(it); ok {
+				rs.packages = addItem(rs.packages, it)
+			}
+		}
+		rs.packages = removeItems(rs.packages, s.packages.remove, what, sr.expand, sr.errs)
+		for _, di := range s.dummies.add {
+			if di, ok := sr.expandDummy(di); ok {
+				rs.dummies = addDummy(rs.dummies, di)
+			}
+		}
+		for _, it := range s.dummies.remove {
+			i := slices.IndexFunc(rs.dummies, func(d dummyItem) bool { return d.d.Name == it.val })
+			if i < 0 {
+				sr.errs.add(it.src, "cannot remove dummy %q: not in %s at this point; drop the removal", it.val, what)
+				continue
+			}
+			rs.dummies = slices.Delete(rs.dummies, i, i+1)
+		}
+	}
+	rs.errs = append(slices.Clone(sr.errs.errs[start:]), innerErrs...)
+	sr.memo[name] = rs
+	return rs
+}
+
+// reportCycle reports an include cycle once, however it was entered: the
+// cycle is named from its alphabetically first set, at the include that
+// leads back to that set.
+func (sr *setResolver) reportCycle(frames []frame, closing *item) {
+	names := make([]string, len(frames))
+	edges := make([]*item, len(frames)) // edges[i]: the include leading into names[i]
+	for i, f := range frames {
+		names[i] = f.name
+		if i > 0 {
+			edges[i] = f.via
+		}
+	}
+	edges[0] = closing
+	start := 0
+	for i, n := range names {
+		if n < names[start] {
+			start = i
+		}
+	}
+	rot := append(slices.Clone(names[start:]), names[:start]...)
+	rot = append(rot, rot[0])
+	sr.errs.add(edges[start].src, "include cycle: %s; remove one of these includes", strings.Join(rot, " → "))
+}
+
+func (sr *setResolver) expandDummy(di dummyItem) (dummyItem, bool) {
+	ok := true
+	get := func(s string) string {
+		it, good := sr.expand(item{val: s, src: di.src})
+		ok = ok && good
+		return it.val
+	}
+	out := dummyItem{src: di.src, d: Dummy{Name: get(di.d.Name), Version: get(di.d.Version)}}
+	for _, p := range di.d.Provides {
+		out.d.Provides = append(out.d.Provides, get(p))
+	}
+	return out, ok
+}
+
+// addDummy adds di, or replaces the dummy of the same name in place.
+func addDummy(acc []dummyItem, di dummyItem) []dummyItem {
+	if i := slices.IndexFunc(acc, func(a dummyItem) bool { return a.d.Name == di.d.Name }); i >= 0 {
+		acc = slices.Clone(acc)
+		acc[i] = di
+		return acc
+	}
+	return append(acc, di)
+}

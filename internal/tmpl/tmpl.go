@@ -1,0 +1,166 @@
+// Package tmpl loads vzpkg's template metadata tree and resolves every OS template
+// it describes into a Definition: the one value a template build needs.
+//
+// The tree is <root>/[config.yaml], <root>/<distro>/, <root>/<distro>/<version>/ and
+// <root>/<distro>/<version>/<arch>/, each directory with an optional config.yaml.
+// A setting given at an outer level is inherited by the inner ones, which may
+// override it; several roots (a search path, local overrides first) are layered
+// level by level. Package sets and dummy packages are built with a small list
+// algebra (reset, include, add, remove). Every resolved value remembers the
+// file:line it came from, and every error names one. docs/templates.md is the
+// user's description of the format.
+package tmpl
+
+import (
+	"fmt"
+	"slices"
+)
+
+// Source is where a value was set: a file and a 1-based line, or a directory
+// (Line 0) for values that come from the tree's shape.
+type Source struct {
+	File string
+	Line int
+}
+
+func (s Source) String() string {
+	if s.Line > 0 {
+		return fmt.Sprintf("%s:%d", s.File, s.Line)
+	}
+	return s.File
+}
+
+// Packager kinds a template may name. A script packager is written
+// "script:NAME" in config.yaml; its executables are NAME-<operation>.
+const (
+	PackagerApt    = "apt"
+	PackagerDnf    = "dnf"
+	PackagerScript = "script"
+)
+
+// Phase is a point of a template build at which hook scripts run.
+type Phase string
+
+// Hook phases, in the order a build reaches them. The names and meanings follow
+// mmdebstrap's hooks; dnf builds run extract and essential hooks right after
+// the package installation.
+const (
+	PhaseSetup     Phase = "setup"     // the empty root exists, nothing is installed
+	PhaseExtract   Phase = "extract"   // essential packages are unpacked, not configured
+	PhaseEssential Phase = "essential" // essential packages are installed
+	PhaseCustomize Phase = "customize" // every package is installed, before fixups
+	PhaseFinal     Phase = "final"     // after fixups and repository rewrite, before packing
+)
+
+// Phases returns the hook phases in build order.
+func Phases() []Phase {
+	return []Phase{PhaseSetup, PhaseExtract, PhaseEssential, PhaseCustomize, PhaseFinal}
+}
+
+// Arches are the architecture directory names a tree may use (vzpkg's names,
+// which are also the rpm names; Debian and Ubuntu call them arch_name).
+func Arches() []string {
+	return []string{"aarch64", "i686", "ppc64le", "riscv64", "s390x", "x86_64"}
+}
+
+// Variants are the mmdebstrap variants an apt template may name.
+func Variants() []string {
+	return []string{"apt", "buildd", "custom", "debootstrap", "essential", "extract", "important", "minbase", "required", "standard"}
+}
+
+// Fixup is a named change a build applies to a template's root after the
+// packages are installed.
+type Fixup struct {
+	Name     string
+	Packager string // only for templates of this packager; "" for all
+	Doc      string
+}
+
+// Fixups returns the known fixups, sorted by name. Templates may name only these.
+func Fixups() []Fixup {
+	return []Fixup{
+		{Name: "apt-clean", Packager: PackagerApt, Doc: "remove downloaded .deb files and apt lists (/var/cache/apt/archives, /var/lib/apt/lists)"},
+		{Name: "dnf-clean", Packager: PackagerDnf, Doc: "remove dnf caches (/var/cache/dnf, /var/lib/dnf/repos)"},
+		{Name: "fstab-empty", Doc: "leave /etc/fstab empty: a container mounts nothing itself"},
+		{Name: "getty-disable", Doc: "mask getty@ and serial-getty@ units: a container has a console, no terminals"},
+		{Name: "hostname-empty", Doc: "empty /etc/hostname; the container manager sets the name"},
+		{Name: "logs-truncate", Doc: "truncate every file under /var/log so the template carries no build logs"},
+		{Name: "machine-id-empty", Doc: "empty /etc/machine-id and remove /var/lib/dbus/machine-id so every container gets its own"},
+		{Name: "resolv-conf-plain", Doc: "replace a /etc/resolv.conf symlink with an empty file the container manager fills"},
+		{Name: "rpmdb-rebuild", Packager: PackagerDnf, Doc: "rebuild the rpm database with the template's own rpm (the host's may write another format)"},
+		{Name: "selinux-disable", Packager: PackagerDnf, Doc: "set SELINUX=disabled: a container does not load its own policy"},
+		{Name: "ssh-host-keys-regenerate", Doc: "delete SSH host keys and arrange for new ones on first boot"},
+		{Name: "systemd-container", Doc: "mask systemd units that cannot work in a container (udev, remount-fs, modules-load, time sync)"},
+	}
+}
+
+func lookupFixup(name string) (Fixup, bool) {
+	fs := Fixups()
+	i := slices.IndexFunc(fs, func(f Fixup) bool { return f.Name == name })
+	if i < 0 {
+		return Fixup{}, false
+	}
+	return fs[i], true
+}
+
+// Definition is one fully resolved template: everything a build needs.
+type Definition struct {
+	Name     string // <distro>-<version>-<arch>[-<set>]; the set "default" has no suffix
+	Distro   string // directory name, e.g. "debian"
+	Version  string // directory name, e.g. "12"
+	Arch     string // vzpkg's architecture name, e.g. "x86_64"
+	ArchName string // the distribution's name for Arch, e.g. "amd64"; Arch when not set
+	Set      string // the package set, e.g. "minimal" or "default"
+
+	Packager       string // PackagerApt, PackagerDnf or PackagerScript
+	ScriptPackager string // NAME of "script:NAME"; empty for apt and dnf
+	Suite          string // apt: release codename, e.g. "bookworm"
+	Releasever     string // dnf: $releasever, e.g. "9"
+	Variant        string // apt: mmdebstrap variant, e.g. "minbase"
+
+	Repos     []Repo
+	Keys      []string // signing keys for every repository: keyring paths (apt) or key URLs (dnf)
+	Packages  []string // the resolved package set, in a stable order
+	Dummies   []Dummy  // packages installed as empty stand-ins
+	Fixups    []string // names from Fixups, in the order to apply them
+	UseCacher bool     // the built template's repositories point at pkg-cacher
+	Hooks     map[Phase][]string
+
+	// Provenance maps a field to where its value was set. Keys are the
+	// config.yaml names: "packager", "suite", "repos.<name>", "repos.<name>.mirrors",
+	// and, for each item of a list, "<list>[<item>]": "packages[curl]",
+	// "dummies[udev]", "keys[<path>]", "fixups[apt-clean]", "hooks.customize[<path>]".
+	Provenance map[string]Source
+}
+
+// Repo is one package repository.
+type Repo struct {
+	Name       string
+	Mirrors    []string // apt: archive roots; dnf: baseurls; tried in order
+	Suites     []string // apt only
+	Components []string // apt only
+	Metalink   string   // dnf only
+	Mirrorlist string   // dnf only
+	Keys       []string // keys for this repository only; empty means Definition.Keys
+}
+
+// Dummy is an empty package that stands in for a real one (and the virtual
+// packages it provides) so dependencies resolve without installing what a
+// container cannot use.
+type Dummy struct {
+	Name     string
+	Version  string
+	Provides []string
+}
+
+// TemplateName returns the name of the template for the given tree position and set.
+func TemplateName(distro, version, arch, set string) string {
+	n := distro + "-" + version + "-" + arch
+	if set != "" && set != DefaultSet {
+		n += "-" + set
+	}
+	return n
+}
+
+// DefaultSet is the set a template name without a set suffix refers to.
+const DefaultSet = "default"

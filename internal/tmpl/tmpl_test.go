@@ -1,0 +1,478 @@
+package tmpl
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// writeTree writes files (path relative to the root → contents) into a new
+// directory and returns it.
+func writeTree(t *testing.T, files map[string]string) string {
+	t.Helper()
+	root := t.TempDir()
+	for name, body := range files {
+		p := filepath.Join(root, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		mode := os.FileMode(0o644)
+		if strings.HasSuffix(name, ".sh") {
+			mode = 0o755
+		}
+		if err := os.WriteFile(p, []byte(body), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root
+}
+
+// relErr renders err with the temporary root removed from file names.
+func relErr(root string, err error) string {
+	if err == nil {
+		return ""
+	}
+	return strings.ReplaceAll(err.Error(), root+string(filepath.Separator), "")
+}
+
+// algebraDistro is a distribution whose sets the cases below change per version.
+const algebraDistro = `packager: script:test
+sets:
+  base:
+    packages: [a]
+  minimal:
+    include: [base]
+    packages: [b]
+    dummies:
+      - {name: udev, version: "1", provides: [udev-virtual]}
+  web:
+    include: [minimal]
+    packages: [nginx, curl]
+`
+
+func TestSetAlgebra(t *testing.T) {
+	tests := []struct {
+		name     string
+		version  string // config.yaml of x/11
+		template string
+		want     []string
+		dummies  []string // name=version
+	}{
+		{
+			name:     "include then add",
+			template: "x-11-x86_64-web",
+			want:     []string{"a", "b", "nginx", "curl"},
+			dummies:  []string{"udev=1"},
+		},
+		{
+			name:     "includes of includes",
+			template: "x-11-x86_64-minimal",
+			want:     []string{"a", "b"},
+		},
+		{
+			name:     "a version removes what the distribution added",
+			version:  "sets:\n  web:\n    packages:\n      remove: [curl]\n",
+			template: "x-11-x86_64-web",
+			want:     []string{"a", "b", "nginx"},
+		},
+		{
+			name:     "removals come after includes",
+			version:  "sets:\n  web:\n    packages:\n      remove: [a]\n",
+			template: "x-11-x86_64-web",
+			want:     []string{"b", "nginx", "curl"},
+		},
+		{
+			name:     "a version's change to an included set reaches the includer",
+			version:  "sets:\n  base:\n    packages: [z]\n",
+			template: "x-11-x86_64-web",
+			want:     []string{"a", "z", "b", "nginx", "curl"},
+		},
+		{
+			name:     "reset drops inherited and included packages",
+			version:  "sets:\n  web:\n    packages:\n      reset: true\n      add: [lighttpd]\n",
+			template: "x-11-x86_64-web",
+			want:     []string{"lighttpd"},
+		},
+		{
+			name:     "reset then include again",
+			version:  "sets:\n  web:\n    include: [base]\n    packages:\n      reset: true\n",
+			template: "x-11-x86_64-web",
+			want:     []string{"a"},
+		},
+		{
+			name:     "adding a package already there keeps its place",
+			version:  "sets:\n  web:\n    packages: [a, vim]\n",
+			template: "x-11-x86_64-web",
+			want:     []string{"a", "b", "nginx", "curl", "vim"},
+		},
+		{
+			name:     "a new set at version level",
+			version:  "sets:\n  db:\n    include: [web]\n    packages: [postgresql]\n",
+			template: "x-11-x86_64-db",
+			want:     []string{"a", "b", "nginx", "curl", "postgresql"},
+		},
+		{
+			name:     "placeholders expand",
+			version:  "suite: eleven\nsets:\n  web:\n    packages: ['tool-${suite}-${arch}']\n",
+			template: "x-11-x86_64-web",
+			want:     []string{"a", "b", "nginx", "curl", "tool-eleven-x86_64"},
+		},
+		{
+			name:     "dummy redefined by name keeps its place",
+			version:  "sets:\n  web:\n    dummies:\n      - {name: udev, version: \"2\"}\n      - {name: kernel, version: \"9\"}\n",
+			template: "x-11-x86_64-web",
+			want:     []string{"a", "b", "nginx", "curl"},
+			dummies:  []string{"udev=2", "kernel=9"},
+		},
+		{
+			name:     "dummy removed",
+			version:  "sets:\n  web:\n    dummies:\n      remove: [udev]\n",
+			template: "x-11-x86_64-web",
+			want:     []string{"a", "b", "nginx", "curl"},
+			dummies:  []string{},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root := writeTree(t, map[string]string{
+				"x/config.yaml":           algebraDistro,
+				"x/10/x86_64/config.yaml": "",
+				"x/11/config.yaml":        tt.version,
+				"x/11/x86_64/config.yaml": "",
+			})
+			tree, err := Load([]string{root})
+			if err != nil {
+				t.Fatalf("Load: %s", relErr(root, err))
+			}
+			d, err := tree.Lookup(tt.template)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(d.Packages, tt.want) {
+				t.Errorf("packages of %s: got %q, want %q", tt.template, d.Packages, tt.want)
+			}
+			if tt.dummies != nil {
+				got := []string{}
+				for _, dm := range d.Dummies {
+					got = append(got, dm.Name+"="+dm.Version)
+				}
+				if !slices.Equal(got, tt.dummies) {
+					t.Errorf("dummies of %s: got %q, want %q", tt.template, got, tt.dummies)
+				}
+			}
+			// Version 10 has no changes: it always sees the distribution's sets.
+			d10, err := tree.Lookup("x-10-x86_64-web")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := []string{"a", "b", "nginx", "curl"}; !slices.Equal(d10.Packages, want) {
+				t.Errorf("a change in version 11 leaked into version 10: got %q, want %q", d10.Packages, want)
+			}
+		})
+	}
+}
+
+func TestSetProvenance(t *testing.T) {
+	root := writeTree(t, map[string]string{
+		"x/config.yaml":           algebraDistro,
+		"x/11/config.yaml":        "sets:\n  web:\n    packages: [vim]\n",
+		"x/11/x86_64/config.yaml": "",
+	})
+	tree, err := Load([]string{root})
+	if err != nil {
+		t.Fatal(relErr(root, err))
+	}
+	d, err := tree.Lookup("x-11-x86_64-web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]string{
+		"packages[a]":    "x/config.yaml:4",
+		"packages[curl]": "x/config.yaml:12",
+		"packages[vim]":  "x/11/config.yaml:3",
+		"dummies[udev]":  "x/config.yaml:9",
+		"packager":       "x/config.yaml:1",
+	} {
+		got := strings.TrimPrefix(d.Provenance[key].String(), root+string(filepath.Separator))
+		if got != want {
+			t.Errorf("provenance of %s: got %q, want %q", key, got, want)
+		}
+	}
+}
+
+func TestIncludeCycle(t *testing.T) {
+	root := writeTree(t, map[string]string{
+		"x/config.yaml": `packager: script:test
+sets:
+  default:
+    include: [b]
+  b:
+    include: [c]
+  c:
+    include: [a]
+  a:
+    include: [b]
+`,
+		"x/1/x86_64/config.yaml":  "",
+		"x/1/aarch64/config.yaml": "",
+	})
+	tree, err := Load([]string{root})
+	want := `x/config.yaml:8: include cycle: a → b → c → a; remove one of these includes`
+	if got := relErr(root, err); got != want {
+		t.Errorf("got error\n%s\nwant\n%s", got, want)
+	}
+	for _, name := range []string{"x-1-x86_64", "x-1-aarch64-a", "x-1-x86_64-c"} {
+		if _, err := tree.Lookup(name); err == nil || !strings.Contains(err.Error(), "include cycle: a → b → c → a") {
+			t.Errorf("Lookup(%s): got %v, want the cycle error", name, err)
+		}
+	}
+}
+
+// validDistro is a complete distribution; each bad tree breaks one thing.
+const validDistro = `packager: script:test
+sets:
+  default:
+    packages: [a]
+`
+
+func TestBadTrees(t *testing.T) {
+	tests := []struct {
+		name  string
+		files map[string]string
+		want  string
+	}{
+		{
+			name:  "unknown key",
+			files: map[string]string{"x/config.yaml": "packager: script:test\nsets:\n  default:\n    pakages: [a]\n"},
+			want:  `x/config.yaml:4: unknown key "pakages" in set default (did you mean "packages"?)`,
+		},
+		{
+			name:  "unknown top-level key",
+			files: map[string]string{"x/1/config.yaml": "suit: bookworm\n"},
+			want:  `x/1/config.yaml:1: unknown key "suit" in config.yaml (did you mean "suite"?)`,
+		},
+		{
+			name:  "wrong type",
+			files: map[string]string{"x/1/config.yaml": "use_cacher: yes\n"},
+			want:  `x/1/config.yaml:1: use_cacher: want true or false, got "yes"`,
+		},
+		{
+			name:  "list where a string belongs",
+			files: map[string]string{"x/1/config.yaml": "\n\nsuite: [bookworm]\n"},
+			want:  `x/1/config.yaml:3: suite: want a string, got a list`,
+		},
+		{
+			name:  "missing packager",
+			files: map[string]string{"x/config.yaml": "sets:\n  default:\n    packages: [a]\n"},
+			want:  "x/config.yaml:1: no packager set; add `packager: apt`, `packager: dnf` or `packager: script:NAME`",
+		},
+		{
+			name:  "unknown packager",
+			files: map[string]string{"x/config.yaml": "packager: zypper\nsets:\n  default: {}\n"},
+			want:  `x/config.yaml:1: unknown packager "zypper" (use apt, dnf or script:NAME)`,
+		},
+		{
+			name:  "include of an unknown set",
+			files: map[string]string{"x/1/config.yaml": "sets:\n  web:\n    include: [minmal]\n"},
+			want:  `x/1/config.yaml:3: set "web" includes unknown set "minmal" (known: default, web)`,
+		},
+		{
+			name:  "include of a misspelt set",
+			files: map[string]string{"x/1/config.yaml": "sets:\n  web:\n    include: [defualt]\n"},
+			want:  `x/1/config.yaml:3: set "web" includes unknown set "defualt" (did you mean "default"?)`,
+		},
+		{
+			name: "duplicate template name",
+			files: map[string]string{
+				"x-y/1/x86_64/config.yaml": "",
+				"x-y/config.yaml":          validDistro,
+				"x/y-1/x86_64/config.yaml": "",
+			},
+			want: `x/config.yaml:3: set "default" gives x/y-1/x86_64 the template name "x-y-1-x86_64", which x-y/1/x86_64 already has; rename a directory or the set`,
+		},
+		{
+			name:  "unknown fixup",
+			files: map[string]string{"x/1/config.yaml": "fixups: [machine-id-emtpy]\n"},
+			want:  `x/1/config.yaml:1: unknown fixup "machine-id-emtpy" (did you mean "machine-id-empty"?)`,
+		},
+		{
+			name:  "fixup of another packager",
+			files: map[string]string{"x/1/config.yaml": "fixups:\n  - apt-clean\n"},
+			want:  `x/1/config.yaml:2: fixup "apt-clean" is for apt templates, this one uses script; remove it here`,
+		},
+		{
+			name:  "removal of a package not in the set",
+			files: map[string]string{"x/1/config.yaml": "sets:\n  default:\n    packages:\n      remove: [b]\n"},
+			want:  `x/1/config.yaml:4: cannot remove "b": not in set "default" at this point; drop the removal`,
+		},
+		{
+			name:  "unknown placeholder",
+			files: map[string]string{"x/1/config.yaml": "sets:\n  default:\n    packages: ['tool-${codename}']\n"},
+			want:  `x/1/config.yaml:3: unknown placeholder ${codename} (known: arch, distro, releasever, suite, version)`,
+		},
+		{
+			name:  "dnf-style variable",
+			files: map[string]string{"x/1/config.yaml": "sets:\n  default:\n    packages: [tool-$basearch]\n"},
+			want:  `x/1/config.yaml:3: "tool-$basearch": write placeholders as ${name} (known: ${arch}, ${distro}, ${releasever}, ${suite}, ${version}); vzpkg expands them itself`,
+		},
+		{
+			name:  "unknown architecture directory",
+			files: map[string]string{"x/1/amd64/config.yaml": ""},
+			want:  `x/1/amd64: unknown architecture directory "amd64" (known: aarch64, i686, ppc64le, riscv64, s390x, x86_64)`,
+		},
+		{
+			name:  "misnamed config file",
+			files: map[string]string{"x/1/config.yml": "suite: bookworm\n"},
+			want:  `x/1/config.yml: unexpected file; the settings of a level go in config.yaml`,
+		},
+		{
+			name:  "invalid YAML",
+			files: map[string]string{"x/1/config.yaml": "suite: bookworm\n  variant: minbase\n"},
+			want:  `x/1/config.yaml:2: not valid YAML: mapping values are not allowed in this context`,
+		},
+		{
+			name:  "key given twice",
+			files: map[string]string{"x/1/config.yaml": "suite: a\nsuite: b\n"},
+			want:  `x/1/config.yaml:2: config.yaml: key "suite" given twice (first on line 1)`,
+		},
+		{
+			name:  "missing hook script",
+			files: map[string]string{"x/1/config.yaml": "hooks:\n  customize: [_hooks/missing.sh]\n"},
+			want:  `x/1/config.yaml:2: hook script "_hooks/missing.sh" not found (paths are relative to this file's directory)`,
+		},
+		{
+			name: "apt template without suite and repositories",
+			files: map[string]string{"x/config.yaml": `packager: apt
+keys: [/usr/share/keyrings/x.gpg]
+sets:
+  default:
+    packages: [a]
+`},
+			want: "x/config.yaml:1: apt templates need a suite (the release codename, e.g. `suite: bookworm`) in the version's config.yaml\n" +
+				"x/config.yaml:1: no repositories; add `repos:` with at least the distribution's main repository",
+		},
+		{
+			name: "dnf repository with apt fields",
+			files: map[string]string{"x/config.yaml": `packager: dnf
+releasever: "9"
+keys: [https://example.org/key]
+repos:
+  baseos:
+    mirrors: [https://example.org/9/]
+    suites: [nine]
+sets:
+  default:
+    packages: [a]
+`},
+			want: `x/config.yaml:7: suites are for apt repositories; dnf uses mirrors, metalink or mirrorlist`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			files := map[string]string{
+				"x/config.yaml":          validDistro,
+				"x/1/x86_64/config.yaml": "",
+			}
+			for k, v := range tt.files {
+				files[k] = v
+			}
+			root := writeTree(t, files)
+			_, err := Load([]string{root})
+			if got := relErr(root, err); got != tt.want {
+				t.Errorf("got error\n%s\nwant\n%s", got, tt.want)
+			}
+			var e *Error
+			if err != nil && !errors.As(err, &e) {
+				t.Errorf("errors.As(*Error) failed on %v", err)
+			}
+		})
+	}
+}
+
+func TestHooksResolveRelativeToTheirFile(t *testing.T) {
+	root := writeTree(t, map[string]string{
+		"x/config.yaml":          validDistro + "hooks:\n  customize: [_hooks/motd.sh]\n",
+		"x/_hooks/motd.sh":       "#!/bin/sh\necho hi > \"$1/etc/motd\"\n",
+		"x/1/x86_64/config.yaml": "",
+	})
+	tree, err := Load([]string{root})
+	if err != nil {
+		t.Fatal(relErr(root, err))
+	}
+	d, err := tree.Lookup("x-1-x86_64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{filepath.Join(root, "x", "_hooks", "motd.sh")}
+	if got := d.Hooks[PhaseCustomize]; !slices.Equal(got, want) {
+		t.Errorf("customize hooks: got %q, want %q", got, want)
+	}
+}
+
+func TestLocalRootOverridesShipped(t *testing.T) {
+	shipped := writeTree(t, map[string]string{
+		"x/config.yaml":          validDistro + "use_cacher: true\n",
+		"x/1/config.yaml":        "suite: one\n",
+		"x/1/x86_64/config.yaml": "",
+	})
+	local := writeTree(t, map[string]string{
+		"x/config.yaml": "use_cacher: false\nsuite: local\nsets:\n  default:\n    packages: [site-tools]\n",
+	})
+	tree, err := Load([]string{local, shipped})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := tree.Lookup("x-1-x86_64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.UseCacher {
+		t.Errorf("use_cacher: got true, want the local override false")
+	}
+	// A more specific level wins over a higher-priority root's general level.
+	if d.Suite != "one" {
+		t.Errorf("suite: got %q, want %q from the shipped version directory", d.Suite, "one")
+	}
+	if want := []string{"a", "site-tools"}; !slices.Equal(d.Packages, want) {
+		t.Errorf("packages: got %q, want %q", d.Packages, want)
+	}
+}
+
+func TestLookup(t *testing.T) {
+	root := writeTree(t, map[string]string{
+		"x/config.yaml":          validDistro + "  minimal:\n    packages: [a]\n",
+		"x/1/x86_64/config.yaml": "",
+	})
+	tree, err := Load([]string{root})
+	if err != nil {
+		t.Fatal(relErr(root, err))
+	}
+	tests := []struct {
+		name, want, wantErr string
+	}{
+		{name: "x-1-x86_64", want: "x-1-x86_64"},
+		{name: "x-1-x86_64-default", want: "x-1-x86_64"},
+		{name: "x-1-x86_64-minimal", want: "x-1-x86_64-minimal"},
+		{name: "x-1-x86_64-minmal", wantErr: "no template \"x-1-x86_64-minmal\" (did you mean \"x-1-x86_64-minimal\"?); `vzpkg list` shows every template"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, err := tree.Lookup(tt.name)
+			if tt.wantErr != "" {
+				if err == nil || err.Error() != tt.wantErr {
+					t.Errorf("got error %v, want %s", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Name != tt.want {
+				t.Errorf("got %s, want %s", d.Name, tt.want)
+			}
+		})
+	}
+}

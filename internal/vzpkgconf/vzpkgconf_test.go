@@ -1,0 +1,108 @@
+package vzpkgconf
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestParse(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		want    Config
+		wantErr string
+	}{
+		{
+			name: "every key",
+			in: `# comment
+cacher_url = http://10.0.0.1:3142/   # trailing comment
+cache_dir = /srv/templates/
+templates_path = /etc/vzpkg/templates:/opt/vzpkg/templates, /usr/share/vzpkg/templates
+`,
+			want: Config{
+				CacherURL:     "http://10.0.0.1:3142/",
+				CacheDir:      "/srv/templates",
+				TemplatesPath: []string{"/etc/vzpkg/templates", "/opt/vzpkg/templates", "/usr/share/vzpkg/templates"},
+			},
+		},
+		{
+			name: "empty values keep the defaults",
+			in:   "cacher_url =\ntemplates_path =\n",
+			want: Config{CacheDir: DefaultCacheDir},
+		},
+		{
+			name:    "unknown key",
+			in:      "\ncache_directory = /x\n",
+			wantErr: `vzpkg.conf:2: unknown key "cache_directory" (known: cache_dir, cacher_url, templates_path)`,
+		},
+		{
+			name:    "not a URL",
+			in:      "cacher_url = localhost:3142\n",
+			wantErr: `vzpkg.conf:1: cacher_url "localhost:3142": want an http:// URL such as http://127.0.0.1:3142/`,
+		},
+		{
+			name:    "relative cache dir",
+			in:      "cache_dir = cache\n",
+			wantErr: `vzpkg.conf:1: cache_dir "cache": want an absolute directory such as /vz/template/cache`,
+		},
+		{
+			name:    "key twice",
+			in:      "cache_dir = /a\ncache_dir = /b\n",
+			wantErr: `vzpkg.conf:2: cache_dir is already set on line 1; keep one`,
+		},
+		{
+			name:    "not key = value",
+			in:      "cache_dir /a\n",
+			wantErr: "vzpkg.conf:1: \"cache_dir /a\" is not a `key = value` line",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Defaults()
+			err := c.Parse("vzpkg.conf", strings.NewReader(tt.in))
+			if tt.wantErr != "" {
+				if err == nil || err.Error() != tt.wantErr {
+					t.Fatalf("got error %v, want %s", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.CacherURL != tt.want.CacherURL || c.CacheDir != tt.want.CacheDir || !slices.Equal(c.TemplatesPath, tt.want.TemplatesPath) {
+				t.Errorf("got %+v, want %+v", *c, tt.want)
+			}
+		})
+	}
+}
+
+// TestShippedExampleParses keeps etc/vzpkg.conf, the documented example, valid.
+func TestShippedExampleParses(t *testing.T) {
+	c, err := Load("../../etc/vzpkg.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.CacheDir != DefaultCacheDir {
+		t.Errorf("example cache_dir: got %q, want the default %q", c.CacheDir, DefaultCacheDir)
+	}
+}
+
+func TestDefaultTemplatesPathFindsTheCheckout(t *testing.T) {
+	if isDir("/usr/share/vzpkg/templates") || isDir(LocalTemplates) {
+		t.Skip("an installed vzpkg tree takes precedence on this machine")
+	}
+	checkout := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(checkout, "templates"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, exe := range []string{filepath.Join(checkout, "vzpkg"), filepath.Join(checkout, "bin", "vzpkg")} {
+		got := DefaultTemplatesPath(exe)
+		want := []string{filepath.Join(checkout, "templates")}
+		if !slices.Equal(got, want) {
+			t.Errorf("DefaultTemplatesPath(%s): got %q, want %q", exe, got, want)
+		}
+	}
+}
