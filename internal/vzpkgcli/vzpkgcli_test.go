@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spf13/cobra/doc"
+	"vzpkg2/internal/manpage"
 )
 
 var update = flag.Bool("update", false, "rewrite docs/man/vzpkg*.8 from the command tree")
@@ -216,51 +216,5 @@ func TestTemplateSearchPath(t *testing.T) {
 // TestManPagesAreCurrent fails when docs/man/vzpkg*.8 no longer match the
 // command tree; `go test ./internal/vzpkgcli -update` regenerates them.
 func TestManPagesAreCurrent(t *testing.T) {
-	const manDir = "../../docs/man"
-	gen := t.TempDir()
-	date := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	header := &doc.GenManHeader{Title: "VZPKG", Section: "8", Date: &date, Source: "vzpkg2", Manual: "vzpkg manual"}
-	if err := doc.GenManTree(New(Env{}), header, gen); err != nil {
-		t.Fatal(err)
-	}
-	generated, _ := filepath.Glob(filepath.Join(gen, "vzpkg*.8"))
-	checkedIn, _ := filepath.Glob(filepath.Join(manDir, "vzpkg*.8"))
-	if *update {
-		for _, f := range checkedIn {
-			os.Remove(f)
-		}
-		os.MkdirAll(manDir, 0o755)
-		for _, f := range generated {
-			data, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(manDir, filepath.Base(f)), data, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return
-	}
-	if len(generated) == 0 {
-		t.Fatal("GenManTree wrote no vzpkg pages")
-	}
-	seen := map[string]bool{}
-	for _, f := range generated {
-		name := filepath.Base(f)
-		seen[name] = true
-		want, _ := os.ReadFile(f)
-		got, err := os.ReadFile(filepath.Join(manDir, name))
-		if err != nil {
-			t.Errorf("docs/man/%s is missing; run go test ./internal/vzpkgcli -update", name)
-			continue
-		}
-		if !bytes.Equal(got, want) {
-			t.Errorf("docs/man/%s is stale; run go test ./internal/vzpkgcli -update", name)
-		}
-	}
-	for _, f := range checkedIn {
-		if !seen[filepath.Base(f)] {
-			t.Errorf("docs/man/%s documents a command vzpkg no longer has; run go test ./internal/vzpkgcli -update", filepath.Base(f))
-		}
-	}
+	manpage.Check(t, New(Env{}), "../../docs/man", *update, "go test ./internal/vzpkgcli -update")
 }

@@ -1,0 +1,104 @@
+package cachercli
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"vzpkg2/internal/manpage"
+)
+
+var update = flag.Bool("update", false, "rewrite docs/man/pkg-cacher*.8 from the command tree")
+
+// TestManPagesAreCurrent fails when docs/man/pkg-cacher*.8 no longer match
+// the command tree; `go test ./internal/cachercli -update` regenerates them.
+func TestManPagesAreCurrent(t *testing.T) {
+	manpage.Check(t, New(), "../../docs/man", *update, "go test ./internal/cachercli -update")
+}
+
+func execute(ctx context.Context, args ...string) (string, error) {
+	cmd := New()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs(args)
+	err := cmd.ExecuteContext(ctx)
+	return out.String(), err
+}
+
+func TestServeRejectsBadConfig(t *testing.T) {
+	conf := filepath.Join(t.TempDir(), "pkg-cacher.conf")
+	os.WriteFile(conf, []byte("cache_dir = /tmp/x\ndeamon_port = 3142\n"), 0o644)
+	_, err := execute(context.Background(), "serve", "-c", conf)
+	if err == nil || !strings.HasPrefix(err.Error(), conf+":2:") || !strings.Contains(err.Error(), "daemon_port") {
+		t.Fatalf("got %v, want %s:2: naming daemon_port as the fix", err, conf)
+	}
+	_, err = execute(context.Background(), "serve", "-c", conf+".missing")
+	if err == nil {
+		t.Fatal("a missing config file was accepted")
+	}
+	_, err = execute(context.Background(), "serve", "daemon_port=notaport")
+	if err == nil || !strings.Contains(err.Error(), "daemon_port") {
+		t.Fatalf("got %v for a bad override", err)
+	}
+}
+
+// TestServeRunsUntilCancelled starts the real command on a free loopback port,
+// checks that clients can find it, and stops it as SIGTERM would.
+func TestServeRunsUntilCancelled(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := execute(ctx, "serve", "cache_dir="+dir, "logdir="+dir, "daemon_addr=127.0.0.1", fmt.Sprint("daemon_port=", port))
+		done <- err
+	}()
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	var resp *http.Response
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if resp, err = http.Get(url); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		cancel()
+		t.Fatalf("pkg-cacher never answered: %v (serve: %v)", err, <-done)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 406 {
+		t.Errorf("usage page answered %s, want 406 (auto-apt-proxy's detection)", resp.Status)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("serve returned %v after cancel", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve did not stop after cancel")
+	}
+	if _, err := http.Get(url); err == nil {
+		t.Error("still answering after stop")
+	}
+}
+
+func TestVersion(t *testing.T) {
+	out, err := execute(context.Background(), "version")
+	if err != nil || !strings.HasPrefix(out, "pkg-cacher ") {
+		t.Fatalf("version printed %q, %v", out, err)
+	}
+}
