@@ -151,7 +151,7 @@ func buildDeb(t testing.TB, stage, root string, d Deb) string {
 	fmt.Fprintf(&c, "Section: misc\nPriority: optional\n")
 	fmt.Fprintf(&c, "Description: repotest fixture %s\n %d bytes of pseudo-random data.\n", d.Name, d.Size)
 	writeFile(t, filepath.Join(control, "control"), []byte(c.String()), 0o644)
-	writeFile(t, filepath.Join(share, "data"), payload(d), 0o644)
+	writeFile(t, filepath.Join(share, "data"), payload(d.Name, d.Version, d.Size), 0o644)
 
 	// dpkg-deb insists on 0755 control directories whatever the umask, and
 	// fixed modes and times make the .deb reproducible.
@@ -186,11 +186,11 @@ func buildDeb(t testing.TB, stage, root string, d Deb) string {
 	return rel
 }
 
-// payload returns d.Size deterministic pseudo-random bytes seeded by the
+// payload returns size deterministic pseudo-random bytes seeded by a
 // package's name and version.
-func payload(d Deb) []byte {
-	seed := sha256.Sum256([]byte("repotest\x00" + d.Name + "\x00" + d.Version))
-	b := make([]byte, d.Size)
+func payload(name, version string, size int) []byte {
+	seed := sha256.Sum256([]byte("repotest\x00" + name + "\x00" + version))
+	b := make([]byte, size)
 	rand.NewChaCha8(seed).Read(b)
 	return b
 }

@@ -1,6 +1,7 @@
-// Package repotest provides test fixtures: real Debian repositories built with
-// Debian's own tools, real apt-get clients confined to a private directory, and
-// a counting HTTP upstream that can be made to misbehave.
+// Package repotest provides test fixtures: real Debian and RPM repositories
+// built with the distributions' own tools, real apt-get and dnf clients
+// confined to a private directory, and a counting HTTP(S) upstream that can be
+// made to misbehave.
 //
 // Every function takes a testing.TB, reports failures with t.Fatalf including
 // the failing command's output, and registers its own clean-up.

@@ -1,8 +1,12 @@
 package repotest
 
 import (
+	"encoding/pem"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -17,8 +21,9 @@ type Middleware func(w http.ResponseWriter, r *http.Request, next http.Handler)
 // http.FileServer semantics (Last-Modified, If-Modified-Since, Range), and
 // recording every request it receives. It is safe for concurrent use.
 type Upstream struct {
-	srv   *httptest.Server
-	files http.Handler
+	srv    *httptest.Server
+	files  http.Handler
+	caFile string // PEM of the TLS certificate; empty for plain http
 
 	mu       sync.Mutex // protects the fields below
 	requests []string   // "METHOD /path" in arrival order
@@ -33,6 +38,30 @@ func NewUpstream(t testing.TB, root string) *Upstream {
 	u.srv = httptest.NewServer(http.HandlerFunc(u.serveHTTP))
 	t.Cleanup(u.srv.Close)
 	return u
+}
+
+// NewTLSUpstream starts an Upstream like NewUpstream that speaks https with
+// a self-signed certificate for 127.0.0.1, trusted by no one until told by
+// CAFile.
+func NewTLSUpstream(t testing.TB, root string) *Upstream {
+	t.Helper()
+	u := &Upstream{files: http.FileServer(http.Dir(root))}
+	u.srv = httptest.NewUnstartedServer(http.HandlerFunc(u.serveHTTP))
+	// Handshakes refused by clients that do not trust the certificate are
+	// expected in tests; they are not worth a log line.
+	u.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	u.srv.StartTLS()
+	t.Cleanup(u.srv.Close)
+	u.caFile = filepath.Join(t.TempDir(), "upstream-ca.pem")
+	cert := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: u.srv.Certificate().Raw})
+	writeFile(t, u.caFile, cert, 0o644)
+	return u
+}
+
+// CAFile returns the path of a PEM file holding a TLS Upstream's certificate,
+// which is its own CA.
+func (u *Upstream) CAFile() string {
+	return u.caFile
 }
 
 func (u *Upstream) serveHTTP(w http.ResponseWriter, r *http.Request) {
@@ -55,8 +84,8 @@ func (u *Upstream) SetHandler(m Middleware) {
 	u.hook = m
 }
 
-// URL returns the server's base URL, "http://127.0.0.1:<port>", without a
-// trailing slash.
+// URL returns the server's base URL, "http://127.0.0.1:<port>" (https for a
+// TLS Upstream), without a trailing slash.
 func (u *Upstream) URL() string {
 	return u.srv.URL
 }
