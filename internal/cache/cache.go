@@ -353,7 +353,6 @@ func (f *fill) release() {
 // of a committed body, an error if the fill failed.
 type Body struct {
 	f      *fill
-	off    int64
 	closed bool
 }
 
@@ -363,8 +362,10 @@ func (b *Body) Length() int64 { return b.f.length }
 // Info is the new body's metadata as upstream sent it.
 func (b *Body) Info() store.Info { return b.f.info }
 
-// ReadContext reads the next bytes, waiting for them until ctx is done.
-func (b *Body) ReadContext(ctx context.Context, p []byte) (int, error) {
+// ReadAtContext reads bytes from offset off, waiting (until ctx is done) for
+// at least one to be written there. It returns fewer than len(p) bytes when
+// no more are written yet, and io.EOF at or past the end of a committed body.
+func (b *Body) ReadAtContext(ctx context.Context, p []byte, off int64) (int, error) {
 	f := b.f
 	for {
 		f.mu.Lock()
@@ -378,13 +379,12 @@ func (b *Body) ReadContext(ctx context.Context, p []byte) (int, error) {
 			// client holds a whole body of a fill that then fails.
 			written--
 		}
-		if b.off < written {
+		if off < written {
 			n := int64(len(p))
-			if rest := written - b.off; rest < n {
+			if rest := written - off; rest < n {
 				n = rest
 			}
-			n2, rerr := f.w.ReadAt(p[:n], b.off)
-			b.off += int64(n2)
+			n2, rerr := f.w.ReadAt(p[:n], off)
 			if rerr == io.EOF && n2 > 0 {
 				rerr = nil
 			}

@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strconv"
 	"time"
 
 	"vzpkg2/internal/cache"
@@ -97,47 +96,87 @@ func serveObject(w http.ResponseWriter, r *http.Request, obj store.Object) {
 	http.ServeContent(w, r, "", info.LastModified, content)
 }
 
-// stream sends a file while it arrives from upstream. If the fill fails the
-// response is aborted, so the client never takes a short body for a whole one.
+// stream sends a file while it arrives from upstream. When its length is
+// known, http.ServeContent answers Range (single, suffix, open-ended and
+// multi-range), If-Range and conditional requests as for a committed file,
+// reading bytes already written and waiting for the rest. If the fill fails
+// the response is aborted, so the client never takes a short body for a
+// whole one.
 func (h *Handler) stream(w http.ResponseWriter, r *http.Request, t target, b *cache.Body) {
 	info := b.Info()
 	setContentType(w, info)
-	if !info.LastModified.IsZero() {
-		w.Header().Set("Last-Modified", info.LastModified.UTC().Format(http.TimeFormat))
-		if ims, err := http.ParseTime(r.Header.Get("If-Modified-Since")); err == nil && !info.LastModified.Truncate(time.Second).After(ims) {
-			w.WriteHeader(http.StatusNotModified)
-			return
-		}
-	}
-	if n := b.Length(); n >= 0 {
-		w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
-	}
-	w.WriteHeader(http.StatusOK)
-	if r.Method == http.MethodHead {
-		return
-	}
-	rc := http.NewResponseController(w)
-	buf := make([]byte, 64<<10)
-	var sent int64
-	for b.Length() < 0 || sent < b.Length() {
-		n, err := b.ReadContext(r.Context(), buf)
-		if n > 0 {
-			if _, werr := w.Write(buf[:n]); werr != nil {
-				return // the client went away; the fill goes on for the others
+	fw := flushWriter{ResponseWriter: w, rc: http.NewResponseController(w)}
+	body := &fillReader{ctx: r.Context(), body: b}
+	if b.Length() >= 0 {
+		http.ServeContent(fw, r, "", info.LastModified, body)
+	} else {
+		// Without a length (a chunked upstream answer) ranges cannot be
+		// resolved before the end: the whole body is sent as it arrives.
+		if !info.LastModified.IsZero() {
+			w.Header().Set("Last-Modified", info.LastModified.UTC().Format(http.TimeFormat))
+			if ims, err := http.ParseTime(r.Header.Get("If-Modified-Since")); err == nil && !info.LastModified.Truncate(time.Second).After(ims) {
+				w.WriteHeader(http.StatusNotModified)
+				return
 			}
-			sent += int64(n)
-			rc.Flush()
 		}
-		switch {
-		case err == io.EOF:
-			return
-		case r.Context().Err() != nil:
-			return // the client went away
-		case err != nil:
-			h.log.Warn("aborting response: upstream transfer failed", "url", t.show, "err", err)
-			panic(http.ErrAbortHandler)
+		w.WriteHeader(http.StatusOK)
+		if r.Method != http.MethodHead {
+			io.Copy(fw, body)
 		}
 	}
+	if body.err != nil {
+		h.log.Warn("aborting response: upstream transfer failed", "url", t.show, "err", body.err)
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// fillReader is a cache.Body as an io.ReadSeeker for http.ServeContent: the
+// end is the length upstream announced, and Read waits, until the client
+// goes away, for bytes not yet written.
+type fillReader struct {
+	ctx  context.Context // the client's request
+	body *cache.Body
+	off  int64
+	err  error // the fill's failure, once a Read met it
+}
+
+func (r *fillReader) Read(p []byte) (int, error) {
+	n, err := r.body.ReadAtContext(r.ctx, p, r.off)
+	r.off += int64(n)
+	if err != nil && err != io.EOF && r.ctx.Err() == nil {
+		r.err = err
+	}
+	return n, err
+}
+
+func (r *fillReader) Seek(offset int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekCurrent:
+		offset += r.off
+	case io.SeekEnd:
+		offset += r.body.Length()
+	}
+	if offset < 0 {
+		return 0, errors.New("seek before the start of the body")
+	}
+	r.off = offset
+	return offset, nil
+}
+
+// flushWriter flushes every write, so a client gets a body still arriving
+// from upstream as it arrives, not when a buffer fills. It hides
+// io.ReaderFrom on purpose: copies go through Write.
+type flushWriter struct {
+	http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func (f flushWriter) Write(p []byte) (int, error) {
+	n, err := f.ResponseWriter.Write(p)
+	if err == nil {
+		err = f.rc.Flush()
+	}
+	return n, err
 }
 
 func setContentType(w http.ResponseWriter, info store.Info) {

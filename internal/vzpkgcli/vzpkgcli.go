@@ -1,5 +1,5 @@
-// Package vzpkgcli is vzpkg's command tree: list, show-config, check and
-// version. Verbs that act on an object follow vztt's two-word style as a
+// Package vzpkgcli is vzpkg's command tree: create / update / remove cache,
+// list, show-config, check and version. Verbs that act on an object follow vztt's two-word style as a
 // parent command with one child per object (`vzpkg create cache NAME` is a
 // "create" command holding a "cache" command).
 package vzpkgcli
@@ -17,6 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"vzpkg2/internal/build"
 	"vzpkg2/internal/tmpl"
 	"vzpkg2/internal/vzpkgconf"
 )
@@ -73,14 +74,14 @@ match wins: --templates, else $` + TemplatesEnv + `, else templates_path of vzpk
 	}
 	root.PersistentFlags().StringVarP(&a.config, "config", "c", "", "global configuration file (default "+vzpkgconf.DefaultFile+" when it exists)")
 	root.PersistentFlags().StringArrayVar(&a.templates, "templates", nil, "template tree to use instead of the search path (repeatable, or DIR:DIR...; first wins)")
-	root.AddCommand(a.newList(), a.newShowConfig(), a.newCheck(), newVersion())
+	root.AddCommand(a.newCreate(), a.newUpdate(), a.newRemove(), a.newList(), a.newShowConfig(), a.newCheck(), newVersion())
 	return root
 }
 
 // load reads the global configuration and the template trees. The tree is
 // returned even when err lists problems in it.
 func (a *app) load() (*vzpkgconf.Config, *tmpl.Tree, error) {
-	cfg, err := vzpkgconf.Load(a.config)
+	cfg, err := a.loadConfig()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -90,6 +91,11 @@ func (a *app) load() (*vzpkgconf.Config, *tmpl.Tree, error) {
 	}
 	tree, err := tmpl.Load(roots)
 	return cfg, tree, err
+}
+
+// loadConfig reads the global configuration.
+func (a *app) loadConfig() (*vzpkgconf.Config, error) {
+	return vzpkgconf.Load(a.config)
 }
 
 // roots returns the template search path: --templates, else $VZPKG_TEMPLATES,
@@ -173,8 +179,10 @@ Problems in the tree are printed after the list; the command then fails (see vzp
 			fmt.Fprintln(tw, "NAME\tPACKAGER\tCACHED\tAGE\tSIZE")
 			for _, d := range tree.Definitions() {
 				cached, age, size := "no", "-", "-"
-				if fi, ok := cachedTemplate(cfg.CacheDir, d.Name); ok {
-					cached, age, size = "yes", formatAge(now.Sub(fi.ModTime())), formatSize(fi.Size())
+				if p, ok := build.Find(cfg.CacheDir, d.Name); ok {
+					if fi, err := os.Stat(p); err == nil {
+						cached, age, size = "yes", formatAge(now.Sub(fi.ModTime())), formatSize(fi.Size())
+					}
 				}
 				packager := d.Packager
 				if d.ScriptPackager != "" {
@@ -191,20 +199,6 @@ Problems in the tree are printed after the list; the command then fails (see vzp
 			return nil
 		},
 	}
-}
-
-// cacheSuffixes are the file name endings of a built template, in the order
-// they are looked for.
-var cacheSuffixes = []string{".tar.gz", ".tar.xz", ".tar.zst"}
-
-// cachedTemplate finds the built template called name in dir.
-func cachedTemplate(dir, name string) (os.FileInfo, bool) {
-	for _, s := range cacheSuffixes {
-		if fi, err := os.Stat(filepath.Join(dir, name+s)); err == nil && fi.Mode().IsRegular() {
-			return fi, true
-		}
-	}
-	return nil, false
 }
 
 func formatAge(d time.Duration) string {

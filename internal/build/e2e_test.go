@@ -1,0 +1,324 @@
+package build_test
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"vzpkg2/internal/rootfs"
+)
+
+// These tests need root, the network to reach deb.debian.org, and minutes:
+// they build debian-12-x86_64-minimal with the real vzpkg and pkg-cacher
+// binaries, mmdebstrap, apt-get and chroot.
+
+const (
+	template = "debian-12-x86_64-minimal"
+	epoch    = "1700000000"
+)
+
+var bin string // directory holding the vzpkg and pkg-cacher binaries built for the tests
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "vzpkg-e2e-bin-")
+	if err != nil {
+		panic(err)
+	}
+	bin = dir
+	for _, prog := range []string{"vzpkg", "pkg-cacher"} {
+		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, prog), "../../cmd/"+prog).CombinedOutput()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", prog, err, out)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// cacher is a pkg-cacher process started by a test.
+type cacher struct {
+	url  string
+	logs string
+}
+
+func startCacher(t *testing.T) *cacher {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	dir := t.TempDir()
+	c := &cacher{url: fmt.Sprintf("http://127.0.0.1:%d/", port), logs: filepath.Join(dir, "log")}
+	cmd := exec.Command(filepath.Join(bin, "pkg-cacher"), "serve", "cache_dir="+filepath.Join(dir, "cache"),
+		"logdir="+c.logs, "daemon_addr=127.0.0.1", fmt.Sprint("daemon_port=", port))
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		resp, err := http.Get(c.url)
+		if err == nil {
+			resp.Body.Close()
+			return c
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pkg-cacher does not answer: %v", err)
+		}
+	}
+}
+
+// debMisses counts the .deb requests pkg-cacher had to fetch upstream.
+func (c *cacher) debMisses(t *testing.T) int {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(c.logs, "access.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, l := range strings.Split(string(data), "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 6 && f[2] == "MISS" && strings.HasSuffix(f[5], ".deb") {
+			n++
+		}
+	}
+	return n
+}
+
+// vzpkg runs the vzpkg binary and returns its standard output.
+func vzpkg(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(bin, "vzpkg"), append([]string{"--templates", "../../templates"}, args...)...)
+	cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH="+epoch)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	if err != nil {
+		err = fmt.Errorf("vzpkg %s: %w\n%s", strings.Join(args, " "), err, errOut.String())
+	}
+	return out.String(), err
+}
+
+// tarball reads the entries and selected file contents of a .tar.gz.
+type tarball struct {
+	headers map[string]*tar.Header
+	files   map[string]string
+}
+
+func readTarball(t *testing.T, path string, want ...string) *tarball {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	z, err := gzip.NewReader(bufio.NewReader(f))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := &tarball{headers: map[string]*tar.Header{}, files: map[string]string{}}
+	tr := tar.NewReader(z)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		tb.headers[h.Name] = h
+		for _, w := range want {
+			if h.Name == w {
+				data, _ := io.ReadAll(tr)
+				tb.files[w] = string(data)
+			}
+		}
+	}
+	return tb
+}
+
+func TestCreateCacheDebian12ThroughPkgCacher(t *testing.T) {
+	c := startCacher(t)
+	out1 := t.TempDir()
+	stdout, err := vzpkg(t, "create", "cache", template, "--cache-dir", out1, "--cacher", c.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(out1, template+".tar.gz")
+	if !strings.HasPrefix(stdout, path+": ") {
+		t.Errorf("create printed %q, want the template's path first", stdout)
+	}
+	if n := c.debMisses(t); n < 50 {
+		t.Fatalf("first build fetched %d .deb files through pkg-cacher; the build did not go through it", n)
+	}
+
+	t.Run("contents", func(t *testing.T) {
+		tb := readTarball(t, path, "./etc/debian_version", "./etc/apt/sources.list", "./etc/apt/sources.list.disabled", "./var/lib/dpkg/status", "./etc/machine-id")
+		for _, name := range []string{"./", "./etc/", "./usr/", "./usr/bin/", "./etc/passwd", "./usr/bin/apt-get"} {
+			if h := tb.headers[name]; h == nil || h.Uid != 0 || h.Gid != 0 || h.Uname != "" {
+				t.Errorf("%s: want root-owned with numeric owners, got %+v", name, h)
+			}
+		}
+		if v := tb.files["./etc/debian_version"]; !strings.HasPrefix(v, "12.") {
+			t.Errorf("/etc/debian_version = %q, want 12.x", v)
+		}
+		host := strings.TrimPrefix(strings.TrimSuffix(c.url, "/"), "http://")
+		if s := tb.files["./etc/apt/sources.list"]; !strings.Contains(s, "deb http://"+host+"/deb.debian.org/debian bookworm main") ||
+			!strings.Contains(s, "http://"+host+"/security.debian.org/debian-security bookworm-security main") || strings.Contains(s, "deb http://deb.debian.org") {
+			t.Errorf("sources.list does not point at pkg-cacher:\n%s", s)
+		}
+		if s := tb.files["./etc/apt/sources.list.disabled"]; !strings.Contains(s, "http://deb.debian.org/debian bookworm") {
+			t.Errorf("the original sources are not kept as sources.list.disabled:\n%s", s)
+		}
+		status := tb.files["./var/lib/dpkg/status"]
+		for _, d := range []string{"udev", "initramfs-tools", "linux-image-amd64"} {
+			if !strings.Contains(status, "Package: "+d+"\nStatus: install ok installed") {
+				t.Errorf("dummy %s is not installed", d)
+			}
+		}
+		if !strings.Contains(status, "Version: 99:1.0-vz1") {
+			t.Error("no dummy package version in the dpkg status")
+		}
+		if tb.files["./etc/machine-id"] != "" {
+			t.Errorf("machine-id is %q, want empty", tb.files["./etc/machine-id"])
+		}
+		for name, h := range tb.headers {
+			switch {
+			case strings.HasPrefix(name, "./etc/ssh/ssh_host_"):
+				t.Errorf("SSH host key %s in the template", name)
+			case name == "./usr/sbin/policy-rc.d", name == "./etc/apt/apt.conf.d/99mmdebstrap":
+				t.Errorf("build leftover %s in the template", name)
+			case strings.HasPrefix(name, "./var/cache/apt/archives/") && strings.HasSuffix(name, ".deb"),
+				strings.HasPrefix(name, "./var/lib/apt/lists/") && strings.HasSuffix(name, "_Packages"):
+				t.Errorf("apt cache %s in the template", name)
+			case h.ModTime.Unix() > 1700000000:
+				t.Errorf("%s has mtime %v after SOURCE_DATE_EPOCH", name, h.ModTime)
+			}
+		}
+	})
+
+	t.Run("chroot apt-get through pkg-cacher", func(t *testing.T) {
+		root := t.TempDir()
+		if out, err := exec.Command("tar", "-xpf", path, "-C", root, "--numeric-owner", "--xattrs", "--xattrs-include=*").CombinedOutput(); err != nil {
+			t.Fatalf("extract: %v\n%s", err, out)
+		}
+		m, err := rootfs.MountAPI(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer m.Unmount()
+		for _, args := range [][]string{{"apt-get", "update"}, {"apt-get", "install", "-y", "hello"}, {"hello"}} {
+			out, err := exec.Command("chroot", append([]string{root}, args...)...).CombinedOutput()
+			if err != nil {
+				t.Fatalf("chroot %s: %v\n%s", strings.Join(args, " "), err, out)
+			}
+			if args[0] == "hello" && !strings.Contains(string(out), "Hello, world!") {
+				t.Errorf("hello printed %q", out)
+			}
+		}
+	})
+
+	t.Run("second build from the cache is byte-identical", func(t *testing.T) {
+		out2 := t.TempDir()
+		missesBefore := c.debMisses(t)
+		if _, err := vzpkg(t, "create", "cache", template, "--cache-dir", out2, "--cacher", c.url, "--quiet"); err != nil {
+			t.Fatal(err)
+		}
+		if n := c.debMisses(t) - missesBefore; n != 0 {
+			t.Errorf("second build fetched %d .deb files upstream, want 0", n)
+		}
+		a, _ := os.ReadFile(path)
+		b, _ := os.ReadFile(filepath.Join(out2, template+".tar.gz"))
+		if !bytes.Equal(a, b) {
+			t.Errorf("two builds with SOURCE_DATE_EPOCH=%s differ (%d and %d bytes)", epoch, len(a), len(b))
+		}
+	})
+
+	t.Run("update cache", func(t *testing.T) {
+		before, _ := os.Stat(path)
+		stdout, err := vzpkg(t, "update", "cache", template, "--cache-dir", out1, "--cacher", c.url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		after, _ := os.Stat(path)
+		if !strings.Contains(stdout, "is up to date") || !after.ModTime().Equal(before.ModTime()) {
+			t.Errorf("update of an unchanged template repacked it: %q", stdout)
+		}
+		if _, err := os.Stat(path + "-old"); err == nil {
+			t.Error("an unchanged update left a -old file")
+		}
+
+		// A local tree adds a package to the set: the update installs it and repacks.
+		local := t.TempDir()
+		os.MkdirAll(filepath.Join(local, "debian/12"), 0o755)
+		os.WriteFile(filepath.Join(local, "debian/12/config.yaml"), []byte("sets:\n  minimal:\n    packages: [hello]\n"), 0o644)
+		stdout, err = vzpkg(t, "--templates", local+":../../templates", "update", "cache", template, "--cache-dir", out1, "--cacher", c.url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(stdout, "+ hello ") {
+			t.Errorf("update did not print the added package:\n%s", stdout)
+		}
+		if _, err := os.Stat(path + "-old"); err != nil {
+			t.Errorf("the previous template was not kept: %v", err)
+		}
+		tb := readTarball(t, path, "./var/lib/dpkg/status")
+		if !strings.Contains(tb.files["./var/lib/dpkg/status"], "Package: hello\nStatus: install ok installed") {
+			t.Error("the updated template does not have hello installed")
+		}
+		if manifest, _ := os.ReadFile(filepath.Join(out1, template+".manifest")); !bytes.Contains(manifest, []byte("\nhello ")) {
+			t.Error("the manifest does not list hello")
+		}
+	})
+
+	t.Run("interrupted build leaves nothing", func(t *testing.T) {
+		out3 := t.TempDir()
+		cmd := exec.Command(filepath.Join(bin, "vzpkg"), "--templates", "../../templates", "create", "cache", template, "--cache-dir", out3, "--cacher", c.url)
+		stderr, _ := cmd.StderrPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Stop it while mmdebstrap has the root's /dev and /proc mounted.
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() && !strings.Contains(sc.Text(), "installing essential packages") {
+		}
+		cmd.Process.Signal(syscall.SIGTERM)
+		go io.Copy(io.Discard, stderr)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err == nil {
+				t.Error("an interrupted build exited 0")
+			}
+		case <-time.After(3 * time.Minute):
+			cmd.Process.Kill()
+			t.Fatal("vzpkg did not stop within 3 minutes of SIGTERM")
+		}
+		if left, _ := os.ReadDir(out3); len(left) != 0 {
+			t.Errorf("interrupted build left %v in the cache directory", left)
+		}
+		if mounts, _ := rootfs.MountsUnder(out3); len(mounts) != 0 {
+			t.Errorf("interrupted build left mounts: %v", mounts)
+		}
+	})
+}

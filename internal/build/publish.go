@@ -1,0 +1,259 @@
+package build
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/klauspost/pgzip"
+
+	"vzpkg2/internal/packager"
+	"vzpkg2/internal/rootfs"
+)
+
+// Formats are the compressions a template may be written with, the default first.
+func Formats() []string { return []string{"gz", "xz", "zst"} }
+
+// compressor returns a function wrapping w in the compression of format. All
+// of them use every CPU, and give the same bytes for the same input.
+func compressor(format string) (func(w io.Writer) (io.WriteCloser, error), error) {
+	switch format {
+	case "gz":
+		return func(w io.Writer) (io.WriteCloser, error) {
+			z, err := pgzip.NewWriterLevel(w, pgzip.DefaultCompression)
+			if err != nil {
+				return nil, err
+			}
+			// 1 MiB blocks, two per CPU in flight: all cores busy, output independent of their number.
+			return z, z.SetConcurrency(1<<20, 2*runtime.GOMAXPROCS(0))
+		}, nil
+	case "zst":
+		return func(w io.Writer) (io.WriteCloser, error) {
+			return zstd.NewWriter(w, zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
+		}, nil
+	case "xz":
+		return xzWriter, nil
+	}
+	return nil, fmt.Errorf("unknown format %q: use one of %s", format, strings.Join(Formats(), ", "))
+}
+
+// xzWriter compresses with xz(1) in its multi-threaded mode; the block size is
+// fixed so that the output does not depend on the number of threads.
+func xzWriter(w io.Writer) (io.WriteCloser, error) {
+	cmd := exec.Command("xz", "--threads=0", "--block-size=16MiB", "-6", "-c")
+	cmd.Stdout = w
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("xz: %w (install xz-utils)", err)
+	}
+	return &cmdWriter{in, cmd}, nil
+}
+
+type cmdWriter struct {
+	io.WriteCloser
+	cmd *exec.Cmd
+}
+
+func (c *cmdWriter) Close() error {
+	return errors.Join(c.WriteCloser.Close(), c.cmd.Wait())
+}
+
+// publish packs the root into NAME.tar.EXT with its .sha256 and manifest:
+// every file is written under a temporary name, synced, and renamed into
+// place last; a previous template becomes NAME.tar.EXT-old.
+func (b *builder) publish(ctx context.Context, pkgs []packager.Package) (*Result, error) {
+	final := filepath.Join(b.opt.CacheDir, b.def.Name+".tar."+b.opt.Format)
+	tmp := filepath.Join(b.work, filepath.Base(final))
+	sum, err := b.pack(tmp)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	manifest := formatManifest(pkgs)
+	sums := sum + "  " + filepath.Base(final) + "\n"
+	if err := writeSynced(tmp+".sha256", sums); err != nil {
+		return nil, err
+	}
+	if err := writeSynced(tmp+".manifest", manifest); err != nil {
+		return nil, err
+	}
+	b.phase("publish")
+	// A template of the same name in another format is replaced too.
+	if prev, ok := Find(b.opt.CacheDir, b.def.Name); ok {
+		for _, f := range []string{prev, manifestPath(prev)} {
+			if err := os.Rename(f, f+"-old"); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return nil, err
+			}
+		}
+		os.Remove(prev + ".sha256")
+	}
+	for _, mv := range [][2]string{{tmp + ".manifest", manifestPath(final)}, {tmp + ".sha256", final + ".sha256"}, {tmp, final}} {
+		if err := os.Rename(mv[0], mv[1]); err != nil {
+			return nil, err
+		}
+	}
+	if err := syncDir(b.opt.CacheDir); err != nil {
+		return nil, err
+	}
+	return &Result{Path: final, SHA256: sum, Packages: pkgs, Changed: true}, nil
+}
+
+// pack writes the compressed tarball of the root to path and returns its SHA-256.
+func (b *builder) pack(path string) (string, error) {
+	newZ, _ := compressor(b.opt.Format)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	counted := &countWriter{w: io.MultiWriter(f, h), progress: b.opt.Progress}
+	z, err := newZ(counted)
+	if err != nil {
+		return "", err
+	}
+	if err := rootfs.Pack(b.root, z, b.opt.Epoch); err != nil {
+		z.Close()
+		return "", fmt.Errorf("pack %s: %w", b.def.Name, err)
+	}
+	if err := z.Close(); err != nil {
+		return "", err
+	}
+	if err := f.Sync(); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), f.Close()
+}
+
+type countWriter struct {
+	w        io.Writer
+	n        int64
+	progress Progress
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	if c.progress != nil {
+		c.progress.Packed(c.n)
+	}
+	return n, err
+}
+
+// unpack extracts a published template into root with GNU tar, keeping
+// owners, modes, device nodes and extended attributes.
+func unpack(ctx context.Context, path, root string) error {
+	cmd := exec.CommandContext(ctx, "tar", "--extract", "--file="+path, "--directory="+root,
+		"--preserve-permissions", "--same-owner", "--numeric-owner", "--xattrs", "--xattrs-include=*", "--auto-compress")
+	if formatOf(path) == "zst" {
+		cmd.Args = append(cmd.Args, "--use-compress-program=zstd")
+	}
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("unpack %s: %w: %s", path, err, strings.TrimSpace(string(msg)))
+	}
+	return nil
+}
+
+func formatOf(path string) string { return strings.TrimPrefix(filepath.Ext(path), ".") }
+
+// manifestPath is NAME.manifest for NAME.tar.EXT.
+func manifestPath(tarball string) string {
+	return strings.TrimSuffix(tarball, ".tar"+filepath.Ext(tarball)) + ".manifest"
+}
+
+// formatManifest is one "name version arch" line per package.
+func formatManifest(pkgs []packager.Package) string {
+	var b strings.Builder
+	for _, p := range pkgs {
+		fmt.Fprintf(&b, "%s %s %s\n", p.Name, p.Version, p.Arch)
+	}
+	return b.String()
+}
+
+// ReadManifest reads a manifest written by a build.
+func ReadManifest(path string) ([]packager.Package, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var pkgs []packager.Package
+	sc := bufio.NewScanner(f)
+	for line := 1; sc.Scan(); line++ {
+		fs := strings.Fields(sc.Text())
+		if len(fs) != 3 {
+			return nil, fmt.Errorf("%s:%d: want \"name version arch\", got %q", path, line, sc.Text())
+		}
+		pkgs = append(pkgs, packager.Package{Name: fs[0], Version: fs[1], Arch: fs[2]})
+	}
+	return pkgs, sc.Err()
+}
+
+// diffManifests lists what changed from a to b, by package name and architecture.
+func diffManifests(a, b []packager.Package) []string {
+	key := func(p packager.Package) string { return p.Name + ":" + p.Arch }
+	old := map[string]packager.Package{}
+	for _, p := range a {
+		old[key(p)] = p
+	}
+	var diff []string
+	for _, p := range b {
+		o, ok := old[key(p)]
+		switch {
+		case !ok:
+			diff = append(diff, fmt.Sprintf("+ %s %s", p.Name, p.Version))
+		case o.Version != p.Version:
+			diff = append(diff, fmt.Sprintf("~ %s %s -> %s", p.Name, o.Version, p.Version))
+		}
+		delete(old, key(p))
+	}
+	for _, p := range a {
+		if _, gone := old[key(p)]; gone {
+			diff = append(diff, fmt.Sprintf("- %s %s", p.Name, p.Version))
+		}
+	}
+	return diff
+}
+
+func writeSynced(path, content string) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(content)
+	if err == nil {
+		err = f.Sync()
+	}
+	return errors.Join(err, f.Close())
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	return errors.Join(d.Sync(), d.Close())
+}
+
+func firstField(s string) string {
+	if f := strings.Fields(s); len(f) > 0 {
+		return f[0]
+	}
+	return ""
+}

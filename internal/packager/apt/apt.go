@@ -1,0 +1,275 @@
+// Package apt builds and updates Debian and Ubuntu roots: mmdebstrap
+// bootstraps them, apt-get in a chroot updates them, dpkg-query lists them.
+package apt
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"vzpkg2/internal/dummy"
+	"vzpkg2/internal/packager"
+	"vzpkg2/internal/rootfs"
+	"vzpkg2/internal/tmpl"
+)
+
+// Apt is the apt packager. The zero value is ready to use.
+type Apt struct{}
+
+var _ packager.Packager = Apt{}
+
+const (
+	hookDir = "/usr/share/mmdebstrap/hooks"
+	// mmdebstrapConf is where mmdebstrap leaves its --aptopt settings; a build
+	// uses it only for the proxy, which the template must not keep.
+	mmdebstrapConf = "etc/apt/apt.conf.d/99mmdebstrap"
+	// sourcesHeader starts a sources.list written by vzpkg.
+	sourcesHeader = "# Written by vzpkg: repositories through pkg-cacher. The distribution's own\n# configuration is kept beside this file as *.disabled.\n"
+)
+
+// Bootstrap runs mmdebstrap in root mode into root.
+func (Apt) Bootstrap(ctx context.Context, root string, def *tmpl.Definition, env packager.Env) error {
+	if _, err := exec.LookPath("mmdebstrap"); err != nil {
+		return fmt.Errorf("mmdebstrap is needed to build %s: install it (apt-get install mmdebstrap)", def.Name)
+	}
+	args := []string{"--mode=root", "--format=directory", "--variant=" + def.Variant, "--architectures=" + def.ArchName}
+	if env.Verbose {
+		args = append(args, "--verbose")
+	}
+	if len(def.Packages) > 0 {
+		args = append(args, "--include="+strings.Join(def.Packages, ","))
+	}
+	for _, d := range env.Dummies {
+		args = append(args, "--include="+d)
+	}
+	if len(env.Dummies) > 0 {
+		args = append(args, "--hook-dir="+hookDir+"/file-mirror-automount")
+	}
+	if _, err := exec.LookPath("eatmydata"); err == nil {
+		// Skipping fsync inside the root is safe: vzpkg packs and syncs the result itself.
+		args = append(args, "--hook-dir="+hookDir+"/eatmydata")
+	}
+	for _, k := range def.Keys {
+		args = append(args, "--keyring="+k)
+	}
+	if env.Cacher != nil {
+		args = append(args, fmt.Sprintf("--aptopt=Acquire::http::Proxy %q", env.Cacher.String()))
+	}
+	for _, phase := range []tmpl.Phase{tmpl.PhaseSetup, tmpl.PhaseExtract, tmpl.PhaseEssential, tmpl.PhaseCustomize} {
+		for _, h := range def.Hooks[phase] {
+			args = append(args, fmt.Sprintf("--%s-hook=%s", phase, h))
+		}
+	}
+	args = append(args, def.Suite, root)
+	args = append(args, sourcesLines(def, nil)...)
+	if err := run(ctx, env, "mmdebstrap", args...); err != nil {
+		return err
+	}
+	return removeIfExists(filepath.Join(root, mmdebstrapConf))
+}
+
+// Update runs apt-get in a chroot of root (with /proc and /dev mounted) from
+// the definition's mirrors through env.Cacher, whatever the root's own
+// sources say.
+func (Apt) Update(ctx context.Context, root string, def *tmpl.Definition, env packager.Env) (err error) {
+	m, err := rootfs.MountAPI(root)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, m.Unmount()) }()
+
+	const list = "/var/lib/vzpkg-update.list"
+	if err := os.WriteFile(filepath.Join(root, list), []byte(strings.Join(sourcesLines(def, nil), "\n")+"\n"), 0o644); err != nil {
+		return err
+	}
+	defer os.Remove(filepath.Join(root, list))
+	for _, d := range env.Dummies {
+		if err := copyFile(d, filepath.Join(root, "tmp", filepath.Base(d))); err != nil {
+			return err
+		}
+		defer os.Remove(filepath.Join(root, "tmp", filepath.Base(d)))
+	}
+	apt := []string{root, "apt-get", "-y", "-q",
+		"-o", "Dir::Etc::SourceList=" + list, "-o", "Dir::Etc::SourceParts=/nonexistent",
+		"-o", "APT::Install-Recommends=false", "-o", "Dpkg::Options::=--force-confold"}
+	if env.Cacher != nil {
+		apt = append(apt, "-o", "Acquire::http::Proxy="+env.Cacher.String())
+	}
+	for _, k := range def.Keys {
+		if err := copyFile(k, filepath.Join(root, "etc/apt/trusted.gpg.d", "vzpkg-update-"+filepath.Base(k))); err != nil {
+			return err
+		}
+		defer os.Remove(filepath.Join(root, "etc/apt/trusted.gpg.d", "vzpkg-update-"+filepath.Base(k)))
+	}
+	install := slices.Clone(def.Packages)
+	for _, d := range env.Dummies {
+		install = append(install, "/tmp/"+filepath.Base(d))
+	}
+	for _, step := range [][]string{{"update"}, {"dist-upgrade"}, append([]string{"install"}, install...)} {
+		if err := run(ctx, env, "chroot", append(apt, step...)...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Query lists root's packages with the host's dpkg-query.
+func (Apt) Query(ctx context.Context, root string) ([]packager.Package, error) {
+	out, err := exec.CommandContext(ctx, "dpkg-query", "--admindir="+filepath.Join(root, "var/lib/dpkg"),
+		"-W", "-f", "${db:Status-Abbrev}\t${Package}\t${Version}\t${Architecture}\n").Output()
+	if err != nil {
+		return nil, fmt.Errorf("list packages of %s: dpkg-query: %w", root, err)
+	}
+	var pkgs []packager.Package
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Split(line, "\t")
+		if len(f) != 4 || !strings.HasPrefix(f[0], "ii") {
+			continue
+		}
+		pkgs = append(pkgs, packager.Package{Name: f[1], Version: f[2], Arch: f[3]})
+	}
+	slices.SortFunc(pkgs, func(a, b packager.Package) int {
+		return strings.Compare(a.Name+"\x00"+a.Arch, b.Name+"\x00"+b.Arch)
+	})
+	return pkgs, nil
+}
+
+// ConfigureRepos renames the root's sources (sources.list, sources.list.d/*)
+// to *.disabled and writes a sources.list with the same repositories through
+// cacher. With cacher nil, the root keeps the mirrors mmdebstrap wrote.
+func (Apt) ConfigureRepos(root string, def *tmpl.Definition, cacher *url.URL) error {
+	if cacher == nil {
+		return nil
+	}
+	etc := filepath.Join(root, "etc/apt")
+	main := filepath.Join(etc, "sources.list")
+	files, _ := filepath.Glob(filepath.Join(etc, "sources.list.d/*"))
+	if data, err := os.ReadFile(main); err == nil && !strings.HasPrefix(string(data), sourcesHeader) {
+		files = append(files, main)
+	}
+	for _, f := range files {
+		if strings.HasSuffix(f, ".disabled") {
+			continue
+		}
+		if err := os.Rename(f, f+".disabled"); err != nil {
+			return err
+		}
+	}
+	content := sourcesHeader + strings.Join(sourcesLines(def, cacher), "\n") + "\n"
+	return os.WriteFile(main, []byte(content), 0o644)
+}
+
+// Dummy builds a dummy .deb.
+func (Apt) Dummy(ctx context.Context, dir string, d tmpl.Dummy) (string, error) {
+	return dummy.Deb(ctx, dir, d)
+}
+
+// sourcesLines renders the definition's repositories as one-line sources
+// entries, each through cacher when it is not nil. apt uses the first mirror
+// of each repository; the others are for pkg-cacher's path_map.
+func sourcesLines(def *tmpl.Definition, cacher *url.URL) []string {
+	var lines []string
+	for _, r := range def.Repos {
+		if len(r.Mirrors) == 0 {
+			continue
+		}
+		mirror := r.Mirrors[0]
+		if cacher != nil {
+			mirror = ThroughCacher(cacher, mirror)
+		}
+		for _, s := range r.Suites {
+			lines = append(lines, strings.Join(append([]string{"deb", mirror, s}, r.Components...), " "))
+		}
+	}
+	return lines
+}
+
+// ThroughCacher rewrites a mirror URL to pkg-cacher's URL-prefix form:
+// http://host/path becomes CACHER/host/path and https://host/path becomes
+// CACHER/HTTPS///host/path.
+func ThroughCacher(cacher *url.URL, mirror string) string {
+	base := strings.TrimSuffix(cacher.String(), "/")
+	if rest, ok := strings.CutPrefix(mirror, "https://"); ok {
+		return base + "/HTTPS///" + rest
+	}
+	return base + "/" + strings.TrimPrefix(mirror, "http://")
+}
+
+// run runs a command, its output going to env.Output line by line. On
+// cancellation the command gets SIGTERM and time to clean up (mmdebstrap
+// unmounts what it mounted) before it is killed.
+func run(ctx context.Context, env packager.Env, name string, args ...string) error {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 60 * time.Second
+	// Its own process group: a terminal's Ctrl-C reaches vzpkg, which stops the command once.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive", "LC_ALL=C.UTF-8")
+	tail := &tailWriter{max: 30}
+	if env.Output != nil {
+		cmd.Stdout = io.MultiWriter(env.Output, tail)
+	} else {
+		cmd.Stdout = tail
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("%s failed: %w\n%s", name, err, tail)
+	}
+	return nil
+}
+
+func removeIfExists(p string) error {
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+func copyFile(src, dst string) error {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(dst, data, 0o644)
+}
+
+// tailWriter keeps the last max lines written to it, for error messages.
+type tailWriter struct {
+	max   int
+	lines []string
+	part  string
+}
+
+func (t *tailWriter) Write(p []byte) (int, error) {
+	sc := bufio.NewScanner(strings.NewReader(t.part + string(p)))
+	t.part = ""
+	complete := strings.HasSuffix(string(p), "\n")
+	var got []string
+	for sc.Scan() {
+		got = append(got, sc.Text())
+	}
+	if !complete && len(got) > 0 {
+		t.part, got = got[len(got)-1], got[:len(got)-1]
+	}
+	t.lines = append(t.lines, got...)
+	if len(t.lines) > t.max {
+		t.lines = t.lines[len(t.lines)-t.max:]
+	}
+	return len(p), nil
+}
+
+func (t *tailWriter) String() string { return strings.Join(append(t.lines, t.part), "\n") }
