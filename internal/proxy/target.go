@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 
 	"vzpkg2/internal/cacheconf"
@@ -49,6 +50,9 @@ func resolve(cfg *cacheconf.Config, r *http.Request) (target, *clientError) {
 	} else {
 		rawPath, query = r.URL.EscapedPath(), r.URL.RawQuery
 	}
+	// A '#' the server took into the query would start a fragment in the
+	// upstream URL: the key would name another file than the one fetched.
+	query = strings.ReplaceAll(query, "#", "%23")
 	segs, trailing, cerr := cleanPath(rawPath)
 	if cerr != nil {
 		return target{}, cerr
@@ -97,7 +101,7 @@ func mapTarget(pm *cacheconf.PathMap, p, query string) target {
 	if query != "" {
 		t.key += "?" + query
 	}
-	t.show = "/" + pm.Name + p
+	t.show = "/" + pm.Name + escapePath(p) // escaped: one access-log field
 	return t
 }
 
@@ -154,9 +158,18 @@ func escapePath(p string) string {
 	return (&url.URL{Path: p}).EscapedPath()
 }
 
+// hostRE is the syntax of a host segment: a DNS name, an IPv4 address or a
+// bracketed IPv6 address, with an optional port.
+var hostRE = regexp.MustCompile(`^(?:[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$`)
+
 // looksLikeHost reports whether s is a host name with a dot, an IP address,
-// or either with a port.
+// or either with a port. Nothing else passes: "deb.debian.org:80@evil.example"
+// or "evil.example%23.debian.org" would name another host in the upstream URL
+// than the one allowed_locations was checked against.
 func looksLikeHost(s string) bool {
+	if !hostRE.MatchString(s) {
+		return false
+	}
 	h := s
 	if hh, _, err := net.SplitHostPort(s); err == nil {
 		h = hh
