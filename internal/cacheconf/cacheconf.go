@@ -8,6 +8,7 @@ package cacheconf
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -163,7 +164,16 @@ func (c *Config) Parse(name string, r io.Reader) error {
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return fmt.Errorf("read %s: %w", name, err)
+		// The entry that could not be read starts at the line after the
+		// last one read, or earlier if that one was continued.
+		if pending.Len() == 0 {
+			startLine = line + 1
+		}
+		msg := fmt.Sprintf("read: %v", err)
+		if errors.Is(err, bufio.ErrTooLong) {
+			msg = "line longer than 1 MiB (split it with a `\\` at the end of each part)"
+		}
+		return &Error{File: name, Line: startLine, Msg: msg}
 	}
 	return flush()
 }
