@@ -6,7 +6,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # Debian packages. policy-rc.d keeps any server package from starting on its
 # default port while it is installed (tests start their own instances).
-debs=(ca-certificates curl gnupg dpkg-dev apt-utils xz-utils dnf rpm createrepo-c)
+debs=(ca-certificates curl gnupg dpkg-dev apt-utils xz-utils zstd mmdebstrap eatmydata debian-archive-keyring dnf rpm createrepo-c)
 missing=()
 for p in "${debs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -20,19 +20,18 @@ if [ ${#missing[@]} -gt 0 ]; then
 	trap - EXIT
 fi
 
-# Go 1.26 or newer: /usr/local/go or PATH.
+# Go 1.26 or newer: /usr/local/go or PATH; when missing, the official release is
+# unpacked into /usr/local/go (Debian 12's golang-go is too old).
 export PATH="/usr/local/go/bin:$PATH"
-if ! command -v go >/dev/null; then
-	echo "setup: Go 1.26 or newer is needed: unpack it into /usr/local/go (https://go.dev/dl/)" >&2
-	exit 1
+go_ok() { command -v go >/dev/null && case "$(go env GOVERSION)" in go1.2[6-9]* | go1.[3-9]*) true ;; *) false ;; esac; }
+if ! go_ok; then
+	gover=${GO_VERSION:-1.26.0}
+	echo "setup: installing Go $gover into /usr/local/go"
+	rm -rf /usr/local/go
+	curl -fsSL "https://go.dev/dl/go$gover.linux-$(dpkg --print-architecture).tar.gz" | tar -xz -C /usr/local ||
+		{ echo "setup: could not download Go $gover: unpack Go 1.26 or newer into /usr/local/go (https://go.dev/dl/)" >&2; exit 1; }
+	go_ok || { echo "setup: $(go env GOVERSION 2>/dev/null) in /usr/local/go is too old; Go 1.26 or newer is needed" >&2; exit 1; }
 fi
-case "$(go env GOVERSION)" in
-go1.2[6-9]* | go1.[3-9]*) ;;
-*)
-	echo "setup: $(go env GOVERSION) is too old; Go 1.26 or newer is needed in /usr/local/go" >&2
-	exit 1
-	;;
-esac
 
 go mod download
 go build -o bin/ ./cmd/...
