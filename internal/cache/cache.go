@@ -161,9 +161,20 @@ func (c *Cache) Get(ctx context.Context, req Request) (*Result, error) {
 	return &Result{Status: status, Body: body}, nil
 }
 
+// MirrorListTTL bounds how long a metalink or mirrorlist answer is served
+// without revalidation (volatile_ttl applies when it is shorter).
+const MirrorListTTL = 5 * time.Second
+
 // fresh reports whether a cached object may be served without asking upstream.
 func (c *Cache) fresh(class repofmt.Class, info store.Info) bool {
-	return class == repofmt.Immutable || c.now().Sub(info.Validated) < c.volatileTTL
+	ttl := c.volatileTTL
+	switch class {
+	case repofmt.Immutable:
+		return true
+	case repofmt.MirrorList:
+		ttl = min(ttl, MirrorListTTL)
+	}
+	return c.now().Sub(info.Validated) < ttl
 }
 
 // join returns the fill under way for req.Key, starting one if there is none,

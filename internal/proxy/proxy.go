@@ -66,7 +66,7 @@ func (h *Handler) serve(w *countingWriter, r *http.Request) (cache.Status, strin
 		writeRefusal(w, cerr)
 		return cache.Pass, r.RequestURI
 	}
-	res, err := h.cache.Get(r.Context(), cache.Request{Key: t.key, URLs: t.urls, Class: repofmt.Classify(t.path)})
+	res, err := h.cache.Get(r.Context(), cache.Request{Key: t.key, URLs: t.urls, Class: repofmt.Classify(t.path, t.query)})
 	if err != nil {
 		h.fail(w, t, err)
 		return cache.Pass, t.show

@@ -12,10 +12,11 @@ import (
 
 // target is what a client request resolves to.
 type target struct {
-	key  string   // store key: "<host>/<path>" or "<map name>:/<path>", plus "?query"
-	urls []string // upstream URLs in the order to try
-	path string   // the cleaned upstream path, for classification
-	show string   // the URL to show in logs
+	key   string   // store key: "<host>/<path>" or "<map name>:/<path>", plus "?query"
+	urls  []string // upstream URLs in the order to try
+	path  string   // the cleaned upstream path, for classification
+	query string   // the raw query string, for classification
+	show  string   // the URL to show in logs
 }
 
 // clientError is a refusal with the status and one-line reason the client sees.
@@ -86,11 +87,11 @@ func resolve(cfg *cacheconf.Config, r *http.Request) (target, *clientError) {
 		key += "?" + query
 		u += "?" + query
 	}
-	return target{key: key, urls: []string{u}, path: p, show: u}, nil
+	return target{key: key, urls: []string{u}, path: p, query: query, show: u}, nil
 }
 
 func mapTarget(pm *cacheconf.PathMap, p, query string) target {
-	t := target{key: pm.Name + ":" + p, path: p}
+	t := target{key: pm.Name + ":" + p, path: p, query: query}
 	for _, m := range pm.Mirrors {
 		u := m.Scheme + "://" + m.Host + escapePath(m.Path+p)
 		if query != "" {

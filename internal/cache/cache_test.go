@@ -1,0 +1,91 @@
+package cache
+
+import (
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"vzpkg2/internal/repofmt"
+	"vzpkg2/internal/repotest"
+	"vzpkg2/internal/store/disk"
+	"vzpkg2/internal/upstream"
+)
+
+// Each class is revalidated after its own window: metalink answers after
+// MirrorListTTL, indexes after volatile_ttl, packages never.
+func TestFreshnessByClass(t *testing.T) {
+	root := t.TempDir()
+	for _, name := range []string{"metalink", "repodata/repomd.xml", "Packages/a-1-1.noarch.rpm"} {
+		p := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(name), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	up := repotest.NewUpstream(t, root)
+	st, err := disk.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	log := slog.New(slog.DiscardHandler)
+	c := New(st, upstream.New(upstream.Options{ConnectTimeout: 5 * time.Second, StallTimeout: 5 * time.Second, Logger: log}),
+		Options{VolatileTTL: 30 * time.Second, Logger: log})
+	now := time.Now()
+	c.now = func() time.Time { return now }
+
+	files := []struct {
+		path, query string
+	}{
+		{"/metalink", "repo=fedora-42&arch=x86_64"},
+		{"/repodata/repomd.xml", ""},
+		{"/Packages/a-1-1.noarch.rpm", ""},
+	}
+	for _, step := range []struct {
+		after time.Duration // since the fill
+		want  []Status      // for each of files
+	}{
+		{0, []Status{Miss, Miss, Miss}},
+		{MirrorListTTL - time.Second, []Status{Hit, Hit, Hit}},
+		{MirrorListTTL + time.Second, []Status{Revalidated, Hit, Hit}},
+		{31 * time.Second, []Status{Revalidated, Revalidated, Hit}},
+	} {
+		for i, f := range files {
+			c.now = func() time.Time { return now.Add(step.after) }
+			key := up.HostPort() + f.path + "?" + f.query
+			res, err := c.Get(t.Context(), Request{Key: key, URLs: []string{up.URL() + f.path + "?" + f.query}, Class: repofmt.Classify(f.path, f.query)})
+			if err != nil {
+				t.Fatalf("%v after the fill: %s: %v", step.after, f.path, err)
+			}
+			if res.Body != nil {
+				drain(t, res.Body)
+			}
+			res.Close()
+			if res.Status != step.want[i] {
+				t.Errorf("%v after the fill: %s?%s: got %s, want %s", step.after, f.path, f.query, res.Status, step.want[i])
+			}
+		}
+	}
+}
+
+// drain reads b to its end, which comes once the fill is committed.
+func drain(t *testing.T, b *Body) {
+	t.Helper()
+	buf := make([]byte, 4096)
+	var off int64
+	for {
+		n, err := b.ReadAtContext(t.Context(), buf, off)
+		off += int64(n)
+		if err == io.EOF {
+			return
+		}
+		if err != nil {
+			t.Fatalf("read fill: %v", err)
+		}
+	}
+}
