@@ -36,7 +36,7 @@ var ErrOffline = errors.New("not cached, and offline_mode forbids contacting ups
 
 // Fetcher gets files from upstream mirrors; *upstream.Client is one.
 type Fetcher interface {
-	Get(ctx context.Context, urls []string, cond upstream.Conditions) (*upstream.Response, error)
+	Get(ctx context.Context, f upstream.Fetch) (*upstream.Response, error)
 }
 
 // Cache answers requests from a store, filling it from upstream.
@@ -213,7 +213,9 @@ func (c *Cache) run(f *fill, cond upstream.Conditions) {
 	defer cancel()
 	defer f.release()
 
-	resp, err := c.up.Get(ctx, f.req.URLs, cond)
+	// Packages and checksum-named files are never HTML: such an answer is
+	// a captive portal's or an error page, and the next mirror is tried.
+	resp, err := c.up.Get(ctx, upstream.Fetch{URLs: f.req.URLs, Cond: cond, NoHTML: f.req.Class == repofmt.Immutable})
 	if err != nil {
 		f.err = err
 		c.forget(f)

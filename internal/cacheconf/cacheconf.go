@@ -48,6 +48,7 @@ type Config struct {
 	VolatileTTL      time.Duration // how long index files are served without revalidation
 	FetchTimeout     time.Duration // give up on an upstream that sends no byte for this long
 	ConnectTimeout   time.Duration // give up connecting to an upstream after this long
+	CAFile           string        // PEM certificates trusted for https upstreams besides the system roots
 }
 
 // PathMap maps the first path segment Name to mirrors tried in order.
@@ -191,6 +192,7 @@ var keys = map[string]string{
 	"volatile_ttl":      "seconds (or a duration like 30s) index files are fresh",
 	"fetch_timeout":     "seconds without a byte before an upstream is abandoned",
 	"connect_timeout":   "seconds to connect to an upstream",
+	"ca_file":           "PEM file of CA certificates trusted for https upstreams, besides the system roots",
 }
 
 func knownKeys() string {
@@ -265,6 +267,8 @@ func (c *Config) set(key, val string) error {
 		c.FetchTimeout, err = parseSeconds(val)
 	case "connect_timeout":
 		c.ConnectTimeout, err = parseSeconds(val)
+	case "ca_file":
+		c.CAFile = val
 	default:
 		return fmt.Errorf("unknown key %q%s (known keys: %s)", key, suggest(key), knownKeys())
 	}

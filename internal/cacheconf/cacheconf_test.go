@@ -19,6 +19,7 @@ path_map = debian deb.debian.org/debian \
            ubuntu archive.ubuntu.com/ubuntu
 allowed_locations = deb.debian.org, example.org/repo; 127.0.0.1:8080
 allowed_hosts = 10.0.0.0/8, 192.168.1.7
+ca_file = /etc/pkg-cacher/local-ca.pem
 `
 	c := Defaults()
 	if err := c.Parse("test.conf", strings.NewReader(conf)); err != nil {
@@ -26,6 +27,9 @@ allowed_hosts = 10.0.0.0/8, 192.168.1.7
 	}
 	if c.CacheDir != "/srv/cache" || c.DaemonPort != 8080 || !c.OfflineMode || c.VolatileTTL != 90*time.Second {
 		t.Errorf("got cache_dir %q port %d offline %v ttl %v", c.CacheDir, c.DaemonPort, c.OfflineMode, c.VolatileTTL)
+	}
+	if c.CAFile != "/etc/pkg-cacher/local-ca.pem" {
+		t.Errorf("got ca_file %q, want /etc/pkg-cacher/local-ca.pem", c.CAFile)
 	}
 	if len(c.PathMap) != 2 || c.PathMap[0].Name != "debian" || len(c.PathMap[0].Mirrors) != 2 {
 		t.Fatalf("got path_map %+v, want debian with 2 mirrors and ubuntu", c.PathMap)
@@ -78,7 +82,7 @@ func TestExampleConfigIsDefaults(t *testing.T) {
 	}
 	d := Defaults()
 	if len(c.AllowedLocations) != len(d.AllowedLocations) || c.CacheDir != d.CacheDir || c.DaemonPort != d.DaemonPort ||
-		c.VolatileTTL != d.VolatileTTL || c.FetchTimeout != d.FetchTimeout || c.LogDir != d.LogDir {
+		c.VolatileTTL != d.VolatileTTL || c.FetchTimeout != d.FetchTimeout || c.LogDir != d.LogDir || c.CAFile != d.CAFile {
 		t.Errorf("etc/pkg-cacher.conf does not match the built-in defaults: got %+v, want %+v", c, d)
 	}
 }

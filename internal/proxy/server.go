@@ -30,9 +30,22 @@ type Server struct {
 	log     *slog.Logger
 }
 
-// NewServer opens the store (cleaning leftovers of a crash) and the access
-// log named by cfg.
+// NewServer loads cfg's extra CA certificates, opens the store (cleaning
+// leftovers of a crash) and the access log named by cfg.
 func NewServer(cfg *cacheconf.Config, log *slog.Logger) (*Server, error) {
+	opts := upstream.Options{
+		ConnectTimeout: cfg.ConnectTimeout,
+		StallTimeout:   cfg.FetchTimeout,
+		UserAgent:      "pkg-cacher/" + Version,
+		Logger:         log,
+	}
+	if cfg.CAFile != "" {
+		roots, err := upstream.SystemRootsPlus(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("ca_file: %w", err)
+		}
+		opts.RootCAs = roots
+	}
 	st, err := disk.Open(cfg.CacheDir)
 	if err != nil {
 		return nil, err
@@ -51,12 +64,7 @@ func NewServer(cfg *cacheconf.Config, log *slog.Logger) (*Server, error) {
 		}
 		accessOut = s.logFile
 	}
-	up := upstream.New(upstream.Options{
-		ConnectTimeout: cfg.ConnectTimeout,
-		StallTimeout:   cfg.FetchTimeout,
-		UserAgent:      "pkg-cacher/" + Version,
-		Logger:         log,
-	})
+	up := upstream.New(opts)
 	c := cache.New(st, up, cache.Options{VolatileTTL: cfg.VolatileTTL, Offline: cfg.OfflineMode, Logger: log})
 	s.http = &http.Server{
 		Handler:           NewHandler(cfg, c, NewAccessLog(accessOut), log),

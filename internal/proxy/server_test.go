@@ -503,7 +503,7 @@ func TestClientProtocol(t *testing.T) {
 			t.Errorf("got status line %q, want apt-cacher-ng's 406 Usage Information", status)
 		}
 		_, body := get(t, c.url("/"))
-		for _, want := range []string{"Acquire::http::Proxy", "proxy=http://", "HTTPS///", "/local"} {
+		for _, want := range []string{"Acquire::http::Proxy", "proxy=http://", "HTTPS///", "/local", "baseurl=http://" + c.addr + "/HTTPS///"} {
 			if !strings.Contains(string(body), want) {
 				t.Errorf("usage page does not mention %q", want)
 			}

@@ -31,10 +31,20 @@ var usageTmpl = template.Must(template.New("usage").Parse(`<!DOCTYPE html>
 {{end}}</pre>{{end}}
 
 <h2>dnf / yum (Fedora, AlmaLinux, Rocky, CentOS Stream)</h2>
-<p>As a proxy, in <code>/etc/dnf/dnf.conf</code> under <code>[main]</code> (or per repository):</p>
+<p>As a proxy, in <code>/etc/dnf/dnf.conf</code> under <code>[main]</code> (or per repository),
+for repositories with an <code>http://</code> baseurl, metalink or mirrorlist:</p>
 <pre>proxy=http://{{.Host}}</pre>
-<p>Or with the cache's address in the repository file:</p>
+<p>Or with the cache's address in the repository file (<code>baseurl=http://{{.Host}}/HOST/PATH</code>):</p>
 <pre>baseurl=http://{{.Host}}/dl.fedoraproject.org/pub/fedora/linux/releases/$releasever/Everything/$basearch/os/</pre>
+<p>HTTPS repositories: the client speaks http to the cache, the cache https upstream:</p>
+<pre>baseurl=http://{{.Host}}/HTTPS///dl.fedoraproject.org/pub/fedora/linux/releases/$releasever/Everything/$basearch/os/</pre>
+<p>An <code>https://</code> metalink or mirrorlist cannot go through <code>proxy=</code> (it would need
+CONNECT, which a cache refuses): replace it by a <code>baseurl=</code> in one of the forms above.
+Packages and checksum-named repodata are cached for good, <code>repomd.xml</code> is revalidated,
+multi-range (zchunk) requests are answered, and mirror redirects are followed by the cache.</p>
+{{if .Maps}}<p>Mirror groups configured here (path_map), tried in order:</p>
+<pre>{{range .Maps}}baseurl=http://{{$.Host}}/{{.Name}}/PATH     # {{.Mirrors}}
+{{end}}</pre>{{end}}
 
 <h2>Allowed upstreams</h2>
 <pre>{{.Allowed}}</pre>

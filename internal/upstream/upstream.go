@@ -1,15 +1,19 @@
 // Package upstream fetches files from repository mirrors: mirrors tried in
-// order, conditional GETs, bounded redirects and a stall timeout on bodies.
+// order, conditional GETs, bounded redirects, HTML answers refused where a
+// package is expected, and a stall timeout on bodies.
 package upstream
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 )
@@ -31,6 +35,8 @@ type Options struct {
 	StallTimeout   time.Duration // no response header, or no body byte, for this long
 	UserAgent      string
 	Logger         *slog.Logger
+	// RootCAs verifies https upstreams; nil means the system roots.
+	RootCAs *x509.CertPool
 }
 
 // New returns a Client.
@@ -45,12 +51,32 @@ func New(o Options) *Client {
 		MaxIdleConnsPerHost:   8,
 		IdleConnTimeout:       90 * time.Second,
 		ForceAttemptHTTP2:     true,
+		TLSClientConfig:       &tls.Config{RootCAs: o.RootCAs},
 	}
 	c := &Client{stall: o.StallTimeout, userAgent: o.UserAgent, log: o.Logger}
 	c.http = &http.Client{Transport: tr, CheckRedirect: checkRedirect}
 	return c
 }
 
+// SystemRootsPlus returns the system's root certificates plus those in the
+// PEM file caFile.
+func SystemRootsPlus(caFile string) (*x509.CertPool, error) {
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		return nil, fmt.Errorf("system root certificates: %w", err)
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", caFile)
+	}
+	return pool, nil
+}
+
+// checkRedirect follows mirror redirectors: at most MaxRedirects hops, to
+// http or https URLs only.
 func checkRedirect(req *http.Request, via []*http.Request) error {
 	if len(via) > MaxRedirects {
 		return fmt.Errorf("more than %d redirects", MaxRedirects)
@@ -65,6 +91,15 @@ func checkRedirect(req *http.Request, via []*http.Request) error {
 type Conditions struct {
 	LastModified time.Time
 	ETag         string
+}
+
+// Fetch is one file to get.
+type Fetch struct {
+	URLs []string   // mirrors, tried in order
+	Cond Conditions // when set, the GET is conditional on the cached copy
+	// NoHTML refuses a text/html answer (a captive portal's or a mirror's
+	// error page where a package was expected) and tries the next mirror.
+	NoHTML bool
 }
 
 // StatusError is an upstream answer that is neither a body nor "not modified".
@@ -83,15 +118,15 @@ type Response struct {
 	URL string // the mirror URL that answered (before redirects)
 }
 
-// Get fetches the first of urls that answers 200 (or 304 when cond is set),
-// trying the next on connection errors and error statuses. The body stops
-// with an error if the upstream sends nothing for the stall timeout. The
-// caller closes the body. All failures are returned joined, the last one
+// Get fetches the first of f.URLs that answers 200 (or 304 when f.Cond is
+// set), following redirects, and trying the next on connection errors,
+// error statuses and refused HTML answers. The body stops with an error if
+// the upstream sends nothing for the stall timeout. The caller closes the body. All failures are returned joined, the last one
 // first; a StatusError among them tells what the upstream answered.
-func (c *Client) Get(ctx context.Context, urls []string, cond Conditions) (*Response, error) {
+func (c *Client) Get(ctx context.Context, f Fetch) (*Response, error) {
 	var errs []error
-	for _, u := range urls {
-		resp, err := c.get(ctx, u, cond)
+	for _, u := range f.URLs {
+		resp, err := c.get(ctx, u, f)
 		if err == nil {
 			return resp, nil
 		}
@@ -107,7 +142,8 @@ func (c *Client) Get(ctx context.Context, urls []string, cond Conditions) (*Resp
 	return nil, errors.Join(errs...)
 }
 
-func (c *Client) get(ctx context.Context, u string, cond Conditions) (*Response, error) {
+func (c *Client) get(ctx context.Context, u string, f Fetch) (*Response, error) {
+	cond := f.Cond
 	ctx, cancel := context.WithCancelCause(ctx)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
@@ -126,7 +162,12 @@ func (c *Client) get(ctx context.Context, u string, cond Conditions) (*Response,
 		cancel(nil)
 		return nil, fmt.Errorf("upstream %s: %w", u, err)
 	}
-	if resp.StatusCode == http.StatusOK || (resp.StatusCode == http.StatusNotModified && cond != (Conditions{})) {
+	switch {
+	case resp.StatusCode == http.StatusOK && f.NoHTML && isHTML(resp.Header):
+		resp.Body.Close()
+		cancel(nil)
+		return nil, &HTMLError{URL: u, Final: resp.Request.URL.String()}
+	case resp.StatusCode == http.StatusOK || (resp.StatusCode == http.StatusNotModified && cond != (Conditions{})):
 		resp.Body = newStallReader(resp.Body, c.stall, cancel)
 		return &Response{Response: resp, URL: u}, nil
 	}
@@ -134,6 +175,20 @@ func (c *Client) get(ctx context.Context, u string, cond Conditions) (*Response,
 	resp.Body.Close()
 	cancel(nil)
 	return nil, &StatusError{URL: u, Code: resp.StatusCode}
+}
+
+// HTMLError is an HTML page where a package was expected.
+type HTMLError struct {
+	URL   string // the mirror URL asked
+	Final string // the URL that answered, after redirects
+}
+
+func (e *HTMLError) Error() string {
+	from := ""
+	if e.Final != e.URL {
+		from = " (redirected to " + e.Final + ")"
+	}
+	return fmt.Sprintf("upstream %s%s answered an HTML page where a package was expected (a captive portal or an error page?)", e.URL, from)
 }
 
 // stallReader cancels the request when no byte arrives for d.
@@ -174,7 +229,7 @@ func (r *stallReader) Close() error {
 	return err
 }
 
-// IsHTML reports whether a response claims to be an HTML page.
-func IsHTML(h http.Header) bool {
+// isHTML reports whether a response claims to be an HTML page.
+func isHTML(h http.Header) bool {
 	return strings.HasPrefix(strings.ToLower(h.Get("Content-Type")), "text/html")
 }
