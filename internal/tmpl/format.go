@@ -37,6 +37,9 @@ func (d *Definition) WriteTo(w io.Writer) (int64, error) {
 	if d.Variant != "" {
 		p.field(0, "variant", d.Variant, "variant")
 	}
+	if d.Bootstrap != "" {
+		p.field(0, "bootstrap", d.Bootstrap, "bootstrap")
+	}
 	p.line(0, "use_cacher: "+strconv.FormatBool(d.UseCacher), "use_cacher")
 
 	p.line(0, "repos:", "")

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
@@ -19,6 +20,7 @@ type level struct {
 	suite       *scalar
 	releasever  *scalar
 	variant     *scalar
+	bootstrap   *scalar
 	archName    *scalar
 	useCacher   *boolVal
 	repos       []*repoDecl
@@ -90,7 +92,7 @@ type strList struct {
 }
 
 var (
-	topKeys     = []string{"arch_name", "fixups", "hooks", "keys", "packager", "releasever", "repos", "sets", "suite", "use_cacher", "variant"}
+	topKeys     = []string{"arch_name", "bootstrap", "fixups", "hooks", "keys", "packager", "releasever", "repos", "sets", "suite", "use_cacher", "variant"}
 	setKeys     = []string{"dummies", "include", "packages"}
 	opsKeys     = []string{"add", "remove", "reset"}
 	dummyKeys   = []string{"name", "provides", "version"}
@@ -119,7 +121,7 @@ func parseLevel(file string, depth int, data []byte, errs *errorList) *level {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		msg := strings.TrimPrefix(err.Error(), "yaml: ")
-		line := 0
+		line := unreadableLine(data)
 		if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
 			line, _ = strconv.Atoi(m[1])
 			msg = m[2]
@@ -158,6 +160,14 @@ func parseLevel(file string, depth int, data []byte, errs *errorList) *level {
 					d.errorf(v, "unknown variant %q%s", s.val, suggest(s.val, Variants()))
 				} else {
 					lv.variant = s
+				}
+			}
+		case "bootstrap":
+			if s := d.scalar(v, key); s != nil {
+				if !slices.Contains(Bootstrappers(), s.val) {
+					d.errorf(v, "unknown bootstrap %q%s", s.val, suggest(s.val, Bootstrappers()))
+				} else {
+					lv.bootstrap = s
 				}
 			}
 		case "arch_name":
@@ -202,6 +212,27 @@ func parseLevel(file string, depth int, data []byte, errs *errorList) *level {
 		}
 	})
 	return lv
+}
+
+// unreadableLine returns the line of the first character YAML does not allow
+// (invalid UTF-8, most control characters), or 1. It places the errors for
+// which yaml.v3 names no line: those and the ones on the first line.
+func unreadableLine(data []byte) int {
+	line := 1
+	for len(data) > 0 {
+		r, size := utf8.DecodeRune(data)
+		switch {
+		case r == utf8.RuneError && size == 1,
+			r < 0x20 && r != '\t' && r != '\n' && r != '\r',
+			r >= 0x7f && r < 0xa0 && r != 0x85,
+			r >= 0xd800 && r < 0xe000, r == 0xfffe, r == 0xffff:
+			return line
+		case r == '\n':
+			line++
+		}
+		data = data[size:]
+	}
+	return 1
 }
 
 func (d *decoder) checkPackager(n *yaml.Node, v string) bool {

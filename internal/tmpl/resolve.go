@@ -79,6 +79,7 @@ func (c *chain) resolve() []result {
 		setScalar("suite", lv.suite, &base.Suite)
 		setScalar("releasever", lv.releasever, &base.Releasever)
 		setScalar("variant", lv.variant, &base.Variant)
+		setScalar("bootstrap", lv.bootstrap, &base.Bootstrap)
 		setScalar("arch_name", lv.archName, &base.ArchName)
 		if lv.useCacher != nil {
 			base.UseCacher = lv.useCacher.val
@@ -330,6 +331,7 @@ func (c *chain) validate(d *Definition, el *errorList) {
 		}
 		wrongField("suite", "dnf uses releasever")
 		wrongField("variant", "variants are mmdebstrap's")
+		wrongField("bootstrap", "dnf templates are installed by dnf")
 	}
 	if d.Packager == PackagerApt || d.Packager == PackagerDnf {
 		if len(d.Repos) == 0 {

@@ -68,6 +68,10 @@ func Variants() []string {
 	return []string{"apt", "buildd", "custom", "debootstrap", "essential", "extract", "important", "minbase", "required", "standard"}
 }
 
+// Bootstrappers are the programs an apt template may be bootstrapped with;
+// the first is the default.
+func Bootstrappers() []string { return []string{"mmdebstrap", "debootstrap"} }
+
 // Fixup is a named change a build applies to a template's root after the
 // packages are installed.
 type Fixup struct {
@@ -117,6 +121,7 @@ type Definition struct {
 	Suite          string // apt: release codename, e.g. "bookworm"
 	Releasever     string // dnf: $releasever, e.g. "9"
 	Variant        string // apt: mmdebstrap variant, e.g. "minbase"
+	Bootstrap      string // apt: "debootstrap" to bootstrap with it; empty means mmdebstrap
 
 	Repos     []Repo
 	Keys      []string // signing keys for every repository: keyring paths (apt) or key URLs (dnf)

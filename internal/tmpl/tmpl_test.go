@@ -299,6 +299,11 @@ func TestBadTrees(t *testing.T) {
 			want:  `x/1/config.yaml:1: unknown fixup "machine-id-emtpy" (did you mean "machine-id-empty"?)`,
 		},
 		{
+			name:  "unknown bootstrap",
+			files: map[string]string{"x/1/config.yaml": "bootstrap: debbootstrap\n"},
+			want:  `x/1/config.yaml:1: unknown bootstrap "debbootstrap" (did you mean "debootstrap"?)`,
+		},
+		{
 			name:  "fixup of another packager",
 			files: map[string]string{"x/1/config.yaml": "fixups:\n  - apt-clean\n"},
 			want:  `x/1/config.yaml:2: fixup "apt-clean" is for apt templates, this one uses script; remove it here`,
