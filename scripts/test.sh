@@ -15,3 +15,6 @@ go vet ./...
 
 echo "== go test"
 go test -count=1 -timeout 40m ./...
+
+echo "== fuzz (every target a few seconds)"
+bash scripts/fuzz.sh
