@@ -64,7 +64,7 @@ func FuzzLoad(f *testing.F) {
 			if err := os.WriteFile(files[i], []byte(data), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			lines[files[i]] = strings.Count(data, "\n") + 1
+			lines[files[i]] = yamlLines(data)
 		}
 		tree, err := Load([]string{root})
 		if tree == nil {
@@ -115,6 +115,14 @@ func show(t *testing.T, tree *Tree) string {
 		all.Write(b.Bytes())
 	}
 	return all.String()
+}
+
+// yamlLines counts the lines of data as YAML does: CR LF, CR, LF, NEL, LS
+// and PS each end one.
+func yamlLines(data string) int {
+	data = strings.ReplaceAll(data, "\r\n", "\n")
+	return 1 + strings.Count(data, "\n") + strings.Count(data, "\r") +
+		strings.Count(data, "\u0085") + strings.Count(data, "\u2028") + strings.Count(data, "\u2029")
 }
 
 func errString(err error) string {
