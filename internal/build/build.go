@@ -133,6 +133,8 @@ type builder struct {
 	pkgr packager.Packager
 	work string // private directory on the cache's file system
 	root string // work/root: the template's tree
+
+	compressor []string // command line of the compressor
 }
 
 func start(def *tmpl.Definition, opt Options) (*builder, error) {
@@ -143,7 +145,8 @@ func start(def *tmpl.Definition, opt Options) (*builder, error) {
 	if opt.Format == "" {
 		opt.Format = "gz"
 	}
-	if _, err := compressor(opt.Format); err != nil {
+	argv, err := compressor(opt.Format)
+	if err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(opt.CacheDir, 0o755); err != nil {
@@ -159,7 +162,7 @@ func start(def *tmpl.Definition, opt Options) (*builder, error) {
 		os.RemoveAll(work)
 		return nil, err
 	}
-	return &builder{def: def, opt: opt, pkgr: pkgr, work: work, root: root}, nil
+	return &builder{def: def, opt: opt, pkgr: pkgr, work: work, root: root, compressor: argv}, nil
 }
 
 // cleanup detaches anything still mounted in the private directory and

@@ -290,6 +290,32 @@ func TestCreateCacheDebian12ThroughPkgCacher(t *testing.T) {
 		}
 	})
 
+	t.Run("debootstrap", func(t *testing.T) {
+		local := t.TempDir()
+		os.MkdirAll(filepath.Join(local, "debian"), 0o755)
+		os.WriteFile(filepath.Join(local, "debian/config.yaml"), []byte("bootstrap: debootstrap\n"), 0o644)
+		out := t.TempDir()
+		if _, err := vzpkg(t, "--templates", local+":../../templates", "create", "cache", template, "--cache-dir", out, "--cacher", c.url, "--quiet"); err != nil {
+			t.Fatal(err)
+		}
+		tb := readTarball(t, filepath.Join(out, template+".tar.gz"), "./etc/debian_version", "./var/lib/dpkg/status", "./etc/apt/sources.list.disabled", "./etc/apt/sources.list")
+		if !strings.HasPrefix(tb.files["./etc/debian_version"], "12.") {
+			t.Errorf("/etc/debian_version = %q", tb.files["./etc/debian_version"])
+		}
+		status := tb.files["./var/lib/dpkg/status"]
+		for _, p := range []string{"udev", "systemd-sysv", "iproute2"} {
+			if !strings.Contains(status, "Package: "+p+"\nStatus: install ok installed") {
+				t.Errorf("%s is not installed", p)
+			}
+		}
+		if s := tb.files["./etc/apt/sources.list.disabled"]; !strings.Contains(s, "security.debian.org/debian-security bookworm-security") {
+			t.Errorf("the original sources lack the security repository:\n%s", s)
+		}
+		if !strings.Contains(tb.files["./etc/apt/sources.list"], c.url[len("http://"):]) {
+			t.Errorf("sources.list does not point at pkg-cacher:\n%s", tb.files["./etc/apt/sources.list"])
+		}
+	})
+
 	t.Run("interrupted build leaves nothing", func(t *testing.T) {
 		out3 := t.TempDir()
 		cmd := exec.Command(filepath.Join(bin, "vzpkg"), "--templates", "../../templates", "create", "cache", template, "--cache-dir", out3, "--cacher", c.url)

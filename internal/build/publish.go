@@ -11,11 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
-
-	"github.com/klauspost/compress/zstd"
-	"github.com/klauspost/pgzip"
 
 	"vzpkg2/internal/packager"
 	"vzpkg2/internal/rootfs"
@@ -24,52 +20,56 @@ import (
 // Formats are the compressions a template may be written with, the default first.
 func Formats() []string { return []string{"gz", "xz", "zst"} }
 
-// compressor returns a function wrapping w in the compression of format. All
-// of them use every CPU, and give the same bytes for the same input.
-func compressor(format string) (func(w io.Writer) (io.WriteCloser, error), error) {
-	switch format {
-	case "gz":
-		return func(w io.Writer) (io.WriteCloser, error) {
-			z, err := pgzip.NewWriterLevel(w, pgzip.DefaultCompression)
-			if err != nil {
-				return nil, err
-			}
-			// 1 MiB blocks, two per CPU in flight: all cores busy, output independent of their number.
-			return z, z.SetConcurrency(1<<20, 2*runtime.GOMAXPROCS(0))
-		}, nil
-	case "zst":
-		return func(w io.Writer) (io.WriteCloser, error) {
-			return zstd.NewWriter(w, zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
-		}, nil
-	case "xz":
-		return xzWriter, nil
-	}
-	return nil, fmt.Errorf("unknown format %q: use one of %s", format, strings.Join(Formats(), ", "))
+// compressors are the programs writing each format: all use every CPU and
+// give the same bytes whatever their number, and gzip's output carries no
+// name or time. pigz is zlib's deflate, as small as gzip -6.
+var compressors = map[string][]string{
+	"gz":  {"pigz", "-n", "-6", "-c"},
+	"xz":  {"xz", "--threads=0", "--block-size=16MiB", "-6", "-c"},
+	"zst": {"zstd", "-T0", "-q", "-3", "-c"},
 }
 
-// xzWriter compresses with xz(1) in its multi-threaded mode; the block size is
-// fixed so that the output does not depend on the number of threads.
-func xzWriter(w io.Writer) (io.WriteCloser, error) {
-	cmd := exec.Command("xz", "--threads=0", "--block-size=16MiB", "-6", "-c")
+// compressor returns the command line of format's compressor, checking that
+// it is installed.
+func compressor(format string) ([]string, error) {
+	argv, ok := compressors[format]
+	if !ok {
+		return nil, fmt.Errorf("unknown format %q: use one of %s", format, strings.Join(Formats(), ", "))
+	}
+	if _, err := exec.LookPath(argv[0]); err != nil {
+		return nil, fmt.Errorf("%s is needed for .tar.%s: install it (apt-get install %s)", argv[0], format, argv[0])
+	}
+	return argv, nil
+}
+
+// compress starts the compressor argv writing to w; closing the returned
+// writer waits for it.
+func compress(argv []string, w io.Writer) (io.WriteCloser, error) {
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout = w
-	cmd.Stderr = os.Stderr
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
 	}
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("xz: %w (install xz-utils)", err)
+		return nil, fmt.Errorf("%s: %w", argv[0], err)
 	}
-	return &cmdWriter{in, cmd}, nil
+	return &cmdWriter{in, cmd, &stderr}, nil
 }
 
 type cmdWriter struct {
 	io.WriteCloser
-	cmd *exec.Cmd
+	cmd    *exec.Cmd
+	stderr *strings.Builder
 }
 
 func (c *cmdWriter) Close() error {
-	return errors.Join(c.WriteCloser.Close(), c.cmd.Wait())
+	if err := errors.Join(c.WriteCloser.Close(), c.cmd.Wait()); err != nil {
+		return fmt.Errorf("%s: %w: %s", c.cmd.Args[0], err, strings.TrimSpace(c.stderr.String()))
+	}
+	return nil
 }
 
 // publish packs the root into NAME.tar.EXT with its .sha256 and manifest:
@@ -116,7 +116,6 @@ func (b *builder) publish(ctx context.Context, pkgs []packager.Package) (*Result
 
 // pack writes the compressed tarball of the root to path and returns its SHA-256.
 func (b *builder) pack(path string) (string, error) {
-	newZ, _ := compressor(b.opt.Format)
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 	if err != nil {
 		return "", err
@@ -124,7 +123,7 @@ func (b *builder) pack(path string) (string, error) {
 	defer f.Close()
 	h := sha256.New()
 	counted := &countWriter{w: io.MultiWriter(f, h), progress: b.opt.Progress}
-	z, err := newZ(counted)
+	z, err := compress(b.compressor, counted)
 	if err != nil {
 		return "", err
 	}

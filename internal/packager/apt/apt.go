@@ -38,10 +38,11 @@ const (
 	sourcesHeader = "# Written by vzpkg: repositories through pkg-cacher. The distribution's own\n# configuration is kept beside this file as *.disabled.\n"
 )
 
-// Bootstrap runs mmdebstrap in root mode into root.
-func (Apt) Bootstrap(ctx context.Context, root string, def *tmpl.Definition, env packager.Env) error {
-	if _, err := exec.LookPath("mmdebstrap"); err != nil {
-		return fmt.Errorf("mmdebstrap is needed to build %s: install it (apt-get install mmdebstrap)", def.Name)
+// Bootstrap runs mmdebstrap in root mode into root; debootstrap when the
+// definition asks for it or mmdebstrap is not installed.
+func (a Apt) Bootstrap(ctx context.Context, root string, def *tmpl.Definition, env packager.Env) error {
+	if _, err := exec.LookPath("mmdebstrap"); err != nil || def.Bootstrap == "debootstrap" {
+		return a.debootstrap(ctx, root, def, env)
 	}
 	args := []string{"--mode=root", "--format=directory", "--variant=" + def.Variant, "--architectures=" + def.ArchName}
 	if env.Verbose {
@@ -55,6 +56,12 @@ func (Apt) Bootstrap(ctx context.Context, root string, def *tmpl.Definition, env
 	}
 	if len(env.Dummies) > 0 {
 		args = append(args, "--hook-dir="+hookDir+"/file-mirror-automount")
+	}
+	if slices.Contains(def.Packages, "usr-is-merged") {
+		// The set asks for a merged /usr: lay it out before the essential
+		// packages as debootstrap does, or apt satisfies init-system-helpers'
+		// "usrmerge | usr-is-merged" with usrmerge, and with it all of perl.
+		args = append(args, "--hook-dir="+hookDir+"/merged-usr")
 	}
 	if _, err := exec.LookPath("eatmydata"); err == nil {
 		// Skipping fsync inside the root is safe: vzpkg packs and syncs the result itself.
@@ -79,6 +86,62 @@ func (Apt) Bootstrap(ctx context.Context, root string, def *tmpl.Definition, env
 	return removeIfExists(filepath.Join(root, mmdebstrapConf))
 }
 
+// debootstrap bootstraps the variant's base system (minbase, or debootstrap's
+// default for other variants) with debootstrap, then installs the set and the
+// dummy packages as Update does. Setup hooks run before debootstrap, extract
+// and essential hooks after it, customize hooks at the end.
+func (a Apt) debootstrap(ctx context.Context, root string, def *tmpl.Definition, env packager.Env) error {
+	if _, err := exec.LookPath("debootstrap"); err != nil {
+		return fmt.Errorf("neither mmdebstrap nor debootstrap is installed: install one (apt-get install mmdebstrap)")
+	}
+	if len(def.Repos) == 0 || len(def.Repos[0].Mirrors) == 0 {
+		return fmt.Errorf("%s has no repository to bootstrap from", def.Name)
+	}
+	hooks := func(phases ...tmpl.Phase) error {
+		for _, ph := range phases {
+			for _, h := range def.Hooks[ph] {
+				if err := run(ctx, env, h, root); err != nil {
+					return fmt.Errorf("%s hook: %w", ph, err)
+				}
+			}
+		}
+		return nil
+	}
+	if err := hooks(tmpl.PhaseSetup); err != nil {
+		return err
+	}
+	args := []string{"--arch=" + def.ArchName, "--components=" + strings.Join(def.Repos[0].Components, ",")}
+	if def.Variant == "minbase" {
+		args = append(args, "--variant=minbase")
+	}
+	if len(def.Keys) > 0 {
+		args = append(args, "--keyring="+def.Keys[0])
+	}
+	if env.Verbose {
+		args = append(args, "--verbose")
+	}
+	args = append(args, def.Suite, root, def.Repos[0].Mirrors[0])
+	if env.Cacher != nil {
+		// debootstrap downloads with wget, which takes the proxy from the environment.
+		if err := runEnv(ctx, env, []string{"http_proxy=" + env.Cacher.String()}, "debootstrap", args...); err != nil {
+			return err
+		}
+	} else if err := run(ctx, env, "debootstrap", args...); err != nil {
+		return err
+	}
+	if err := hooks(tmpl.PhaseExtract, tmpl.PhaseEssential); err != nil {
+		return err
+	}
+	sources := strings.Join(sourcesLines(def, nil), "\n") + "\n"
+	if err := os.WriteFile(filepath.Join(root, "etc/apt/sources.list"), []byte(sources), 0o644); err != nil {
+		return err
+	}
+	if err := a.Update(ctx, root, def, env); err != nil {
+		return err
+	}
+	return hooks(tmpl.PhaseCustomize)
+}
+
 // Update runs apt-get in a chroot of root (with /proc and /dev mounted) from
 // the definition's mirrors through env.Cacher, whatever the root's own
 // sources say.
@@ -89,6 +152,14 @@ func (Apt) Update(ctx context.Context, root string, def *tmpl.Definition, env pa
 	}
 	defer func() { err = errors.Join(err, m.Unmount()) }()
 
+	if env.Cacher == nil {
+		// Straight to the mirrors: the root needs the host's name servers meanwhile.
+		restore, err := borrowFile(root, "/etc/resolv.conf")
+		if err != nil {
+			return err
+		}
+		defer func() { err = errors.Join(err, restore()) }()
+	}
 	const list = "/var/lib/vzpkg-update.list"
 	if err := os.WriteFile(filepath.Join(root, list), []byte(strings.Join(sourcesLines(def, nil), "\n")+"\n"), 0o644); err != nil {
 		return err
@@ -210,12 +281,17 @@ func ThroughCacher(cacher *url.URL, mirror string) string {
 // cancellation the command gets SIGTERM and time to clean up (mmdebstrap
 // unmounts what it mounted) before it is killed.
 func run(ctx context.Context, env packager.Env, name string, args ...string) error {
+	return runEnv(ctx, env, nil, name, args...)
+}
+
+// runEnv is run with extra environment variables.
+func runEnv(ctx context.Context, env packager.Env, vars []string, name string, args ...string) error {
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 60 * time.Second
 	// Its own process group: a terminal's Ctrl-C reaches vzpkg, which stops the command once.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive", "LC_ALL=C.UTF-8")
+	cmd.Env = append(append(os.Environ(), "DEBIAN_FRONTEND=noninteractive", "LC_ALL=C.UTF-8"), vars...)
 	tail := &tailWriter{max: 30}
 	if env.Output != nil {
 		cmd.Stdout = io.MultiWriter(env.Output, tail)
@@ -230,6 +306,30 @@ func run(ctx context.Context, env packager.Env, name string, args ...string) err
 		return fmt.Errorf("%s failed: %w\n%s", name, err, tail)
 	}
 	return nil
+}
+
+// borrowFile puts the host's file name into root (replacing a file or
+// symlink there) and returns the function that puts root's own back.
+func borrowFile(root, name string) (restore func() error, err error) {
+	dst := filepath.Join(root, name)
+	saved := dst + ".vzpkg-saved"
+	had := false
+	if _, err := os.Lstat(dst); err == nil {
+		if err := os.Rename(dst, saved); err != nil {
+			return nil, err
+		}
+		had = true
+	}
+	restore = func() error {
+		if err := removeIfExists(dst); err != nil || !had {
+			return err
+		}
+		return os.Rename(saved, dst)
+	}
+	if err := copyFile(name, dst); err != nil {
+		return nil, errors.Join(err, restore())
+	}
+	return restore, nil
 }
 
 func removeIfExists(p string) error {
