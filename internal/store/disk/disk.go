@@ -1,15 +1,18 @@
-// Package disk is a store.Store on a local file system.
+// Package disk is a content-addressed store.Store on a local file system.
 //
 // Layout under the root directory:
 //
-//	objects/<hh>/<sha256(key)>       the body, exactly as committed
-//	objects/<hh>/<sha256(key)>.meta  JSON store.Info plus the body's inode
-//	tmp/                             bodies being written; emptied at start
-//	lock                             flock held by the one process using root
+//	blobs/<hh>/<sha256>         bodies, named by the SHA-256 of their bytes
+//	index/<hh>/<sha256(key)>    JSON store.Info of the key; its SHA256 names the blob
+//	tmp/                        bodies and index entries being written; emptied at start
+//	lock                        flock held by the one process using root
 //
-// A body becomes visible only by rename after fsync, and its .meta names the
-// inode it describes, so a crash between the two renames is seen as a miss,
-// never as a wrong or partial file.
+// A body becomes visible only by rename after fsync, under the name of its own
+// checksum, and an index entry is written (also by rename) only after its
+// blob: a crash leaves at worst an unreferenced blob, never a key naming a
+// wrong or partial body. The same bytes reached under several keys (mirrors,
+// by-hash paths, releases) are stored once. Blobs no key references any more
+// are removed by GC, which Open runs.
 package disk
 
 import (
@@ -23,7 +26,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
+	"sync"
 	"syscall"
 
 	"vzpkg2/internal/store"
@@ -33,6 +36,10 @@ import (
 type Store struct {
 	root string
 	lock *os.File
+
+	// mu serialises commits and GC, so GC never removes a blob whose index
+	// entry is about to be written.
+	mu sync.Mutex
 }
 
 var _ store.Store = (*Store)(nil)
@@ -40,7 +47,7 @@ var _ store.Store = (*Store)(nil)
 // Open prepares root (creating it if needed), takes its lock and removes
 // leftovers of interrupted writes.
 func Open(root string) (*Store, error) {
-	for _, d := range []string{root, filepath.Join(root, "objects"), filepath.Join(root, "tmp")} {
+	for _, d := range []string{root, filepath.Join(root, "blobs"), filepath.Join(root, "index"), filepath.Join(root, "tmp")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, fmt.Errorf("create cache directory: %w", err)
 		}
@@ -54,7 +61,12 @@ func Open(root string) (*Store, error) {
 		return nil, fmt.Errorf("cache directory %s is in use by another pkg-cacher: %w", root, err)
 	}
 	s := &Store{root: root, lock: lock}
-	if err := s.cleanTmp(); err != nil {
+	// objects/ is the layout of pkg-cacher 0.1.0, keyed by request: dropped.
+	err = errors.Join(s.cleanTmp(), os.RemoveAll(filepath.Join(root, "objects")))
+	if err == nil {
+		_, _, err = s.GC(context.Background())
+	}
+	if err != nil {
 		lock.Close()
 		return nil, err
 	}
@@ -78,35 +90,31 @@ func (s *Store) cleanTmp() error {
 	return nil
 }
 
-type meta struct {
-	store.Info
-	Inode uint64 `json:"inode"`
-}
-
-func (s *Store) paths(key string) (body, metaPath string) {
+// indexPath is the index entry of key.
+func (s *Store) indexPath(key string) string {
 	sum := sha256.Sum256([]byte(key))
 	h := hex.EncodeToString(sum[:])
-	body = filepath.Join(s.root, "objects", h[:2], h)
-	return body, body + ".meta"
+	return filepath.Join(s.root, "index", h[:2], h)
 }
 
-func readMeta(p string) (meta, error) {
-	var m meta
+// blobPath is the body whose SHA-256 is sum (hex).
+func (s *Store) blobPath(sum string) string {
+	if len(sum) < 2 {
+		sum = "xx" + sum
+	}
+	return filepath.Join(s.root, "blobs", sum[:2], sum)
+}
+
+func readIndex(p string) (store.Info, error) {
+	var info store.Info
 	b, err := os.ReadFile(p)
 	if err != nil {
-		return m, err
+		return info, err
 	}
-	if err := json.Unmarshal(b, &m); err != nil {
-		return m, fmt.Errorf("%s: %w", p, err)
+	if err := json.Unmarshal(b, &info); err != nil {
+		return info, fmt.Errorf("%s: %w", p, err)
 	}
-	return m, nil
-}
-
-func inode(fi fs.FileInfo) uint64 {
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return st.Ino
-	}
-	return 0
+	return info, nil
 }
 
 func notExist(key string, err error) error {
@@ -115,33 +123,23 @@ func notExist(key string, err error) error {
 
 // Open implements store.Store.
 func (s *Store) Open(_ context.Context, key string) (store.Object, error) {
-	bodyPath, metaPath := s.paths(key)
-	f, err := os.Open(bodyPath)
+	info, err := readIndex(s.indexPath(key))
 	if err != nil {
 		return nil, notExist(key, err)
 	}
-	m, err := s.check(f, metaPath, key)
-	if err != nil {
-		f.Close()
-		return nil, err
+	if info.Key != key {
+		return nil, notExist(key, errors.New("index entry of another key"))
 	}
-	return &Object{f: f, info: m.Info}, nil
-}
-
-// check returns the metadata of the body open as f, if it describes that body.
-func (s *Store) check(f *os.File, metaPath, key string) (meta, error) {
-	m, err := readMeta(metaPath)
+	f, err := os.Open(s.blobPath(info.SHA256))
 	if err != nil {
-		return m, notExist(key, err)
+		return nil, notExist(key, err)
 	}
 	fi, err := f.Stat()
-	if err != nil {
-		return m, fmt.Errorf("stat cached %q: %w", key, err)
+	if err != nil || fi.Size() != info.Size {
+		f.Close()
+		return nil, notExist(key, fmt.Errorf("blob %s does not have the indexed size", info.SHA256))
 	}
-	if m.Key != key || m.Inode != inode(fi) || m.Size != fi.Size() {
-		return m, notExist(key, errors.New("metadata does not describe the body"))
-	}
-	return m, nil
+	return &Object{f: f, info: info}, nil
 }
 
 // Stat implements store.Store.
@@ -156,31 +154,26 @@ func (s *Store) Stat(ctx context.Context, key string) (store.Info, error) {
 
 // SetInfo implements store.Store.
 func (s *Store) SetInfo(_ context.Context, info store.Info) error {
-	bodyPath, metaPath := s.paths(info.Key)
-	f, err := os.Open(bodyPath)
-	if err != nil {
+	p := s.indexPath(info.Key)
+	old, err := readIndex(p)
+	if err != nil || old.Key != info.Key {
 		return notExist(info.Key, err)
 	}
-	defer f.Close()
-	m, err := s.check(f, metaPath, info.Key)
-	if err != nil {
-		return err
-	}
-	if info.Size != m.Size || info.SHA256 != m.SHA256 {
+	if info.Size != old.Size || info.SHA256 != old.SHA256 {
 		return fmt.Errorf("set info of %q: size or checksum differs from the stored body", info.Key)
 	}
-	m.Info = info
-	return s.writeMeta(metaPath, m)
+	return s.writeIndex(p, info)
 }
 
-func (s *Store) writeMeta(metaPath string, m meta) error {
-	b, err := json.Marshal(m)
+// writeIndex writes an index entry atomically and durably.
+func (s *Store) writeIndex(p string, info store.Info) error {
+	b, err := json.Marshal(info)
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Join(s.root, "tmp"), "meta-*")
+	tmp, err := os.CreateTemp(filepath.Join(s.root, "tmp"), "index-*")
 	if err != nil {
-		return fmt.Errorf("write metadata: %w", err)
+		return fmt.Errorf("write index: %w", err)
 	}
 	defer os.Remove(tmp.Name())
 	_, err = tmp.Write(b)
@@ -191,12 +184,26 @@ func (s *Store) writeMeta(metaPath string, m meta) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp.Name(), metaPath)
+		err = os.MkdirAll(filepath.Dir(p), 0o755)
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), p)
+	}
+	if err == nil {
+		err = syncDir(filepath.Dir(p))
 	}
 	if err != nil {
-		return fmt.Errorf("write metadata: %w", err)
+		return fmt.Errorf("write index: %w", err)
 	}
 	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	return errors.Join(d.Sync(), d.Close())
 }
 
 // Create implements store.Store.
@@ -208,36 +215,72 @@ func (s *Store) Create(_ context.Context, key string) (store.Writer, error) {
 	return &Writer{s: s, key: key, f: f, sum: sha256.New()}, nil
 }
 
-// Delete implements store.Store.
+// Delete implements store.Store. The blob stays until GC finds no other key
+// referencing it.
 func (s *Store) Delete(_ context.Context, key string) error {
-	bodyPath, metaPath := s.paths(key)
-	for _, p := range []string{metaPath, bodyPath} {
-		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("delete %q: %w", key, err)
-		}
+	if err := os.Remove(s.indexPath(key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("delete %q: %w", key, err)
 	}
 	return nil
 }
 
 // Walk implements store.Store.
 func (s *Store) Walk(ctx context.Context, fn func(store.Info) error) error {
-	return filepath.WalkDir(filepath.Join(s.root, "objects"), func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".meta") {
+	return filepath.WalkDir(filepath.Join(s.root, "index"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
 			return err
 		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		m, err := readMeta(p)
+		info, err := readIndex(p)
 		if err != nil {
-			return nil // a torn or foreign file: not an object
+			return nil // a torn or foreign file: not an entry
 		}
-		info, err := s.Stat(ctx, m.Key)
-		if err != nil {
+		if _, err := s.Stat(ctx, info.Key); err != nil {
 			return nil
 		}
 		return fn(info)
 	})
+}
+
+// GC removes the blobs no index entry references and returns how many it
+// removed and their bytes.
+func (s *Store) GC(ctx context.Context) (removed int, freed int64, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	used := map[string]bool{}
+	err = filepath.WalkDir(filepath.Join(s.root, "index"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		if info, err := readIndex(p); err == nil {
+			used[info.SHA256] = true
+		}
+		return ctx.Err()
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("collect garbage: %w", err)
+	}
+	err = filepath.WalkDir(filepath.Join(s.root, "blobs"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || used[d.Name()] {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if err := os.Remove(p); err != nil {
+			return err
+		}
+		removed++
+		freed += fi.Size()
+		return ctx.Err()
+	})
+	if err != nil {
+		return removed, freed, fmt.Errorf("collect garbage: %w", err)
+	}
+	return removed, freed, nil
 }
 
 // Object is a committed body open for reading.
@@ -285,8 +328,9 @@ func (w *Writer) Write(p []byte) (int, error) {
 // ReadAt reads bytes already written.
 func (w *Writer) ReadAt(p []byte, off int64) (int, error) { return w.f.ReadAt(p, off) }
 
-// Commit implements store.Writer: fsync, rename into place, write the
-// metadata naming the body's inode, fsync the directory.
+// Commit implements store.Writer: fsync, rename into place under the body's
+// checksum (or drop the body when that blob exists already), then write the
+// key's index entry.
 func (w *Writer) Commit(_ context.Context, info store.Info) (store.Info, error) {
 	if w.done {
 		return info, errors.New("commit: writer already finished")
@@ -299,28 +343,25 @@ func (w *Writer) Commit(_ context.Context, info store.Info) (store.Info, error) 
 	if err := w.f.Sync(); err != nil {
 		return fail(err)
 	}
-	fi, err := w.f.Stat()
-	if err != nil {
-		return fail(err)
-	}
-	bodyPath, metaPath := w.s.paths(w.key)
-	dir := filepath.Dir(bodyPath)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fail(err)
-	}
-	if err := os.Rename(w.f.Name(), bodyPath); err != nil {
-		return fail(err)
-	}
-	w.done = true
-	if err := w.s.writeMeta(metaPath, meta{Info: info, Inode: inode(fi)}); err != nil {
-		return info, fmt.Errorf("commit %q: %w", w.key, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		err = d.Sync()
-		d.Close()
-		if err != nil {
-			return info, fmt.Errorf("commit %q: sync directory: %w", w.key, err)
+	w.s.mu.Lock()
+	defer w.s.mu.Unlock()
+	blob := w.s.blobPath(info.SHA256)
+	if fi, err := os.Stat(blob); err == nil && fi.Size() == info.Size {
+		w.cancel() // stored already, under another key
+	} else {
+		if err := os.MkdirAll(filepath.Dir(blob), 0o755); err != nil {
+			return fail(err)
 		}
+		if err := os.Rename(w.f.Name(), blob); err != nil {
+			return fail(err)
+		}
+		w.done = true
+		if err := syncDir(filepath.Dir(blob)); err != nil {
+			return info, fmt.Errorf("commit %q: %w", w.key, err)
+		}
+	}
+	if err := w.s.writeIndex(w.s.indexPath(w.key), info); err != nil {
+		return info, fmt.Errorf("commit %q: %w", w.key, err)
 	}
 	return info, nil
 }

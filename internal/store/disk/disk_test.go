@@ -26,8 +26,33 @@ func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store { return open(t, t.TempDir()) })
 }
 
-// A crash leaves temp files and, between the two renames of a commit, a body
-// whose metadata describes another one. A restart serves neither.
+func put(t *testing.T, s *Store, key, body string) store.Info {
+	t.Helper()
+	ctx := context.Background()
+	w, _ := s.Create(ctx, key)
+	w.Write([]byte(body))
+	info, err := w.Commit(ctx, store.Info{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	return info
+}
+
+func countBlobs(t *testing.T, root string) int {
+	t.Helper()
+	n := 0
+	filepath.WalkDir(filepath.Join(root, "blobs"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			n++
+		}
+		return nil
+	})
+	return n
+}
+
+// A crash leaves temp files, and between the blob's rename and the index
+// entry's a blob no key names. A restart serves neither and removes both.
 func TestRestartAfterCrash(t *testing.T) {
 	ctx := context.Background()
 	root := t.TempDir()
@@ -38,24 +63,15 @@ func TestRestartAfterCrash(t *testing.T) {
 	w, _ := s.Create(ctx, "partial")
 	w.Write([]byte("half a fi"))
 	// The process dies here: no Commit, no Cancel.
-	put := func(key, body string) {
-		w, _ := s.Create(ctx, key)
-		w.Write([]byte(body))
-		if _, err := w.Commit(ctx, store.Info{}); err != nil {
-			t.Fatal(err)
-		}
-		w.Close()
-	}
-	put("whole", "complete body")
-	put("torn", "old body")
-	// Simulate a crash between the body rename and the metadata rename of a
-	// replacement: a new body of the same size under the old metadata.
-	body, _ := s.paths("torn")
-	next := filepath.Join(root, "tmp", "next")
-	os.WriteFile(next, []byte("new body"), 0o644)
-	if err := os.Rename(next, body); err != nil {
-		t.Fatal(err)
-	}
+	put(t, s, "whole", "complete body")
+	gone := put(t, s, "gone", "body whose blob was lost")
+	// A blob renamed into place whose index entry was never written.
+	orphan := s.blobPath(strings.Repeat("ab", 32))
+	os.MkdirAll(filepath.Dir(orphan), 0o755)
+	os.WriteFile(orphan, []byte("orphan"), 0o644)
+	// A blob damaged on disk (truncated).
+	os.Truncate(s.blobPath(gone.SHA256), 3)
+	os.MkdirAll(filepath.Join(root, "objects/ab"), 0o755) // the 0.1.0 layout
 	s.Close()
 
 	s2 := open(t, root)
@@ -65,11 +81,46 @@ func TestRestartAfterCrash(t *testing.T) {
 	if _, err := s2.Open(ctx, "partial"); !errors.Is(err, store.ErrNotExist) {
 		t.Errorf("partial write visible after restart: %v", err)
 	}
-	if _, err := s2.Open(ctx, "torn"); !errors.Is(err, store.ErrNotExist) {
-		t.Errorf("body with mismatched metadata served: %v", err)
+	if _, err := s2.Open(ctx, "gone"); !errors.Is(err, store.ErrNotExist) {
+		t.Errorf("truncated blob served: %v", err)
+	}
+	if _, err := os.Stat(orphan); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("unreferenced blob kept after restart: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "objects")); !errors.Is(err, os.ErrNotExist) {
+		t.Error("the old objects/ layout was not removed")
 	}
 	if info, err := s2.Stat(ctx, "whole"); err != nil || info.Size != int64(len("complete body")) {
 		t.Errorf("committed object after restart: got %+v, %v", info, err)
+	}
+}
+
+// The same bytes under several keys are stored once; the blob goes when the
+// last key does.
+func TestSameBytesStoredOnce(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	s := open(t, root)
+	body := strings.Repeat("package bytes ", 1000)
+	a := put(t, s, "deb.debian.org/debian/pool/main/h/hello/hello_2.10-3_amd64.deb", body)
+	b := put(t, s, "debian:/pool/main/h/hello/hello_2.10-3_amd64.deb", body)
+	put(t, s, "other", "other bytes")
+	if a.SHA256 != b.SHA256 || countBlobs(t, root) != 2 {
+		t.Fatalf("two keys with the same bytes: %d blobs, want 2 (one shared)", countBlobs(t, root))
+	}
+	s.Delete(ctx, a.Key)
+	if n, _, _ := s.GC(ctx); n != 0 {
+		t.Errorf("GC removed %d blobs still referenced", n)
+	}
+	if o, err := s.Open(ctx, b.Key); err != nil {
+		t.Fatalf("the other key lost its body: %v", err)
+	} else {
+		o.Close()
+	}
+	s.Delete(ctx, b.Key)
+	put(t, s, "other", "replaced bytes") // the old "other" blob is unreferenced now
+	if n, freed, err := s.GC(ctx); err != nil || n != 2 || freed != int64(len(body)+len("other bytes")) {
+		t.Errorf("GC: removed %d blobs, %d bytes, %v; want 2 and %d", n, freed, err, len(body)+len("other bytes"))
 	}
 }
 
