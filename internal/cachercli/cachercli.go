@@ -13,6 +13,7 @@ import (
 
 	"vzpkg2/internal/cacheconf"
 	"vzpkg2/internal/proxy"
+	"vzpkg2/internal/store/disk"
 )
 
 // New returns the pkg-cacher root command.
@@ -26,7 +27,7 @@ client of a file being downloaded receives its bytes as they arrive.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServe(), newVersion())
+	root.AddCommand(newServe(), newVerify(), newVersion())
 	return root
 }
 
@@ -48,14 +49,7 @@ http://cacher:3142/HTTPS///HOST/PATH.`,
 		Example: `  pkg-cacher serve
   pkg-cacher serve -c ./pkg-cacher.conf daemon_port=8080 offline_mode=1`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if file == "" {
-				if _, err := os.Stat(cacheconf.DefaultFile); err == nil {
-					file = cacheconf.DefaultFile
-				} else if !errors.Is(err, fs.ErrNotExist) {
-					return err
-				}
-			}
-			cfg, err := cacheconf.Load(file, args)
+			cfg, err := loadConfig(file, args)
 			if err != nil {
 				return err
 			}
@@ -77,6 +71,71 @@ http://cacher:3142/HTTPS///HOST/PATH.`,
 	}
 	cmd.Flags().StringVarP(&file, "config", "c", "", "configuration file")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "log upstream retries and other details")
+	return cmd
+}
+
+// loadConfig reads file (default: cacheconf.DefaultFile when it exists) and
+// the key=value overrides.
+func loadConfig(file string, args []string) (*cacheconf.Config, error) {
+	if file == "" {
+		if _, err := os.Stat(cacheconf.DefaultFile); err == nil {
+			file = cacheconf.DefaultFile
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+	}
+	return cacheconf.Load(file, args)
+}
+
+func newVerify() *cobra.Command {
+	var (
+		file   string
+		repair bool
+	)
+	cmd := &cobra.Command{
+		Use:   "verify [-c FILE] [--repair] [key=value ...]",
+		Short: "re-hash the whole cache and report damaged files",
+		Long: `Re-hash every file in the cache directory (cache_dir) and check that each cached URL
+names an intact file. Damaged files are listed with the URLs they serve; with --repair they are
+removed, so the next request for those URLs fetches them again. pkg-cacher serve must not be
+running on the same cache directory. Exits 1 when damage is found and not repaired.`,
+		Example: `  pkg-cacher verify
+  pkg-cacher verify --repair cache_dir=/srv/pkg-cacher`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := loadConfig(file, args)
+			if err != nil {
+				return err
+			}
+			st, err := disk.Open(cfg.CacheDir)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			r, err := st.Verify(cmd.Context(), repair)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			for _, p := range r.Problems {
+				if p.Key != "" {
+					fmt.Fprintf(out, "%s: %s (%s)\n", p.Key, p.What, p.Path)
+				} else {
+					fmt.Fprintf(out, "%s: %s\n", p.Path, p.What)
+				}
+			}
+			fmt.Fprintf(out, "%d files, %d bytes checked: %d problems", r.Blobs, r.Bytes, len(r.Problems))
+			if repair && len(r.Problems) > 0 {
+				fmt.Fprint(out, ", removed")
+			}
+			fmt.Fprintln(out)
+			if len(r.Problems) > 0 && !repair {
+				return errors.New("the cache is damaged: run pkg-cacher verify --repair")
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&file, "config", "c", "", "configuration file")
+	cmd.Flags().BoolVar(&repair, "repair", false, "remove damaged files")
 	return cmd
 }
 

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"vzpkg2/internal/manpage"
+	"vzpkg2/internal/store"
+	"vzpkg2/internal/store/disk"
 )
 
 var update = flag.Bool("update", false, "rewrite docs/man/pkg-cacher*.8 from the command tree")
@@ -100,5 +102,40 @@ func TestVersion(t *testing.T) {
 	out, err := execute(context.Background(), "version")
 	if err != nil || !strings.HasPrefix(out, "pkg-cacher ") {
 		t.Fatalf("version printed %q, %v", out, err)
+	}
+}
+
+func TestVerify(t *testing.T) {
+	dir := t.TempDir()
+	st, err := disk.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	w, _ := st.Create(ctx, "deb.debian.org/debian/pool/main/h/hello/hello_2.10-3_amd64.deb")
+	w.Write([]byte("a package body"))
+	info, err := w.Commit(ctx, store.Info{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	st.Close()
+
+	out, err := execute(ctx, "verify", "cache_dir="+dir)
+	if err != nil || !strings.Contains(out, "1 files, 14 bytes checked: 0 problems") {
+		t.Fatalf("verify of an intact cache: %q, %v", out, err)
+	}
+	blob := filepath.Join(dir, "blobs", info.SHA256[:2], info.SHA256)
+	os.WriteFile(blob, []byte("a package bodY"), 0o644)
+	out, err = execute(ctx, "verify", "cache_dir="+dir)
+	if err == nil || !strings.Contains(out, "hello_2.10-3_amd64.deb: its blob is damaged") {
+		t.Fatalf("verify of a damaged cache: %q, %v", out, err)
+	}
+	out, err = execute(ctx, "verify", "--repair", "cache_dir="+dir)
+	if err != nil || !strings.Contains(out, "removed") {
+		t.Fatalf("verify --repair: %q, %v", out, err)
+	}
+	if out, err = execute(ctx, "verify", "cache_dir="+dir); err != nil || !strings.Contains(out, "0 problems") {
+		t.Fatalf("verify after repair: %q, %v", out, err)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -395,3 +396,84 @@ var (
 	_ store.Object = (*Object)(nil)
 	_ store.Writer = (*Writer)(nil)
 )
+
+// Problem is damage Verify found.
+type Problem struct {
+	Path string // the blob or index entry
+	Key  string // the key affected, when known
+	What string
+}
+
+// Report sums up a Verify run.
+type Report struct {
+	Blobs    int   // blobs checked
+	Bytes    int64 // bytes hashed
+	Problems []Problem
+}
+
+// Verify re-hashes every blob and checks every index entry against its blob.
+// With repair it removes damaged blobs and the entries that name them, so
+// the next request for those keys fetches them again.
+func (s *Store) Verify(ctx context.Context, repair bool) (Report, error) {
+	var r Report
+	bad := map[string]bool{}
+	err := filepath.WalkDir(filepath.Join(s.root, "blobs"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		h := sha256.New()
+		n, err := io.Copy(h, f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("read %s: %w", p, err)
+		}
+		r.Blobs++
+		r.Bytes += n
+		if got := hex.EncodeToString(h.Sum(nil)); got != d.Name() {
+			bad[d.Name()] = true
+			r.Problems = append(r.Problems, Problem{Path: p, What: "content has SHA-256 " + got})
+			if repair {
+				return os.Remove(p)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return r, fmt.Errorf("verify: %w", err)
+	}
+	err = filepath.WalkDir(filepath.Join(s.root, "index"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		info, err := readIndex(p)
+		var what string
+		switch fi, serr := os.Stat(s.blobPath(info.SHA256)); {
+		case err != nil:
+			what = "unreadable index entry: " + err.Error()
+		case bad[info.SHA256]:
+			what = "its blob is damaged"
+		case serr != nil:
+			what = "its blob " + info.SHA256 + " is missing"
+		case fi.Size() != info.Size:
+			what = fmt.Sprintf("its blob has %d bytes, the index says %d", fi.Size(), info.Size)
+		default:
+			return nil
+		}
+		r.Problems = append(r.Problems, Problem{Path: p, Key: info.Key, What: what})
+		if repair {
+			return os.Remove(p)
+		}
+		return nil
+	})
+	if err != nil {
+		return r, fmt.Errorf("verify: %w", err)
+	}
+	return r, nil
+}

@@ -132,3 +132,47 @@ func TestOneProcessPerDirectory(t *testing.T) {
 		t.Errorf("second Open of the same directory: got %v, want an in-use error", err)
 	}
 }
+
+func TestVerifyFindsAndRepairsDamage(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	s := open(t, root)
+	good := put(t, s, "good", "intact body")
+	bad := put(t, s, "bad", "body to be damaged")
+	put(t, s, "bad-too", "body to be damaged") // same blob, second key
+	blob := s.blobPath(bad.SHA256)
+	data, _ := os.ReadFile(blob)
+	data[3] ^= 0x20 // one flipped bit, same size
+	os.WriteFile(blob, data, 0o644)
+
+	r, err := s.Verify(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]bool{}
+	for _, p := range r.Problems {
+		keys[p.Key] = true
+	}
+	if r.Blobs != 2 || len(r.Problems) != 3 || !keys["bad"] || !keys["bad-too"] || keys["good"] {
+		t.Fatalf("verify: %d blobs, problems %+v; want 2 blobs and the damaged blob with both its keys", r.Blobs, r.Problems)
+	}
+	if _, err := os.Stat(blob); err != nil {
+		t.Error("verify without repair removed the blob")
+	}
+	if _, err := s.Verify(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"bad", "bad-too"} {
+		if _, err := s.Open(ctx, k); !errors.Is(err, store.ErrNotExist) {
+			t.Errorf("%s still served after repair: %v", k, err)
+		}
+	}
+	if o, err := s.Open(ctx, good.Key); err != nil {
+		t.Errorf("repair lost the intact body: %v", err)
+	} else {
+		o.Close()
+	}
+	if r, _ := s.Verify(ctx, false); len(r.Problems) != 0 {
+		t.Errorf("after repair: %+v", r.Problems)
+	}
+}
