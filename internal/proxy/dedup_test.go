@@ -1,0 +1,65 @@
+package proxy
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"vzpkg2/internal/repotest"
+)
+
+// dirBytes sums the sizes of the regular files under dir.
+func dirBytes(t *testing.T, dir string) (files int, bytes int64) {
+	t.Helper()
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			fi, _ := d.Info()
+			files++
+			bytes += fi.Size()
+		}
+		return nil
+	})
+	return files, bytes
+}
+
+// One repository reached through two path_map names and the URL-prefix form
+// (apt fetching its indexes by-hash) is stored once.
+func TestSameRepositoryThroughSeveralNamesStoredOnce(t *testing.T) {
+	root := t.TempDir()
+	repo := repotest.BuildAptRepo(t, root, "stable", []repotest.Deb{
+		{Name: "app", Version: "1.0-1", Depends: []string{"libbig"}, Size: 10 << 10},
+		{Name: "libbig", Version: "2.1-1", Size: 4 << 20},
+	})
+	up := repotest.NewUpstream(t, root)
+	c := startCacher(t, up.HostPort(), "", "path_map=local "+up.HostPort()+" ; mirror2 "+up.HostPort())
+	blobs := filepath.Join(c.dir, "blobs")
+
+	var oneCopy int64
+	for i, base := range []string{"/local", "/mirror2", "/" + up.HostPort()} {
+		apt := repotest.NewAptClient(t, repo.SourcesLine(c.url(base)), "")
+		apt.Update(t)
+		apt.DownloadOnly(t, "app")
+		if len(apt.Archives(t)) != 2 {
+			t.Fatalf("client %d through %s downloaded %v", i+1, base, apt.Archives(t))
+		}
+		_, size := dirBytes(t, blobs)
+		if i == 0 {
+			oneCopy = size
+			if oneCopy < 4<<20 {
+				t.Fatalf("the first client stored %d bytes, less than its packages", oneCopy)
+			}
+			continue
+		}
+		if size != oneCopy {
+			t.Errorf("after client %d through %s the store holds %d bytes, want %d (one copy)", i+1, base, size, oneCopy)
+		}
+	}
+	if n := up.CountContains("/by-hash/"); n == 0 {
+		t.Error("apt fetched no index by-hash; the test does not cover by-hash keys")
+	}
+	// The URL-prefix form of a path_map mirror shares the map's keys, so two
+	// sets of keys (local, mirror2) name the 4 files: InRelease, Packages, 2 debs.
+	if entries, _ := dirBytes(t, filepath.Join(c.dir, "index")); entries != 2*4 {
+		t.Errorf("%d index entries, want 8: 4 files under each of the two path_map names", entries)
+	}
+}
