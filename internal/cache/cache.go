@@ -10,9 +10,12 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"vzpkg2/internal/expect"
 	"vzpkg2/internal/repofmt"
 	"vzpkg2/internal/store"
 	"vzpkg2/internal/upstream"
@@ -34,6 +37,16 @@ const (
 // ErrOffline is returned for a file that is not cached in offline mode.
 var ErrOffline = errors.New("not cached, and offline_mode forbids contacting upstream")
 
+// ErrMismatch is returned (wrapped) when an upstream's file is not what the
+// repository metadata promises: nothing is stored and the mirror is avoided
+// for that file.
+var ErrMismatch = errors.New("does not match the repository metadata")
+
+// Expecter says what a file must be; *expect.Index is one.
+type Expecter interface {
+	Expect(key string) (expect.Sum, bool)
+}
+
 // Fetcher gets files from upstream mirrors; *upstream.Client is one.
 type Fetcher interface {
 	Get(ctx context.Context, f upstream.Fetch) (*upstream.Response, error)
@@ -47,10 +60,14 @@ type Cache struct {
 	volatileTTL time.Duration
 	fillTimeout time.Duration
 	offline     bool
+	expect      Expecter
 	now         func() time.Time
 
-	mu       sync.Mutex       // protects inflight
-	inflight map[string]*fill // fills under way, by key
+	mismatches atomic.Int64 // upstream files refused for not matching the metadata
+
+	mu       sync.Mutex                      // protects inflight and avoid
+	inflight map[string]*fill                // fills under way, by key
+	avoid    map[string]map[string]time.Time // by key: mirrors that sent wrong bytes, until when
 }
 
 // Options configure a Cache.
@@ -58,8 +75,12 @@ type Options struct {
 	VolatileTTL time.Duration // volatile files are served without revalidation this long
 	FillTimeout time.Duration // a whole fill is abandoned after this long (0: 6 hours)
 	Offline     bool          // never contact upstream
+	Expect      Expecter      // checks bodies against repository metadata; nil checks nothing
 	Logger      *slog.Logger
 }
+
+// avoidFor is how long a mirror that sent a wrong file is skipped for it.
+const avoidFor = 10 * time.Minute
 
 // New returns a Cache over s fetching with up.
 func New(s store.Store, up Fetcher, o Options) *Cache {
@@ -68,8 +89,8 @@ func New(s store.Store, up Fetcher, o Options) *Cache {
 	}
 	return &Cache{
 		store: s, up: up, log: o.Logger,
-		volatileTTL: o.VolatileTTL, fillTimeout: o.FillTimeout, offline: o.Offline,
-		now: time.Now, inflight: map[string]*fill{},
+		volatileTTL: o.VolatileTTL, fillTimeout: o.FillTimeout, offline: o.Offline, expect: o.Expect,
+		now: time.Now, inflight: map[string]*fill{}, avoid: map[string]map[string]time.Time{},
 	}
 }
 
@@ -106,6 +127,12 @@ func (c *Cache) Get(ctx context.Context, req Request) (*Result, error) {
 	obj, err := c.store.Open(ctx, req.Key)
 	if err != nil && !errors.Is(err, store.ErrNotExist) {
 		return nil, err
+	}
+	if obj != nil && !c.matches(req.Key, obj.Info().Size, obj.Info().SHA256) {
+		// Replaced upstream: newer metadata promises other bytes.
+		c.log.Info("cached copy no longer matches the repository metadata; fetching it again", "key", req.Key)
+		obj.Close()
+		obj = nil
 	}
 	if obj != nil && (c.offline || c.fresh(req.Class, obj.Info())) {
 		return &Result{Status: Hit, Object: obj}, nil
@@ -159,6 +186,58 @@ func (c *Cache) Get(ctx context.Context, req Request) (*Result, error) {
 	body := &Body{f: f}
 	f = nil // the Body holds the reference now
 	return &Result{Status: status, Body: body}, nil
+}
+
+// Mismatches is the number of upstream files refused because they did not
+// match the repository metadata.
+func (c *Cache) Mismatches() int64 { return c.mismatches.Load() }
+
+// matches reports whether a body of size and sha256 is what the metadata
+// promises for key (true when nothing is promised).
+func (c *Cache) matches(key string, size int64, sha256 string) bool {
+	if c.expect == nil {
+		return true
+	}
+	want, ok := c.expect.Expect(key)
+	return !ok || (sha256 == want.SHA256 && (want.Size < 0 || size == want.Size))
+}
+
+// mismatch records that mirror sent a wrong file for key.
+func (c *Cache) mismatch(key, mirror string, why string) error {
+	c.mismatches.Add(1)
+	c.avoidMirror(key, mirror)
+	c.log.Warn("upstream file refused: "+why, "key", key, "mirror", mirror)
+	return fmt.Errorf("%s from %s: %s: %w", key, mirror, why, ErrMismatch)
+}
+
+// avoidMirror puts mirror last for key for a while: it sent a wrong or broken file.
+func (c *Cache) avoidMirror(key, mirror string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.avoid[key] == nil {
+		c.avoid[key] = map[string]time.Time{}
+	}
+	c.avoid[key][mirror] = c.now().Add(avoidFor)
+}
+
+// mirrors are the URLs to try for key: those that recently sent a wrong file
+// for it go last.
+func (c *Cache) mirrors(key string, urls []string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	bad := c.avoid[key]
+	if len(bad) == 0 {
+		return urls
+	}
+	var good, later []string
+	for _, u := range urls {
+		if until, ok := bad[u]; ok && c.now().Before(until) {
+			later = append(later, u)
+		} else {
+			good = append(good, u)
+		}
+	}
+	return append(good, later...)
 }
 
 // MirrorListTTL bounds how long a metalink or mirrorlist answer is served
@@ -215,7 +294,7 @@ func (c *Cache) run(f *fill, cond upstream.Conditions) {
 
 	// Packages and checksum-named files are never HTML: such an answer is
 	// a captive portal's or an error page, and the next mirror is tried.
-	resp, err := c.up.Get(ctx, upstream.Fetch{URLs: f.req.URLs, Cond: cond, NoHTML: f.req.Class == repofmt.Immutable})
+	resp, err := c.fetch(ctx, f.req, cond)
 	if err != nil {
 		f.err = err
 		c.forget(f)
@@ -246,6 +325,12 @@ func (c *Cache) run(f *fill, cond upstream.Conditions) {
 	if err == nil && f.length >= 0 && n != f.length {
 		err = fmt.Errorf("upstream %s sent %d of %d bytes", resp.URL, n, f.length)
 	}
+	if err != nil {
+		c.avoidMirror(f.req.Key, resp.URL)
+	}
+	if err == nil && !c.matches(f.req.Key, n, w.SHA256()) {
+		err = c.mismatch(f.req.Key, resp.URL, "SHA-256 "+w.SHA256()+" is not the one the metadata gives")
+	}
 	if err == nil {
 		info := f.info // readers share f.info: commit a copy
 		info.Validated = c.now()
@@ -258,6 +343,34 @@ func (c *Cache) run(f *fill, cond upstream.Conditions) {
 	}
 	c.forget(f)
 	f.finish(err)
+}
+
+// fetch gets req from its mirrors, those that sent a wrong file last; a
+// mirror announcing another size than the metadata promises is skipped
+// before any byte reaches a client.
+func (c *Cache) fetch(ctx context.Context, req Request, cond upstream.Conditions) (*upstream.Response, error) {
+	urls := c.mirrors(req.Key, req.URLs)
+	var errs []error
+	for len(urls) > 0 {
+		// Packages and checksum-named files are never HTML: such an answer is
+		// a captive portal's or an error page, and the next mirror is tried.
+		resp, err := c.up.Get(ctx, upstream.Fetch{URLs: urls, Cond: cond, NoHTML: req.Class == repofmt.Immutable})
+		if err != nil {
+			return nil, errors.Join(append([]error{err}, errs...)...)
+		}
+		want, ok := expect.Sum{}, false
+		if c.expect != nil {
+			want, ok = c.expect.Expect(req.Key)
+		}
+		if resp.StatusCode == http.StatusNotModified || !ok || want.Size < 0 || resp.ContentLength < 0 || resp.ContentLength == want.Size {
+			return resp, nil
+		}
+		resp.Body.Close()
+		errs = append(errs, c.mismatch(req.Key, resp.URL, fmt.Sprintf("Content-Length %d, the metadata gives %d", resp.ContentLength, want.Size)))
+		i := slices.Index(urls, resp.URL)
+		urls = urls[i+1:]
+	}
+	return nil, errors.Join(errs...)
 }
 
 // forget removes a fill from the map once its outcome is in the store, so

@@ -14,6 +14,7 @@ import (
 
 	"vzpkg2/internal/cache"
 	"vzpkg2/internal/cacheconf"
+	"vzpkg2/internal/expect"
 	"vzpkg2/internal/store/disk"
 	"vzpkg2/internal/upstream"
 )
@@ -28,6 +29,7 @@ type Server struct {
 	logFile *os.File // access.log, nil when logging to stderr
 	http    *http.Server
 	log     *slog.Logger
+	expect  *expect.Index // checksums the cached metadata promises
 }
 
 // NewServer loads cfg's extra CA certificates, opens the store (cleaning
@@ -65,7 +67,8 @@ func NewServer(cfg *cacheconf.Config, log *slog.Logger) (*Server, error) {
 		accessOut = s.logFile
 	}
 	up := upstream.New(opts)
-	c := cache.New(st, up, cache.Options{VolatileTTL: cfg.VolatileTTL, Offline: cfg.OfflineMode, Logger: log})
+	s.expect = expect.New()
+	c := cache.New(st, up, cache.Options{VolatileTTL: cfg.VolatileTTL, Offline: cfg.OfflineMode, Expect: s.expect, Logger: log})
 	s.http = &http.Server{
 		Handler:           NewHandler(cfg, c, NewAccessLog(accessOut), log),
 		ReadHeaderTimeout: 30 * time.Second,

@@ -38,6 +38,9 @@ type Object interface {
 type Writer interface {
 	io.Writer
 	io.ReaderAt
+	// SHA256 returns the hex digest of the bytes written so far, so a body
+	// can be checked before it is committed.
+	SHA256() string
 	// Commit makes the body durable and visible under the key, replacing any
 	// previous object. info's Size and SHA256 are set from the bytes written.
 	Commit(ctx context.Context, info Info) (Info, error)

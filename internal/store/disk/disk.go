@@ -326,6 +326,9 @@ func (w *Writer) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// SHA256 implements store.Writer.
+func (w *Writer) SHA256() string { return hex.EncodeToString(w.sum.Sum(nil)) }
+
 // ReadAt reads bytes already written.
 func (w *Writer) ReadAt(p []byte, off int64) (int, error) { return w.f.ReadAt(p, off) }
 

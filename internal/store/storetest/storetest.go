@@ -36,6 +36,9 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 			t.Fatalf("ReadAt of written bytes: got %q, %v", got, err)
 		}
 		w.Write(body[5:])
+		if w.SHA256() != hex.EncodeToString(sum[:]) {
+			t.Errorf("Writer.SHA256 = %s before commit, want the body's", w.SHA256())
+		}
 		lm := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 		info, err := w.Commit(ctx, store.Info{ContentType: "application/x-deb", LastModified: lm, ETag: `"e"`})
 		if err != nil {

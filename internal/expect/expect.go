@@ -1,0 +1,75 @@
+// Package expect knows what repository metadata promises about files: the
+// size and SHA-256 of a package or index, by cache key. Some keys carry their
+// checksum in their name (apt's by-hash paths, yum's checksum-prefixed
+// repodata); the others are learned from the metadata pkg-cacher caches:
+// Release/InRelease and Packages/Sources for apt, repomd.xml and primary.xml
+// for yum/dnf.
+package expect
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"regexp"
+	"sync"
+)
+
+// Sum is what a file must be.
+type Sum struct {
+	Size   int64  // -1 when only the checksum is known
+	SHA256 string // lowercase hex
+}
+
+// Index holds learned checksums. It is safe for concurrent use.
+type Index struct {
+	mu   sync.RWMutex     // protects sums
+	sums map[uint64]entry // by hash of the key: compact for a whole archive's Packages
+}
+
+type entry struct {
+	size int64
+	sum  [32]byte
+}
+
+// New returns an empty Index.
+func New() *Index {
+	return &Index{sums: map[uint64]entry{}}
+}
+
+var (
+	byHashRE   = regexp.MustCompile(`/by-hash/SHA256/([0-9a-f]{64})$`)
+	repodataRE = regexp.MustCompile(`/repodata/([0-9a-f]{64})-[^/]+$`)
+)
+
+// Expect returns what the file under key must be, if anything says.
+func (ix *Index) Expect(key string) (Sum, bool) {
+	if m := byHashRE.FindStringSubmatch(key); m != nil {
+		return ix.withSize(key, m[1]), true
+	}
+	if m := repodataRE.FindStringSubmatch(key); m != nil {
+		return ix.withSize(key, m[1]), true
+	}
+	ix.mu.RLock()
+	e, ok := ix.sums[keyHash(key)]
+	ix.mu.RUnlock()
+	if !ok {
+		return Sum{}, false
+	}
+	return Sum{Size: e.size, SHA256: hex.EncodeToString(e.sum[:])}, true
+}
+
+// withSize is the checksum a key names, with the size learned for it if any.
+func (ix *Index) withSize(key, sum string) Sum {
+	ix.mu.RLock()
+	e, ok := ix.sums[keyHash(key)]
+	ix.mu.RUnlock()
+	if ok && hex.EncodeToString(e.sum[:]) == sum {
+		return Sum{Size: e.size, SHA256: sum}
+	}
+	return Sum{Size: -1, SHA256: sum}
+}
+
+func keyHash(key string) uint64 {
+	s := sha256.Sum256([]byte(key))
+	return binary.LittleEndian.Uint64(s[:8])
+}

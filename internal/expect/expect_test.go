@@ -1,0 +1,25 @@
+package expect
+
+import "testing"
+
+func TestExpectFromNames(t *testing.T) {
+	const sum = "2e268cfc18d4545e6d368db9ff18480740ee3d68d0ca431caf5101068ffd097b"
+	ix := New()
+	for _, tc := range []struct {
+		key  string
+		want bool
+	}{
+		{"deb.debian.org/debian/dists/bookworm/main/binary-amd64/by-hash/SHA256/" + sum, true},
+		{"debian:/dists/bookworm/main/i18n/by-hash/SHA256/" + sum, true},
+		{"mirror.example/fedora/42/repodata/" + sum + "-primary.xml.zst", true},
+		{"deb.debian.org/debian/dists/bookworm/main/binary-amd64/by-hash/MD5Sum/0123456789abcdef0123456789abcdef", false},
+		{"deb.debian.org/debian/dists/bookworm/main/binary-amd64/by-hash/SHA256/" + sum[:63], false},
+		{"mirror.example/fedora/42/repodata/repomd.xml", false},
+		{"deb.debian.org/debian/pool/main/h/hello/hello_2.10-3_amd64.deb", false},
+	} {
+		got, ok := ix.Expect(tc.key)
+		if ok != tc.want || (ok && (got.SHA256 != sum || got.Size != -1)) {
+			t.Errorf("Expect(%s) = %+v, %v; want known: %v", tc.key, got, ok, tc.want)
+		}
+	}
+}
