@@ -42,9 +42,12 @@ var ErrOffline = errors.New("not cached, and offline_mode forbids contacting ups
 // for that file.
 var ErrMismatch = errors.New("does not match the repository metadata")
 
-// Expecter says what a file must be; *expect.Index is one.
+// Expecter says what a file must be and learns what metadata promises;
+// *expect.Index is one.
 type Expecter interface {
 	Expect(key string) (expect.Sum, bool)
+	// Learn reads a newly committed file with open, if it is metadata.
+	Learn(key string, open func() (io.ReadCloser, error)) error
 }
 
 // Fetcher gets files from upstream mirrors; *upstream.Client is one.
@@ -267,7 +270,10 @@ func (c *Cache) join(ctx context.Context, req Request, cond upstream.Conditions)
 		// leave the map only after their commit, so one look settles it.
 		c.mu.Unlock()
 		if obj, err := c.store.Open(ctx, req.Key); err == nil {
-			return nil, &Result{Status: Hit, Object: obj}
+			if c.matches(req.Key, obj.Info().Size, obj.Info().SHA256) {
+				return nil, &Result{Status: Hit, Object: obj}
+			}
+			obj.Close()
 		}
 		c.mu.Lock()
 		f = c.inflight[req.Key]
@@ -335,6 +341,11 @@ func (c *Cache) run(f *fill, cond upstream.Conditions) {
 		info := f.info // readers share f.info: commit a copy
 		info.Validated = c.now()
 		_, err = w.Commit(ctx, info)
+		if err == nil && c.expect != nil {
+			// Before the last byte reaches the clients: apt asks for the
+			// packages an index lists right after it has the index.
+			c.learn(f.req.Key) // the Expecter skips what is not metadata
+		}
 	} else {
 		w.Cancel(ctx)
 	}
@@ -371,6 +382,14 @@ func (c *Cache) fetch(ctx context.Context, req Request, cond upstream.Conditions
 		urls = urls[i+1:]
 	}
 	return nil, errors.Join(errs...)
+}
+
+// learn lets the Expecter read a committed file.
+func (c *Cache) learn(key string) {
+	err := c.expect.Learn(key, func() (io.ReadCloser, error) { return c.store.Open(context.Background(), key) })
+	if err != nil {
+		c.log.Warn("cannot read repository metadata", "key", key, "err", err)
+	}
 }
 
 // forget removes a fill from the map once its outcome is in the store, so

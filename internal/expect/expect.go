@@ -10,7 +10,9 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"path"
 	"regexp"
+	"strings"
 	"sync"
 )
 
@@ -22,8 +24,9 @@ type Sum struct {
 
 // Index holds learned checksums. It is safe for concurrent use.
 type Index struct {
-	mu   sync.RWMutex     // protects sums
-	sums map[uint64]entry // by hash of the key: compact for a whole archive's Packages
+	mu   sync.RWMutex      // protects the maps
+	sums map[uint64]entry  // by hash of the key: compact for a whole archive's Packages
+	kind map[string]string // metadata keys whose names do not say what they are (by-hash), by key: their index name
 }
 
 type entry struct {
@@ -33,7 +36,7 @@ type entry struct {
 
 // New returns an empty Index.
 func New() *Index {
-	return &Index{sums: map[uint64]entry{}}
+	return &Index{sums: map[uint64]entry{}, kind: map[string]string{}}
 }
 
 var (
@@ -67,6 +70,48 @@ func (ix *Index) withSize(key, sum string) Sum {
 		return Sum{Size: e.size, SHA256: sum}
 	}
 	return Sum{Size: -1, SHA256: sum}
+}
+
+// set records what the file under key must be; a later promise replaces an
+// earlier one (a newer Packages for a replaced .deb).
+func (ix *Index) set(key string, size int64, sha string) {
+	var sum [32]byte
+	if len(sha) != 2*len(sum) || strings.ToLower(sha) != sha {
+		return
+	}
+	if _, err := hex.Decode(sum[:], []byte(sha)); err != nil {
+		return
+	}
+	ix.mu.Lock()
+	ix.sums[keyHash(key)] = entry{size: size, sum: sum}
+	ix.mu.Unlock()
+}
+
+// setKind records that the file under key is the index named name (e.g.
+// "main/binary-amd64/Packages.xz"), for keys whose names do not say.
+func (ix *Index) setKind(key, name string) {
+	ix.mu.Lock()
+	ix.kind[key] = name
+	ix.mu.Unlock()
+}
+
+// kindOf is the name of the metadata file under key: its own base name, or
+// what a Release said of its by-hash key.
+func (ix *Index) kindOf(key string) string {
+	ix.mu.RLock()
+	name, ok := ix.kind[key]
+	ix.mu.RUnlock()
+	if ok {
+		return path.Base(name)
+	}
+	return path.Base(key)
+}
+
+// Len is the number of checksums learned.
+func (ix *Index) Len() int {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	return len(ix.sums)
 }
 
 func keyHash(key string) uint64 {

@@ -9,12 +9,14 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path"
 	"path/filepath"
 	"time"
 
 	"vzpkg2/internal/cache"
 	"vzpkg2/internal/cacheconf"
 	"vzpkg2/internal/expect"
+	"vzpkg2/internal/store"
 	"vzpkg2/internal/store/disk"
 	"vzpkg2/internal/upstream"
 )
@@ -86,6 +88,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer s.close()
 	errc := make(chan error, 1)
 	go func() { errc <- s.http.Serve(ln) }()
+	learnCtx, stopLearning := context.WithCancel(ctx)
+	learned := make(chan struct{})
+	go func() { s.learnCached(learnCtx); close(learned) }()
+	defer func() { stopLearning(); <-learned }()
 	s.log.Info("pkg-cacher serving", "addr", ln.Addr().String(), "cache_dir", s.cfg.CacheDir, "offline", s.cfg.OfflineMode)
 	select {
 	case err := <-errc:
@@ -98,6 +104,29 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return err
 	}
 	return nil
+}
+
+// learnCached reads the metadata already in the store, Release and
+// repomd.xml files first (they say which by-hash files are indexes), so that
+// files are checked from the first request after a restart.
+func (s *Server) learnCached(ctx context.Context) {
+	for _, first := range []bool{true, false} {
+		err := s.store.Walk(ctx, func(info store.Info) error {
+			base := path.Base(info.Key)
+			if top := base == "InRelease" || base == "Release" || base == "repomd.xml"; top != first {
+				return nil
+			}
+			open := func() (io.ReadCloser, error) { return s.store.Open(ctx, info.Key) }
+			if err := s.expect.Learn(info.Key, open); err != nil {
+				s.log.Warn("cannot read cached repository metadata", "key", info.Key, "err", err)
+			}
+			return nil
+		})
+		if err != nil {
+			return
+		}
+	}
+	s.log.Info("checksums learned from cached metadata", "files", s.expect.Len())
 }
 
 func (s *Server) close() {
