@@ -50,6 +50,12 @@ type Expecter interface {
 	Learn(key string, open func() (io.ReadCloser, error)) error
 }
 
+// Checker refuses a complete body before it is stored (a signature check,
+// say); *signed.Checker is one.
+type Checker interface {
+	Check(key string, body io.Reader) error
+}
+
 // Fetcher gets files from upstream mirrors; *upstream.Client is one.
 type Fetcher interface {
 	Get(ctx context.Context, f upstream.Fetch) (*upstream.Response, error)
@@ -64,6 +70,7 @@ type Cache struct {
 	fillTimeout time.Duration
 	offline     bool
 	expect      Expecter
+	check       Checker
 	now         func() time.Time
 
 	mismatches atomic.Int64 // upstream files refused for not matching the metadata
@@ -79,6 +86,7 @@ type Options struct {
 	FillTimeout time.Duration // a whole fill is abandoned after this long (0: 6 hours)
 	Offline     bool          // never contact upstream
 	Expect      Expecter      // checks bodies against repository metadata; nil checks nothing
+	Check       Checker       // refuses bodies before they are stored; nil refuses none
 	Logger      *slog.Logger
 }
 
@@ -92,7 +100,7 @@ func New(s store.Store, up Fetcher, o Options) *Cache {
 	}
 	return &Cache{
 		store: s, up: up, log: o.Logger,
-		volatileTTL: o.VolatileTTL, fillTimeout: o.FillTimeout, offline: o.Offline, expect: o.Expect,
+		volatileTTL: o.VolatileTTL, fillTimeout: o.FillTimeout, offline: o.Offline, expect: o.Expect, check: o.Check,
 		now: time.Now, inflight: map[string]*fill{}, avoid: map[string]map[string]time.Time{},
 	}
 }
@@ -336,6 +344,11 @@ func (c *Cache) run(f *fill, cond upstream.Conditions) {
 	}
 	if err == nil && !c.matches(f.req.Key, n, w.SHA256()) {
 		err = c.mismatch(f.req.Key, resp.URL, "SHA-256 "+w.SHA256()+" is not the one the metadata gives")
+	}
+	if err == nil && c.check != nil {
+		if err = c.check.Check(f.req.Key, io.NewSectionReader(w, 0, n)); err != nil {
+			c.avoidMirror(f.req.Key, resp.URL)
+		}
 	}
 	if err == nil {
 		info := f.info // readers share f.info: commit a copy

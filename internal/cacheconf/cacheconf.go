@@ -49,6 +49,7 @@ type Config struct {
 	FetchTimeout     time.Duration // give up on an upstream that sends no byte for this long
 	ConnectTimeout   time.Duration // give up connecting to an upstream after this long
 	CAFile           string        // PEM certificates trusted for https upstreams besides the system roots
+	VerifySignatures []string      // OpenPGP keyrings InRelease files must be signed by; empty: not checked
 }
 
 // PathMap maps the first path segment Name to mirrors tried in order.
@@ -193,6 +194,7 @@ var keys = map[string]string{
 	"fetch_timeout":     "seconds without a byte before an upstream is abandoned",
 	"connect_timeout":   "seconds to connect to an upstream",
 	"ca_file":           "PEM file of CA certificates trusted for https upstreams, besides the system roots",
+	"verify_signatures": "OpenPGP keyring files InRelease must be signed by (empty: no check)",
 }
 
 func knownKeys() string {
@@ -269,6 +271,8 @@ func (c *Config) set(key, val string) error {
 		c.ConnectTimeout, err = parseSeconds(val)
 	case "ca_file":
 		c.CAFile = val
+	case "verify_signatures":
+		c.VerifySignatures = splitList(val)
 	default:
 		return fmt.Errorf("unknown key %q%s (known keys: %s)", key, suggest(key), knownKeys())
 	}

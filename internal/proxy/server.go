@@ -16,6 +16,7 @@ import (
 	"vzpkg2/internal/cache"
 	"vzpkg2/internal/cacheconf"
 	"vzpkg2/internal/expect"
+	"vzpkg2/internal/signed"
 	"vzpkg2/internal/store"
 	"vzpkg2/internal/store/disk"
 	"vzpkg2/internal/upstream"
@@ -70,7 +71,16 @@ func NewServer(cfg *cacheconf.Config, log *slog.Logger) (*Server, error) {
 	}
 	up := upstream.New(opts)
 	s.expect = expect.New()
-	c := cache.New(st, up, cache.Options{VolatileTTL: cfg.VolatileTTL, Offline: cfg.OfflineMode, Expect: s.expect, Logger: log})
+	copts := cache.Options{VolatileTTL: cfg.VolatileTTL, Offline: cfg.OfflineMode, Expect: s.expect, Logger: log}
+	if len(cfg.VerifySignatures) > 0 {
+		checker, err := signed.Load(cfg.VerifySignatures)
+		if err != nil {
+			s.close()
+			return nil, fmt.Errorf("verify_signatures: %w", err)
+		}
+		copts.Check = checker
+	}
+	c := cache.New(st, up, copts)
 	s.http = &http.Server{
 		Handler:           NewHandler(cfg, c, NewAccessLog(accessOut), log),
 		ReadHeaderTimeout: 30 * time.Second,
