@@ -27,11 +27,12 @@ type Handler struct {
 	cache  *cache.Cache
 	access *AccessLog
 	log    *slog.Logger
+	stats  *metrics
 }
 
 // NewHandler returns a Handler.
 func NewHandler(cfg *cacheconf.Config, c *cache.Cache, access *AccessLog, log *slog.Logger) *Handler {
-	return &Handler{cfg: cfg, cache: c, access: access, log: log}
+	return &Handler{cfg: cfg, cache: c, access: access, log: log, stats: newMetrics()}
 }
 
 // ServeHTTP implements http.Handler.
@@ -39,7 +40,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	cw := &countingWriter{ResponseWriter: w}
 	status, show := cache.Pass, r.RequestURI
 	// Deferred, so an aborted response is logged too.
-	defer func() { h.access.Record(time.Now(), clientIP(r), status, cw.code(), cw.n, show) }()
+	defer func() {
+		h.access.Record(time.Now(), clientIP(r), status, cw.code(), cw.n, show)
+		h.stats.record(status, cw.n)
+	}()
 	status, show = h.serve(cw, r)
 }
 
@@ -59,6 +63,10 @@ func (h *Handler) serve(w *countingWriter, r *http.Request) (cache.Status, strin
 	}
 	if !r.URL.IsAbs() && r.URL.Host == "" && r.URL.Path == "/" {
 		h.usage(w, r)
+		return cache.Pass, r.RequestURI
+	}
+	if !r.URL.IsAbs() && r.URL.Host == "" && r.URL.Path == "/metrics" {
+		h.stats.serve(w, h.cache)
 		return cache.Pass, r.RequestURI
 	}
 	t, cerr := resolve(h.cfg, r)

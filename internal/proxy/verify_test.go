@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"vzpkg2/internal/repotest"
@@ -49,6 +50,10 @@ func TestWrongBytesFromOneMirror(t *testing.T) {
 		if resp.StatusCode != 200 || string(body) != string(good) || resp.Header.Get("X-Cache") != want {
 			t.Errorf("request %d after the failure: %s %s, %q; want %s with the right bytes", i+2, resp.Status, resp.Header.Get("X-Cache"), body, want)
 		}
+	}
+	if _, m := get(t, c.url("/metrics")); !strings.Contains(string(m), "pkg_cacher_upstream_mismatches_total 1\n") ||
+		!strings.Contains(string(m), `pkg_cacher_requests_total{status="HIT"} 1`) {
+		t.Errorf("/metrics does not count the mismatch and the hit:\n%s", m)
 	}
 	if n0, n1 := mirrors[0].Count("/"+rel), mirrors[1].Count("/"+rel); n0 != 1 || n1 != 1 {
 		t.Errorf("mirror requests: %d and %d, want 1 each (the bad mirror avoided after its wrong file)", n0, n1)
