@@ -49,7 +49,7 @@ type Config struct {
 	FetchTimeout     time.Duration // give up on an upstream that sends no byte for this long
 	ConnectTimeout   time.Duration // give up connecting to an upstream after this long
 	CAFile           string        // PEM certificates trusted for https upstreams besides the system roots
-	VerifySignatures []string      // OpenPGP keyrings InRelease files must be signed by; empty: not checked
+	VerifySignatures []string      // OpenPGP keyrings InRelease, Release.gpg and repomd.xml.asc must verify with; empty: not checked
 }
 
 // PathMap maps the first path segment Name to mirrors tried in order.
@@ -194,7 +194,7 @@ var keys = map[string]string{
 	"fetch_timeout":     "seconds without a byte before an upstream is abandoned",
 	"connect_timeout":   "seconds to connect to an upstream",
 	"ca_file":           "PEM file of CA certificates trusted for https upstreams, besides the system roots",
-	"verify_signatures": "OpenPGP keyring files InRelease must be signed by (empty: no check)",
+	"verify_signatures": "OpenPGP keyring files signed metadata must be signed by (empty: no check)",
 }
 
 func knownKeys() string {

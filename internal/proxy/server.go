@@ -73,7 +73,7 @@ func NewServer(cfg *cacheconf.Config, log *slog.Logger) (*Server, error) {
 	s.expect = expect.New()
 	copts := cache.Options{VolatileTTL: cfg.VolatileTTL, Offline: cfg.OfflineMode, Expect: s.expect, Logger: log}
 	if len(cfg.VerifySignatures) > 0 {
-		checker, err := signed.Load(cfg.VerifySignatures)
+		checker, err := signed.Load(cfg.VerifySignatures, st)
 		if err != nil {
 			s.close()
 			return nil, fmt.Errorf("verify_signatures: %w", err)
