@@ -1,0 +1,360 @@
+#!/usr/bin/env bash
+# Package cache benchmark (run as root; `make bench`): pkg-cacher against
+# apt-cacher-ng, squid configured as a package cache, and nginx serving the
+# files directly, all on loopback, runs alternating. Every server gets its own
+# free 127.0.0.1 port and its own directory under $BENCH_DIR/run (default
+# var/bench/run); all are stopped at exit.
+#
+# Upstream: nginx serving the mirror bench/mirror.sh builds (~500 real Debian 12
+# packages, unsigned Release: the clients' sources say [trusted=yes]); its
+# access log ($body_bytes_sent) counts the upstream bytes.
+# Client: apt-get with an isolated APT_CONFIG (own sources, lists, status,
+# archives) using the cache as its HTTP proxy: apt-get update, then apt-get
+# download of every package in the mirror (apt checks each file's SHA256).
+#
+# Measures, per cache and run:
+#   1 cold, one client      a fresh cache, one client (wall time)
+#   2 warm, one client      the same client again, cache now holding everything
+#   3 cold, 8 clients       a fresh cache, eight clients at once (wall time of all)
+#   4 upstream bytes for 3  summed from nginx's log, and as a multiple of one client's data
+#   5 peak RSS during 3     VmHWM of the cache process after 3 (squid: plus its children)
+#   6 hot files             wrk, 16 connections, $WRK_SECONDS s each, on gcc-12 (~19 MB) and
+#                           python3-aiofiles (~10 KB) through the warm cache, in proxy form
+# and the same with no cache ("direct": the clients straight to nginx, wrk on
+# nginx). Prints a Markdown table of medians with pkg-cacher's ratios and
+# appends it, with the machine description, to docs/benchmarks.md.
+# RUNS=N sets the runs (default 3); WRK_SECONDS the wrk duration (default 5);
+# BENCH_DOCS the file the section is appended to (default docs/benchmarks.md).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/setup.sh >/dev/null
+bash bench/setup.sh
+bash bench/mirror.sh
+
+runs=${RUNS:-3}
+wrk_seconds=${WRK_SECONDS:-5}
+work=${BENCH_DIR:-$PWD/var/bench}
+run=$work/run
+rm -rf "$run"
+mkdir -p "$run"
+peers=(pkg-cacher apt-cacher-ng squid)
+errors=()
+
+declare -A pids # server name -> pid
+stop() { # $1: server name
+	local pid=${pids[$1]:-}
+	[ -n "$pid" ] || return 0
+	kill "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	unset "pids[$1]"
+}
+cleanup() {
+	for name in "${!pids[@]}"; do stop "$name"; done
+}
+trap cleanup EXIT
+
+# Ports below 32768: apt-cacher-ng 3.7.4 fails to bind ("Error resolving
+# address for binding") to a Port above 32767.
+used_ports=" 3142 3128 80 "
+free_port() {
+	local p
+	while :; do
+		p=$((20000 + RANDOM % 12000))
+		case "$used_ports" in *" $p "*) continue ;; esac
+		ss -Htln "sport = :$p" | grep -q . && continue
+		used_ports+="$p "
+		echo "$p"
+		return
+	done
+}
+wait_port() { # $1: port, $2: name, $3: log to show on failure
+	for _ in $(seq 200); do
+		ss -Htln "sport = :$1" | grep -q . && return 0
+		sleep 0.05
+	done
+	echo "bench: $2 did not start on 127.0.0.1:$1; see $3" >&2
+	exit 1
+}
+
+# --- upstream: nginx -------------------------------------------------------
+nginx_port=$(free_port)
+ngx=$run/nginx
+mkdir -p "$ngx/tmp"
+cat >"$ngx/nginx.conf" <<CONF
+user root;
+worker_processes auto;
+pid $ngx/nginx.pid;
+error_log $ngx/error.log;
+events { worker_connections 4096; }
+http {
+	include /etc/nginx/mime.types;
+	default_type application/octet-stream;
+	log_format bench '\$status \$body_bytes_sent "\$request"';
+	access_log $ngx/access.log bench;
+	sendfile on;
+	tcp_nopush on;
+	keepalive_requests 1000000;
+	client_body_temp_path $ngx/tmp/body;
+	proxy_temp_path $ngx/tmp/proxy;
+	fastcgi_temp_path $ngx/tmp/fastcgi;
+	uwsgi_temp_path $ngx/tmp/uwsgi;
+	scgi_temp_path $ngx/tmp/scgi;
+	server {
+		listen 127.0.0.1:$nginx_port;
+		root $work/mirror;
+	}
+}
+CONF
+: >"$ngx/access.log"
+nginx -e "$ngx/error.log" -c "$ngx/nginx.conf" -g 'daemon off;' &
+pids[nginx]=$!
+wait_port "$nginx_port" nginx "$ngx/error.log"
+upstream=http://127.0.0.1:$nginx_port
+log_mark() { wc -l <"$ngx/access.log"; }
+bytes_since() { awk -v n="$1" 'NR > n {s += $2} END {printf "%d\n", s}' "$ngx/access.log"; }
+
+packages=$work/mirror/debian/dists/bookworm/main/binary-amd64/Packages
+npkgs=$(awk '/^Package:/ {n++} END {print n}' "$packages")
+awk '/^Package:/ {print $2}' "$packages" | sort -u >"$run/names.txt"
+big=$(awk '/^Package: gcc-12$/ {p=1} p && /^Filename:/ {print $2; exit}' "$packages")
+small=$(awk '/^Package: python3-aiofiles$/ {p=1} p && /^Filename:/ {print $2; exit}' "$packages")
+big_size=$(stat -c %s "$work/mirror/debian/$big")
+small_size=$(stat -c %s "$work/mirror/debian/$small")
+
+# --- the caches ------------------------------------------------------------
+declare -A ports
+for c in "${peers[@]}"; do ports[$c]=$(free_port); done
+
+start_cache() { # $1: name; a fresh, empty cache
+	local c=$1 d=$run/$1 p=${ports[$1]}
+	stop "$c"
+	rm -rf "$d"
+	mkdir -p "$d/cache" "$d/log"
+	case $c in
+	pkg-cacher)
+		bin/pkg-cacher serve cache_dir="$d/cache" logdir="$d/log" daemon_addr=127.0.0.1 daemon_port="$p" \
+			allowed_locations="127.0.0.1:$nginx_port" 2>>"$d/log/stderr.log" &
+		;;
+	apt-cacher-ng)
+		# AllowUserPorts: it forwards only to port 80 unless the upstream's port is listed.
+		mkdir -p "$d/conf"
+		cat >"$d/conf/acng.conf" <<CONF
+CacheDir: $d/cache
+LogDir: $d/log
+SocketPath: $d/socket
+PidFile: $d/pid
+Port: $p
+BindAddress: 127.0.0.1
+AllowUserPorts: 80 $nginx_port
+ExThreshold: 4
+ReportPage: acng-report.html
+CONF
+		/usr/sbin/apt-cacher-ng -c "$d/conf" ForeGround=1 >>"$d/log/stderr.log" 2>&1 &
+		;;
+	squid)
+		cat >"$d/squid.conf" <<CONF
+http_port 127.0.0.1:$p
+pid_filename $d/squid.pid
+cache_effective_user proxy
+cache_dir aufs $d/cache 4000 16 256
+maximum_object_size 1 GB
+collapsed_forwarding on
+access_log stdio:$d/log/access.log
+cache_log $d/log/cache.log
+cache_store_log none
+coredump_dir $d
+refresh_pattern \.(deb|udeb)$ 129600 100% 129600
+refresh_pattern /(InRelease|Release|Release\.gpg|Packages(\.gz|\.xz)?)$ 0 0% 0
+refresh_pattern . 0 20% 4320
+http_access allow localhost
+http_access deny all
+shutdown_lifetime 0 seconds
+CONF
+		chown -R proxy:proxy "$d"
+		squid -z -N -f "$d/squid.conf" >>"$d/log/stderr.log" 2>&1
+		squid -N -f "$d/squid.conf" >>"$d/log/stderr.log" 2>&1 &
+		;;
+	esac
+	pids[$c]=$!
+	wait_port "$p" "$c" "$d/log"
+}
+
+# Peak resident set of a cache since its start, in bytes: VmHWM of the process
+# and of its children (squid's helpers).
+peak_rss() { # $1: pid
+	local kb=0 p
+	for p in "$1" $(pgrep -P "$1" || true); do
+		kb=$((kb + $(awk '/^VmHWM:/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)))
+	done
+	echo $((kb * 1024))
+}
+
+# --- apt clients -----------------------------------------------------------
+# client DIR PROXY: update and download every package; PROXY empty is direct.
+client() {
+	local d=$1 proxy=${2:-DIRECT}
+	rm -rf "$d"
+	mkdir -p "$d/lists/partial" "$d/archives/partial" "$d/debs"
+	: >"$d/status"
+	echo "deb [trusted=yes] $upstream/debian bookworm main" >"$d/sources.list"
+	cat >"$d/apt.conf" <<CONF
+Dir::Etc::sourcelist "$d/sources.list";
+Dir::Etc::sourceparts "/nonexistent";
+Dir::State::lists "$d/lists";
+Dir::State::status "$d/status";
+Dir::Cache "$d";
+Dir::Cache::archives "$d/archives";
+Dir::Cache::pkgcache "";
+Dir::Cache::srcpkgcache "";
+APT::Architecture "amd64";
+APT::Architectures "amd64";
+Acquire::Languages "none";
+Acquire::PDiffs "false";
+Acquire::http::Proxy "$proxy";
+APT::Sandbox::User "root";
+CONF
+	if ! APT_CONFIG=$d/apt.conf apt-get -q update >"$d/update.log" 2>&1 ||
+		grep -q '^[EW]:' "$d/update.log"; then
+		echo "apt-get update failed: $d/update.log" >&2
+		return 1
+	fi
+	if ! (cd "$d/debs" && APT_CONFIG=$d/apt.conf xargs apt-get -q download <"$run/names.txt" >"$d/download.log" 2>&1); then
+		echo "apt-get download failed: $d/download.log" >&2
+		return 1
+	fi
+	local got
+	got=$(find "$d/debs" -name '*.deb' | wc -l)
+	[ "$got" -eq "$npkgs" ] || { echo "$d: $got packages, want $npkgs" >&2; return 1; }
+}
+
+declare -A res # "name metric" -> space-separated values
+record() { res["$1 $2"]+="$3 "; }
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN {print b - a}'; }
+
+fail() { # $1: name, $2: what
+	errors+=("run $i: $1: $2")
+	echo "bench: ERROR $1: $2" >&2
+}
+
+single() { # $1: name, $2: metric, $3: proxy
+	local t
+	t=$(now)
+	if client "$run/clients/$1-$2" "$3"; then record "$1" "$2" "$(since "$t")"; else fail "$1" "$2"; fi
+}
+fleet() { # $1: name, $2: proxy
+	local t k ok=1 cpids=()
+	t=$(now)
+	for k in $(seq 8); do
+		client "$run/clients/$1-fleet-$k" "$2" &
+		cpids+=($!)
+	done
+	for k in "${cpids[@]}"; do wait "$k" || ok=0; done
+	if [ $ok = 1 ]; then record "$1" fleet "$(since "$t")"; else fail "$1" "fleet: a client failed"; fi
+}
+hot() { # $1: name, $2: proxy URL or empty (direct); wrk in proxy form through a cache
+	local f label size out rps url script
+	for label in big small; do
+		if [ $label = big ]; then f=$big size=$big_size; else f=$small size=$small_size; fi
+		url=$upstream/debian/$f
+		script=$run/wrk-$1-$label.lua
+		if [ -n "$2" ]; then
+			curl -fsS -o /dev/null -x "$2" "$url" || fail "$1" "hot $label: warming fetch failed"
+			printf 'wrk.path = "%s"\n' "$url" >"$script"
+			out=$(wrk -t2 -c16 -d"${wrk_seconds}s" -s "$script" "$2" 2>&1)
+		else
+			out=$(wrk -t2 -c16 -d"${wrk_seconds}s" "$url" 2>&1)
+		fi
+		echo "$out" >"$run/wrk-$1-$label.txt"
+		if grep -qE 'Non-2xx|Socket errors' <<<"$out"; then
+			fail "$1" "hot $label: wrk: $(grep -E 'Non-2xx|Socket errors' <<<"$out" | tr -s ' ' | paste -sd';' -)"
+		fi
+		rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+		record "$1" "hot-$label-rps" "$rps"
+		record "$1" "hot-$label-mbs" "$(awk -v r="$rps" -v s="$size" 'BEGIN {print r * s / 1e6}')"
+	done
+}
+
+for i in $(seq "$runs"); do
+	echo "run $i/$runs: direct" >&2
+	mark=$(log_mark)
+	single direct cold ""
+	record direct data "$(bytes_since "$mark")"
+	mark=$(log_mark)
+	fleet direct ""
+	record direct upstream "$(bytes_since "$mark")"
+	hot direct ""
+	for c in "${peers[@]}"; do
+		echo "run $i/$runs: $c" >&2
+		proxy=http://127.0.0.1:${ports[$c]}/
+		start_cache "$c"
+		single "$c" cold "$proxy"
+		single "$c" warm "$proxy"
+		start_cache "$c"
+		mark=$(log_mark)
+		fleet "$c" "$proxy"
+		record "$c" upstream "$(bytes_since "$mark")"
+		record "$c" rss "$(peak_rss "${pids[$c]}")"
+		hot "$c" "$proxy"
+		stop "$c"
+	done
+done
+cleanup
+
+# --- table -----------------------------------------------------------------
+median() { tr ' ' '\n' | awk NF | sort -g | awk '{a[NR]=$1} END {if (NR) print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+m() { echo "${res["$1 $2"]:-}" | median; }
+data=$(m direct data)
+# row LABEL METRIC SCALE FORMAT TARGET: medians of each tool (value/SCALE), then
+# pkg-cacher's ratio to direct and to each peer.
+row() {
+	local label=$1 metric=$2 scale=$3 fmt=$4 target=$5 vals=()
+	for n in direct "${peers[@]}"; do vals+=("$(m "$n" "$metric")"); done
+	awk -v label="$label" -v scale="$scale" -v fmt="$fmt" -v target="$target" \
+		-v d="${vals[0]}" -v p="${vals[1]}" -v a="${vals[2]}" -v s="${vals[3]}" '
+		function v(x) { return x == "" ? "—" : sprintf(fmt, x / scale) }
+		function r(x) { return (x == "" || p == "" || x == 0) ? "—" : sprintf("%.2f", p / x) }
+		BEGIN { printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", label, v(d), v(p), v(a), v(s), r(d), r(a), r(s), target }'
+}
+table() {
+	echo "| measure | direct (nginx) | pkg-cacher | apt-cacher-ng | squid | pkg-cacher / direct | pkg-cacher / apt-cacher-ng | pkg-cacher / squid | target |"
+	echo "|---|---|---|---|---|---|---|---|---|"
+	row "1 cold, one client (s)" cold 1 %.2f "≤ 1.2× direct"
+	res["direct warm"]=${res["direct cold"]:-}
+	row "2 warm, one client (s)" warm 1 %.2f "≤ 1.0× direct"
+	row "3 cold, 8 clients (s)" fleet 1 %.2f "≤ 1.0× squid"
+	row "4 upstream bytes for 3 (MB)" upstream 1e6 %.1f "—"
+	row "4 upstream bytes for 3 (× one client's data)" upstream "$data" %.2f "pkg-cacher 1.00"
+	row "5 peak RSS during 3 (MB)" rss 1048576 %.1f "pkg-cacher ≤ 32"
+	row "6 hot $((big_size / 1000000)) MB file (requests/s)" hot-big-rps 1 %.1f "≥ 0.95× nginx"
+	row "6 hot $((big_size / 1000000)) MB file (MB/s)" hot-big-mbs 1 %.0f "≥ 0.95× nginx"
+	row "6 hot $((small_size / 1000)) KB file (requests/s)" hot-small-rps 1 %.0f "≥ 0.8× nginx"
+	row "6 hot $((small_size / 1000)) KB file (MB/s)" hot-small-mbs 1 %.1f "≥ 0.8× nginx"
+}
+
+cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+mem=$(awk '/^MemTotal:/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)
+ver() { dpkg-query -W -f='${Version}' "$1"; }
+report=$run/report.md
+{
+	echo
+	echo "### Run of $(date -u '+%F %H:%M') UTC, RUNS=$runs"
+	echo
+	echo "$(nproc) CPUs ($cpu), $mem, Debian $(cat /etc/debian_version), Linux $(uname -r)," \
+		"$(stat -f -c %T "$work") for the caches; pkg-cacher $(git describe --always --dirty) (bin/pkg-cacher built from the working tree)," \
+		"apt-cacher-ng $(ver apt-cacher-ng), squid $(ver squid), nginx-light $(ver nginx-light), wrk $(ver wrk)." \
+		"Mirror: $npkgs packages, one client's data $(awk -v b="$data" 'BEGIN {printf "%.1f", b / 1e6}') MB;" \
+		"wrk -t2 -c16 -d${wrk_seconds}s. Medians of $runs alternating run(s); ratios are pkg-cacher's value divided by the other's."
+	echo
+	table
+	if [ ${#errors[@]} -gt 0 ]; then
+		echo
+		echo "Errors (their measurements are left out):"
+		echo
+		for e in "${errors[@]}"; do echo "- $e"; done
+	fi
+} >"$report"
+cat "$report"
+cat "$report" >>"${BENCH_DOCS:-docs/benchmarks.md}"
+echo >&2
+echo "bench: appended to ${BENCH_DOCS:-docs/benchmarks.md}; logs and client directories in $run" >&2
