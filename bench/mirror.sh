@@ -52,11 +52,13 @@ fi
 # Indexes: Packages (plain, .gz, .xz) and an unsigned Release with their hashes.
 (
 	cd "$repo"
+	rm -f dists/bookworm/Release
 	apt-ftparchive packages pool/main >dists/bookworm/main/binary-amd64/Packages
 	gzip -9nkf dists/bookworm/main/binary-amd64/Packages
 	xz -kf dists/bookworm/main/binary-amd64/Packages
 	apt-ftparchive -o APT::FTPArchive::Release::Suite=bookworm -o APT::FTPArchive::Release::Codename=bookworm \
 		-o APT::FTPArchive::Release::Architectures=amd64 -o APT::FTPArchive::Release::Components=main \
-		release dists/bookworm >dists/bookworm/Release
+		release dists/bookworm >../Release.tmp # outside the tree, or Release lists itself
+	mv ../Release.tmp dists/bookworm/Release
 )
 echo "mirror: $(ls "$pool" | wc -l) packages, $(du -sm "$pool" | cut -f1) MB in $repo" >&2
