@@ -1,8 +1,10 @@
 package repofmt
 
 import (
+	"bytes"
 	"errors"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"reflect"
@@ -132,5 +134,56 @@ func TestParsePackagesStopsOnCallbackError(t *testing.T) {
 	err := ParsePackages(strings.NewReader(in), func(Entry) error { calls++; return stop })
 	if !errors.Is(err, stop) || calls != 1 {
 		t.Errorf("got error %v after %d calls, want %v after 1", err, calls, stop)
+	}
+}
+
+// TestParseSourcesBuiltRepo parses the Sources index apt-ftparchive makes
+// for a source package built by dpkg-source, and checks each file's
+// checksum against the file on disk.
+func TestParseSourcesBuiltRepo(t *testing.T) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "pool", "main", "h", "hello")
+	src := filepath.Join(dir, "hello-1.0")
+	for name, content := range map[string]string{
+		"debian/control":       "Source: hello\nMaintainer: t <t@example.invalid>\n\nPackage: hello\nArchitecture: all\nDescription: fixture\n for repofmt.\n",
+		"debian/changelog":     "hello (1.0) unstable; urgency=medium\n\n  * Fixture.\n\n -- t <t@example.invalid>  Thu, 01 Jan 2026 00:00:00 +0000\n",
+		"debian/source/format": "3.0 (native)\n",
+	} {
+		p := filepath.Join(src, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := func(dir string, args ...string) []byte {
+		t.Helper()
+		cmd := exec.CommandContext(t.Context(), args[0], args[1:]...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "APT_CONFIG=/dev/null", "SOURCE_DATE_EPOCH=1700000000")
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%s: %v", strings.Join(args, " "), err)
+		}
+		return out
+	}
+	run(dir, "dpkg-source", "-b", "hello-1.0")
+	if err := os.RemoveAll(src); err != nil {
+		t.Fatal(err)
+	}
+	sources := run(root, "apt-ftparchive", "sources", "pool")
+
+	var got []Entry
+	if err := ParsePackages(bytes.NewReader(sources), func(e Entry) error { got = append(got, e); return nil }); err != nil {
+		t.Fatalf("%v\n%s", err, sources)
+	}
+	var want []Entry
+	for _, name := range []string{"hello_1.0.dsc", "hello_1.0.tar.xz"} {
+		size, sum := sha256File(t, filepath.Join(dir, name))
+		want = append(want, Entry{Package: "hello", Version: "1.0", Architecture: "all", Path: "pool/main/h/hello/" + name, Size: size, SHA256: sum})
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %+v\nwant %+v\nSources:\n%s", got, want, sources)
 	}
 }
