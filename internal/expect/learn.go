@@ -5,6 +5,8 @@ import (
 	"io"
 	"path"
 	"strings"
+
+	"vzpkg2/internal/repofmt"
 )
 
 // Learn reads the file under key with open if it is repository metadata, and
@@ -17,7 +19,7 @@ func (ix *Index) Learn(key string, open func() (io.ReadCloser, error)) error {
 	switch {
 	case name == "InRelease" || name == "Release":
 		learn = func(r io.Reader) error { return ix.learnRelease(key, r) }
-	case isIndex(name, "Packages"):
+	case isIndex(name, "Packages") || isIndex(name, "Sources"):
 		learn = func(r io.Reader) error { return ix.learnPackages(key, name, r) }
 	case name == "repomd.xml":
 		learn = func(r io.Reader) error { return ix.learnRepomd(key, r) }
@@ -46,34 +48,42 @@ func isIndex(name, base string) bool {
 // learnRelease records the index files of dists/SUITE/ under their names and
 // their by-hash names.
 func (ix *Index) learnRelease(key string, r io.Reader) error {
-	files, err := releaseFiles(r)
+	rel, err := repofmt.ParseRelease(r)
 	if err != nil {
 		return err
 	}
 	dir := path.Dir(key)
-	for _, f := range files {
-		ix.set(dir+"/"+f.path, f.size, f.sha)
-		byHash := dir + "/" + path.Dir(f.path) + "/by-hash/SHA256/" + f.sha
-		ix.set(byHash, f.size, f.sha)
-		ix.setKind(byHash, f.path)
+	for p, c := range rel.Files() {
+		if c.SHA256 == "" || !clean(p) {
+			continue
+		}
+		ix.set(dir+"/"+p, c.Size, c.SHA256)
+		byHash := dir + "/" + path.Dir(p) + "/by-hash/SHA256/" + c.SHA256
+		ix.set(byHash, c.Size, c.SHA256)
+		ix.setKind(byHash, p)
 	}
 	return nil
 }
 
-// learnPackages records the package files of a Packages index, relative to
-// the archive root (the part of the key before /dists/).
+// learnPackages records the files of a Packages or Sources index, relative
+// to the archive root (the part of the key before /dists/).
 func (ix *Index) learnPackages(key, name string, r io.Reader) error {
 	i := strings.LastIndex(key, "/dists/")
 	if i < 0 {
 		return nil // not in an archive layout: nothing to anchor the file names to
 	}
 	root := key[:i]
-	body, err := decompress(name, r)
+	body, err := repofmt.Decompress(name, r)
 	if err != nil {
 		return err
 	}
 	defer body.Close()
-	return packagesFiles(body, func(f file) { ix.set(root+"/"+f.path, f.size, f.sha) })
+	return repofmt.ParsePackages(body, func(e repofmt.Entry) error {
+		if e.SHA256 != "" && clean(e.Path) {
+			ix.set(root+"/"+e.Path, e.Size, e.SHA256)
+		}
+		return nil
+	})
 }
 
 // learnRepomd records the repodata files of a yum repository, and which of
@@ -83,14 +93,17 @@ func (ix *Index) learnRepomd(key string, r io.Reader) error {
 	if !ok {
 		return nil
 	}
-	files, primary, err := repomdFiles(r)
+	md, err := repofmt.ParseRepomd(r)
 	if err != nil {
 		return err
 	}
-	for _, f := range files {
-		ix.set(base+"/"+f.path, f.size, f.sha)
-		if f.path == primary {
-			ix.setKind(base+"/"+f.path, path.Base(primary))
+	for _, d := range md.Data {
+		if d.Checksum.Type != "sha256" || d.Base != "" || !clean(d.Href) {
+			continue
+		}
+		ix.set(base+"/"+d.Href, d.Size, d.Checksum.Value)
+		if d.Type == "primary" {
+			ix.setKind(base+"/"+d.Href, path.Base(d.Href))
 		}
 	}
 	return nil
@@ -103,10 +116,22 @@ func (ix *Index) learnPrimary(key, name string, r io.Reader) error {
 		return nil
 	}
 	base := key[:i]
-	body, err := decompress(name, r)
+	body, err := repofmt.Decompress(name, r)
 	if err != nil {
 		return err
 	}
 	defer body.Close()
-	return primaryFiles(body, func(f file) { ix.set(base+"/"+f.path, f.size, f.sha) })
+	return repofmt.ParsePrimary(body, func(e repofmt.RPMEntry) error {
+		// A location with its own xml:base lives elsewhere: nothing to anchor it to.
+		if e.Checksum.Type == "sha256" && e.Base == "" && clean(e.Href) {
+			ix.set(base+"/"+e.Href, e.Size, e.Checksum.Value)
+		}
+		return nil
+	})
+}
+
+// clean reports whether p is a relative path without dot segments, as every
+// key the proxy makes is.
+func clean(p string) bool {
+	return p != "" && !strings.HasPrefix(p, "/") && path.Clean(p) == p && p != ".." && !strings.HasPrefix(p, "../")
 }
