@@ -25,7 +25,8 @@ type Entry struct {
 
 // ParsePackages calls fn for each file listed by a Packages or Sources
 // index (already decompressed), in order, reading one stanza at a time.
-// Stanzas that list no file (as in dpkg's status file) are skipped. It stops
+// Stanzas with neither a Filename nor a Checksums-Sha256 list (dpkg's status
+// file, old Sources stanzas with an MD5 Files list only) are skipped. It stops
 // at the first error fn returns and returns it; other errors name the line.
 func ParsePackages(r io.Reader, fn func(Entry) error) error {
 	pr := newParagraphReader(r, "package", "version", "architecture", "filename", "size", "sha256", "directory", "checksums-sha256")

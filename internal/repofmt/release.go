@@ -3,6 +3,7 @@ package repofmt
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -69,7 +70,7 @@ func ParseRelease(r io.Reader) (*Release, error) {
 		case "valid-until":
 			rel.ValidUntil, err = parseReleaseDate(f)
 		case "acquire-by-hash":
-			rel.AcquireByHash = f.value == "yes"
+			rel.AcquireByHash = slices.Contains([]string{"yes", "true", "1"}, strings.ToLower(f.value))
 		default:
 			err = rel.addFiles(f)
 		}

@@ -107,6 +107,7 @@ func TestParseRelease(t *testing.T) {
 	for _, tc := range []struct {
 		name, in string
 		want     map[string]Checksum
+		byHash   bool
 		wantErr  string // substring of the error; "" for none
 	}{
 		{
@@ -120,9 +121,10 @@ func TestParseRelease(t *testing.T) {
 			},
 		},
 		{
-			name: "dash-escaped clearsigned body with CRLF",
-			in:   "-----BEGIN PGP SIGNED MESSAGE-----\r\nHash: SHA512\r\n\r\n- Suite: s\r\nSHA256:\r\n " + sumA + " 1 a\r\n-----BEGIN PGP SIGNATURE-----\r\nxx\r\n-----END PGP SIGNATURE-----\r\n",
-			want: map[string]Checksum{"a": {1, sumA, ""}},
+			name:   "dash-escaped clearsigned body with CRLF",
+			in:     "-----BEGIN PGP SIGNED MESSAGE-----\r\nHash: SHA512\r\n\r\n- Suite: s\r\nAcquire-By-Hash: True\r\nSHA256:\r\n " + sumA + " 1 a\r\n-----BEGIN PGP SIGNATURE-----\r\nxx\r\n-----END PGP SIGNATURE-----\r\n",
+			want:   map[string]Checksum{"a": {1, sumA, ""}},
+			byHash: true,
 		},
 		{name: "empty", in: "", wantErr: "empty Release file"},
 		{name: "two paragraphs", in: "Suite: s\n\nSuite: t\n", wantErr: "line 3: more than one paragraph"},
@@ -155,6 +157,9 @@ func TestParseRelease(t *testing.T) {
 			}
 			if got := rel.Files(); !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("Files() = %v, want %v", got, tc.want)
+			}
+			if rel.AcquireByHash != tc.byHash {
+				t.Errorf("AcquireByHash = %v, want %v", rel.AcquireByHash, tc.byHash)
 			}
 		})
 	}
