@@ -12,10 +12,11 @@ import (
 // maxLine bounds one line of a deb822 file; Debian's longest are a few KiB.
 const maxLine = 1 << 20
 
-// field is one field of a deb822 paragraph. value holds the first line's
-// text and, for multi-line fields, each continuation line after a "\n".
+// field is one field of a deb822 paragraph: the text on its first line and
+// its continuation lines, trimmed.
 type field struct {
 	name, value string
+	more        []string
 	line        int
 }
 
@@ -124,7 +125,7 @@ func (p *paragraphReader) next() ([]field, int, error) {
 			}
 			if kept {
 				f := &fields[len(fields)-1]
-				f.value += "\n" + strings.TrimSpace(l)
+				f.more = append(f.more, strings.TrimSpace(l))
 			}
 			continue
 		}

@@ -44,6 +44,9 @@ func ParsePackages(r io.Reader, fn func(Entry) error) error {
 		)
 		for i := range fields {
 			f := &fields[i]
+			if len(f.more) > 0 && f.name != "checksums-sha256" {
+				return fmt.Errorf("line %d: %s: want a single line", f.line+1, f.name)
+			}
 			switch f.name {
 			case "package":
 				e.Package = f.value
@@ -107,11 +110,10 @@ func sourceEntries(e Entry, dir, checksums *field, fn func(Entry) error) error {
 	if dir == nil || !cleanPath(dir.value) {
 		return fmt.Errorf("line %d: source %s: Checksums-Sha256 without a clean relative Directory", checksums.line, e.Package)
 	}
-	lines := strings.Split(checksums.value, "\n")
-	if lines[0] != "" {
+	if checksums.value != "" {
 		return fmt.Errorf("line %d: source %s: want the Checksums-Sha256 list on the lines below", checksums.line, e.Package)
 	}
-	for i, l := range lines[1:] {
+	for i, l := range checksums.more {
 		line := checksums.line + 1 + i
 		w := strings.Fields(l)
 		if len(w) != 3 {

@@ -106,6 +106,7 @@ func TestParsePackages(t *testing.T) {
 		{name: "sources without Directory", in: "Package: s\nChecksums-Sha256:\n " + sumA + " 1 s.dsc\n", wantErr: "line 2: source s: Checksums-Sha256 without a clean relative Directory"},
 		{name: "sources file with a slash", in: "Package: s\nDirectory: pool/s\nChecksums-Sha256:\n " + sumA + " 1 ../s.dsc\n", wantErr: "line 4: source s: \"../s.dsc\" is not a plain file name"},
 		{name: "sources short line", in: "Package: s\nDirectory: pool/s\nChecksums-Sha256:\n " + sumA + " s.dsc\n", wantErr: "line 4: source s: want \"sha256 size name\""},
+		{name: "multi-line Filename", in: "Package: a\nFilename: a.deb\n ../../b.deb\nSize: 1\n", wantErr: "line 3: filename: want a single line"},
 		{name: "duplicate Filename", in: "Package: a\nFilename: a\nFilename: b\n", wantErr: "line 3: Filename given again (first on line 2)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

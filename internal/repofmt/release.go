@@ -60,6 +60,9 @@ func ParseRelease(r io.Reader) (*Release, error) {
 	}
 	rel := &Release{files: make(map[string]Checksum)}
 	for _, f := range fields {
+		if _, list := hashFields[f.name]; len(f.more) > 0 && !list {
+			return nil, fmt.Errorf("line %d: %s: want a single line", f.line+1, f.name)
+		}
 		switch f.name {
 		case "suite":
 			rel.Suite = f.value
@@ -83,11 +86,10 @@ func ParseRelease(r io.Reader) (*Release, error) {
 
 // addFiles records the "hash size path" lines of a hash list field.
 func (rel *Release) addFiles(f field) error {
-	lines := strings.Split(f.value, "\n")
-	if lines[0] != "" {
+	if f.value != "" {
 		return fmt.Errorf("line %d: %s: want the file list on the lines below", f.line, f.name)
 	}
-	for i, l := range lines[1:] {
+	for i, l := range f.more {
 		line := f.line + 1 + i
 		w := strings.Fields(l)
 		if len(w) != 3 {

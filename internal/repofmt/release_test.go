@@ -137,6 +137,7 @@ func TestParseRelease(t *testing.T) {
 		{name: "listed twice", in: "SHA256:\n " + sumA + " 1 a\n " + sumB + " 1 a\n", wantErr: "line 3: a listed twice under sha256"},
 		{name: "duplicate field", in: "SHA256:\n " + sumA + " 1 a\nSHA256:\n", wantErr: "line 3: SHA256 given again (first on line 1)"},
 		{name: "list on the field line", in: "SHA256: " + sumA + " 1 a\n", wantErr: "line 1: sha256: want the file list on the lines below"},
+		{name: "multi-line Suite", in: "Suite: s\n t\n", wantErr: "line 2: suite: want a single line"},
 		{name: "bad date", in: "Suite: s\nDate: yesterday\n", wantErr: "line 2: date: \"yesterday\" is not an RFC 1123 date"},
 		{name: "no colon", in: "Suite: s\ngarbage\n", wantErr: "line 2: want \"Field: value\""},
 		{name: "continuation first", in: " x\n", wantErr: "line 1: continuation line outside a field"},
