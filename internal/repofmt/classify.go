@@ -1,6 +1,8 @@
 // Package repofmt knows the file layout of distribution repositories (apt and
 // yum/dnf): which files never change once published, which are indexes that
-// must be revalidated, and which are mirror lists that go stale fastest.
+// must be revalidated, and which are mirror lists that go stale fastest; and
+// it parses the indexes that say what each file must be (Release/InRelease,
+// Packages/Sources, repomd.xml, primary.xml).
 package repofmt
 
 import "path"
