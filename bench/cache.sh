@@ -27,6 +27,7 @@
 # BENCH_DOCS the file the section is appended to (default docs/benchmarks.md).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+load_start=$(cut -d' ' -f1 /proc/loadavg) # other work on the machine competes for the CPUs
 source scripts/setup.sh >/dev/null
 bash bench/setup.sh
 bash bench/mirror.sh
@@ -123,11 +124,17 @@ small_size=$(stat -c %s "$work/mirror/debian/$small")
 
 # --- the caches ------------------------------------------------------------
 declare -A ports
+starts=0
 for c in "${peers[@]}"; do ports[$c]=$(free_port); done
 
 start_cache() { # $1: name; a fresh, empty cache
 	local c=$1 d=$run/$1 p=${ports[$1]}
 	stop "$c"
+	if [ -d "$d/log" ]; then # keep the logs of every instance: $run/logs/NAME-N
+		starts=$((starts + 1))
+		mkdir -p "$run/logs"
+		mv "$d/log" "$run/logs/$c-$starts"
+	fi
 	rm -rf "$d"
 	mkdir -p "$d/cache" "$d/log"
 	case $c in
@@ -213,22 +220,31 @@ Acquire::PDiffs "false";
 Acquire::http::Proxy "$proxy";
 APT::Sandbox::User "root";
 CONF
+	local t0
+	t0=$(now)
 	if ! APT_CONFIG=$d/apt.conf apt-get -q update >"$d/update.log" 2>&1 ||
 		grep -q '^[EW]:' "$d/update.log"; then
 		echo "apt-get update failed: $d/update.log" >&2
 		return 1
 	fi
+	echo "update $(since "$t0") s" >"$d/times.txt"
+	t0=$(now)
 	if ! (cd "$d/debs" && APT_CONFIG=$d/apt.conf xargs apt-get -q download <"$run/names.txt" >"$d/download.log" 2>&1); then
 		echo "apt-get download failed: $d/download.log" >&2
 		return 1
 	fi
+	echo "download $(since "$t0") s" >>"$d/times.txt"
 	local got
 	got=$(find "$d/debs" -name '*.deb' | wc -l)
 	[ "$got" -eq "$npkgs" ] || { echo "$d: $got packages, want $npkgs" >&2; return 1; }
+	rm -rf "$d/debs" "$d/lists" # keep the logs, not 176 MB a client
 }
 
 declare -A res # "name metric" -> space-separated values
-record() { res["$1 $2"]+="$3 "; }
+record() { # $1: name, $2: metric, $3: value; every value also goes to $run/raw.txt
+	res["$1 $2"]+="$3 "
+	echo "run=$i $1 $2 $3" >>"$run/raw.txt"
+}
 now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN {print b - a}'; }
 
@@ -240,13 +256,13 @@ fail() { # $1: name, $2: what
 single() { # $1: name, $2: metric, $3: proxy
 	local t
 	t=$(now)
-	if client "$run/clients/$1-$2" "$3"; then record "$1" "$2" "$(since "$t")"; else fail "$1" "$2"; fi
+	if client "$run/clients/$i-$1-$2" "$3"; then record "$1" "$2" "$(since "$t")"; else fail "$1" "$2"; fi
 }
 fleet() { # $1: name, $2: proxy
 	local t k ok=1 cpids=()
 	t=$(now)
 	for k in $(seq 8); do
-		client "$run/clients/$1-fleet-$k" "$2" &
+		client "$run/clients/$i-$1-fleet-$k" "$2" &
 		cpids+=($!)
 	done
 	for k in "${cpids[@]}"; do wait "$k" || ok=0; done
@@ -332,6 +348,7 @@ table() {
 	row "6 hot $((small_size / 1000)) KB file (MB/s)" hot-small-mbs 1 %.1f "≥ 0.8× nginx"
 }
 
+load_end=$(cut -d' ' -f1 /proc/loadavg)
 cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 mem=$(awk '/^MemTotal:/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)
 ver() { dpkg-query -W -f='${Version}' "$1"; }
@@ -344,7 +361,8 @@ report=$run/report.md
 		"$(stat -f -c %T "$work") for the caches; pkg-cacher $(git describe --always --dirty) (bin/pkg-cacher built from the working tree)," \
 		"apt-cacher-ng $(ver apt-cacher-ng), squid $(ver squid), nginx-light $(ver nginx-light), wrk $(ver wrk)." \
 		"Mirror: $npkgs packages, one client's data $(awk -v b="$data" 'BEGIN {printf "%.1f", b / 1e6}') MB;" \
-		"wrk -t2 -c16 -d${wrk_seconds}s. Medians of $runs alternating run(s); ratios are pkg-cacher's value divided by the other's."
+		"wrk -t2 -c16 -d${wrk_seconds}s. Load average (1 min) $load_start at the start, $load_end at the end." \
+		"Medians of $runs alternating run(s); ratios are pkg-cacher's value divided by the other's."
 	echo
 	table
 	if [ ${#errors[@]} -gt 0 ]; then
@@ -357,4 +375,4 @@ report=$run/report.md
 cat "$report"
 cat "$report" >>"${BENCH_DOCS:-docs/benchmarks.md}"
 echo >&2
-echo "bench: appended to ${BENCH_DOCS:-docs/benchmarks.md}; logs and client directories in $run" >&2
+echo "bench: appended to ${BENCH_DOCS:-docs/benchmarks.md}; every value in $run/raw.txt, logs in $run/logs, clients (times.txt: update and download) in $run/clients" >&2

@@ -26,8 +26,12 @@ fi
 # The services the packages ship must not run: the bench starts its own
 # instances on free loopback ports.
 for svc in apt-cacher-ng squid nginx; do
-	if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
-		systemctl disable --now "$svc" >/dev/null 2>&1 || true
+	if command -v systemctl >/dev/null; then
+		if [ -d /run/systemd/system ]; then
+			systemctl disable --now "$svc" >/dev/null 2>&1 || true
+		else
+			systemctl disable "$svc" >/dev/null 2>&1 || true # no systemd running: just the links
+		fi
 	fi
 	if [ -x "/etc/init.d/$svc" ]; then "/etc/init.d/$svc" stop >/dev/null 2>&1 || true; fi
 done
