@@ -45,6 +45,9 @@ func isIndex(name, base string) bool {
 	return strings.HasPrefix(name, base) && (ext == "" || ext == ".gz" || ext == ".xz" || ext == ".bz2" || ext == ".zst")
 }
 
+// releaseFiles are the files of dists/SUITE/ that a Release cannot vouch for.
+var releaseFiles = map[string]bool{"Release": true, "InRelease": true, "Release.gpg": true}
+
 // learnRelease records the index files of dists/SUITE/ under their names and
 // their by-hash names.
 func (ix *Index) learnRelease(key string, r io.Reader) error {
@@ -54,7 +57,9 @@ func (ix *Index) learnRelease(key string, r io.Reader) error {
 	}
 	dir := path.Dir(key)
 	for p, c := range rel.Files() {
-		if c.SHA256 == "" || !clean(p) {
+		// A Release listing itself (or its signature) would pin the next
+		// Release to this one's checksum forever.
+		if c.SHA256 == "" || !clean(p) || releaseFiles[p] {
 			continue
 		}
 		ix.set(dir+"/"+p, c.Size, c.SHA256)

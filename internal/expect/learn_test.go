@@ -93,6 +93,18 @@ func TestLearnIgnoresOtherFiles(t *testing.T) {
 	if err != nil || ix.Len() != 0 {
 		t.Errorf("Learn of a package: %v, %d sums", err, ix.Len())
 	}
+
+	// A Release that lists itself (some hand-made repositories do) does not pin the next Release.
+	self := "Suite: stable\nSHA256:\n " + strings.Repeat("ab", 32) + " 111 Release\n " + strings.Repeat("cd", 32) + " 12 main/binary-amd64/Packages\n"
+	if err := ix.Learn("h/debian/dists/stable/Release", func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(self)), nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := ix.Expect("h/debian/dists/stable/Release"); ok {
+		t.Error("a Release's own entry became an expectation for the next Release")
+	}
+	if _, ok := ix.Expect("h/debian/dists/stable/main/binary-amd64/Packages"); !ok {
+		t.Error("the index the Release lists was not learned")
+	}
 	bad := "-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\nSHA256:\n abc 12\n"
 	err = ix.Learn("h/debian/dists/stable/InRelease", func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(bad)), nil })
 	if err == nil || !strings.Contains(err.Error(), "line 5") {
