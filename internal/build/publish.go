@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"vzpkg2/internal/atomicfile"
 	"vzpkg2/internal/packager"
 	"vzpkg2/internal/rootfs"
 )
@@ -108,7 +109,7 @@ func (b *builder) publish(ctx context.Context, pkgs []packager.Package) (*Result
 			return nil, err
 		}
 	}
-	if err := syncDir(b.opt.CacheDir); err != nil {
+	if err := atomicfile.SyncDir(b.opt.CacheDir); err != nil {
 		return nil, err
 	}
 	return &Result{Path: final, SHA256: sum, Packages: pkgs, Changed: true}, nil
@@ -240,14 +241,6 @@ func writeSynced(path, content string) error {
 		err = f.Sync()
 	}
 	return errors.Join(err, f.Close())
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	return errors.Join(d.Sync(), d.Close())
 }
 
 func firstField(s string) string {

@@ -329,13 +329,7 @@ func TestUpstreamBreaksMidBody(t *testing.T) {
 }
 
 func countFiles(t *testing.T, dir string) int {
-	n := 0
-	filepath.WalkDir(dir, func(_ string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			n++
-		}
-		return nil
-	})
+	n, _ := dirBytes(t, dir)
 	return n
 }
 

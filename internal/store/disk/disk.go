@@ -30,6 +30,7 @@ import (
 	"sync"
 	"syscall"
 
+	"vzpkg2/internal/atomicfile"
 	"vzpkg2/internal/store"
 )
 
@@ -191,20 +192,12 @@ func (s *Store) writeIndex(p string, info store.Info) error {
 		err = os.Rename(tmp.Name(), p)
 	}
 	if err == nil {
-		err = syncDir(filepath.Dir(p))
+		err = atomicfile.SyncDir(filepath.Dir(p))
 	}
 	if err != nil {
 		return fmt.Errorf("write index: %w", err)
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	return errors.Join(d.Sync(), d.Close())
 }
 
 // Create implements store.Store.
@@ -235,11 +228,11 @@ func (s *Store) Walk(ctx context.Context, fn func(store.Info) error) error {
 			return err
 		}
 		info, err := readIndex(p)
-		if err != nil {
+		if err != nil || p != s.indexPath(info.Key) {
 			return nil // a torn or foreign file: not an entry
 		}
-		if _, err := s.Stat(ctx, info.Key); err != nil {
-			return nil
+		if fi, err := os.Stat(s.blobPath(info.SHA256)); err != nil || fi.Size() != info.Size {
+			return nil // its blob is gone or damaged: Open would not serve it
 		}
 		return fn(info)
 	})
@@ -360,7 +353,7 @@ func (w *Writer) Commit(_ context.Context, info store.Info) (store.Info, error) 
 			return fail(err)
 		}
 		w.done = true
-		if err := syncDir(filepath.Dir(blob)); err != nil {
+		if err := atomicfile.SyncDir(filepath.Dir(blob)); err != nil {
 			return info, fmt.Errorf("commit %q: %w", w.key, err)
 		}
 	}
