@@ -1,8 +1,8 @@
 package proxy
 
 import (
-	"fmt"
 	"io"
+	"strconv"
 	"sync"
 	"time"
 
@@ -15,17 +15,30 @@ import (
 //
 // time (UTC), client address, cache status, HTTP status, body bytes sent, URL.
 type AccessLog struct {
-	mu sync.Mutex // serialises writes to w
-	w  io.Writer
+	mu  sync.Mutex // serialises writes to w and use of buf
+	w   io.Writer
+	buf []byte
 }
 
 // NewAccessLog returns an AccessLog writing to w.
 func NewAccessLog(w io.Writer) *AccessLog { return &AccessLog{w: w} }
 
-// Record writes one request's line.
+// Record writes one request's line, with one write.
 func (l *AccessLog) Record(t time.Time, client string, status cache.Status, code int, bytes int64, url string) {
-	line := fmt.Sprintf("%s %s %s %d %d %s\n", t.UTC().Format("2006-01-02T15:04:05.000Z"), client, status, code, bytes, url)
 	l.mu.Lock()
-	l.w.Write([]byte(line))
-	l.mu.Unlock()
+	defer l.mu.Unlock()
+	b := t.UTC().AppendFormat(l.buf[:0], "2006-01-02T15:04:05.000Z")
+	b = append(b, ' ')
+	b = append(b, client...)
+	b = append(b, ' ')
+	b = append(b, status...)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, int64(code), 10)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, bytes, 10)
+	b = append(b, ' ')
+	b = append(b, url...)
+	b = append(b, '\n')
+	l.w.Write(b)
+	l.buf = b
 }

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
 	"vzpkg2/internal/cache"
@@ -98,7 +99,7 @@ func serveObject(w http.ResponseWriter, r *http.Request, obj store.Object) {
 		w.Header().Set("ETag", `"`+info.SHA256+`"`)
 	}
 	var content io.ReadSeeker = obj
-	if f, ok := obj.(interface{ OSFile() *os.File }); ok {
+	if f, ok := obj.(interface{ OSFile() *os.File }); ok && f.OSFile() != nil {
 		content = f.OSFile()
 	}
 	http.ServeContent(w, r, "", info.LastModified, content)
@@ -262,12 +263,42 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 }
 
 func (c *countingWriter) ReadFrom(src io.Reader) (int64, error) {
+	if lr, ok := src.(*io.LimitedReader); ok && lr.N <= smallBody {
+		return c.copySmall(lr)
+	}
 	if c.status == 0 {
 		c.status = http.StatusOK
 	}
 	n, err := c.ResponseWriter.(io.ReaderFrom).ReadFrom(src)
 	c.n += n
 	return n, err
+}
+
+// smallBody is the size up to which a body is copied through memory rather
+// than sendfile: for small files one write carrying headers and body costs
+// less than a header write followed by sendfile.
+const smallBody = 64 << 10
+
+var smallBuffers = sync.Pool{New: func() any { return new([smallBody]byte) }}
+
+// copySmall sends the at most smallBody bytes of lr and flushes them, so the
+// client has the whole response before the access log is written.
+func (c *countingWriter) copySmall(lr *io.LimitedReader) (int64, error) {
+	buf := smallBuffers.Get().(*[smallBody]byte)
+	defer smallBuffers.Put(buf)
+	n, err := io.ReadFull(lr, buf[:lr.N])
+	if err == io.ErrUnexpectedEOF {
+		err = nil // io.CopyN reports the short copy
+	}
+	if n > 0 {
+		if _, werr := c.Write(buf[:n]); werr != nil {
+			return int64(n), werr
+		}
+	}
+	if f, ok := c.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+	return int64(n), err
 }
 
 func (c *countingWriter) code() int {

@@ -16,6 +16,7 @@
 package disk
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -42,9 +43,10 @@ type Store struct {
 	// mu serialises commits and GC, so GC never removes a blob whose index
 	// entry is about to be written.
 	mu sync.Mutex
-}
 
-var _ store.Store = (*Store)(nil)
+	recent recentInfos // index entries served without reading them again
+	small  smallBodies // small bodies served from memory
+}
 
 // Open prepares root (creating it if needed), takes its lock and removes
 // leftovers of interrupted writes.
@@ -125,23 +127,61 @@ func notExist(key string, err error) error {
 
 // Open implements store.Store.
 func (s *Store) Open(_ context.Context, key string) (store.Object, error) {
-	info, err := readIndex(s.indexPath(key))
+	info, err := s.info(key)
 	if err != nil {
-		return nil, notExist(key, err)
+		return nil, err
 	}
-	if info.Key != key {
-		return nil, notExist(key, errors.New("index entry of another key"))
+	if info.Size <= smallBodyMax {
+		return s.openSmall(info)
 	}
 	f, err := os.Open(s.blobPath(info.SHA256))
 	if err != nil {
+		s.recent.forget(key)
 		return nil, notExist(key, err)
 	}
 	fi, err := f.Stat()
 	if err != nil || fi.Size() != info.Size {
 		f.Close()
+		s.recent.forget(key)
 		return nil, notExist(key, fmt.Errorf("blob %s does not have the indexed size", info.SHA256))
 	}
 	return &Object{f: f, info: info}, nil
+}
+
+// openSmall opens a small body from memory, reading it in on first use.
+func (s *Store) openSmall(info store.Info) (store.Object, error) {
+	b, ok := s.small.get(info.SHA256)
+	if !ok {
+		var err error
+		b, err = os.ReadFile(s.blobPath(info.SHA256))
+		sum := sha256.Sum256(b)
+		if err == nil && (int64(len(b)) != info.Size || hex.EncodeToString(sum[:]) != info.SHA256) {
+			err = fmt.Errorf("blob %s does not have the indexed size and checksum", info.SHA256)
+		}
+		if err != nil {
+			s.recent.forget(info.Key)
+			return nil, notExist(info.Key, err)
+		}
+		s.small.put(info.SHA256, b)
+	}
+	return &Object{mem: bytes.NewReader(b), info: info}, nil
+}
+
+// info returns key's index entry.
+func (s *Store) info(key string) (store.Info, error) {
+	info, gen, ok := s.recent.get(key)
+	if ok {
+		return info, nil
+	}
+	info, err := readIndex(s.indexPath(key))
+	if err != nil {
+		return info, notExist(key, err)
+	}
+	if info.Key != key {
+		return info, notExist(key, errors.New("index entry of another key"))
+	}
+	s.recent.put(info, gen)
+	return info, nil
 }
 
 // Stat implements store.Store.
@@ -156,15 +196,14 @@ func (s *Store) Stat(ctx context.Context, key string) (store.Info, error) {
 
 // SetInfo implements store.Store.
 func (s *Store) SetInfo(_ context.Context, info store.Info) error {
-	p := s.indexPath(info.Key)
-	old, err := readIndex(p)
-	if err != nil || old.Key != info.Key {
-		return notExist(info.Key, err)
+	old, err := s.info(info.Key)
+	if err != nil {
+		return err
 	}
 	if info.Size != old.Size || info.SHA256 != old.SHA256 {
 		return fmt.Errorf("set info of %q: size or checksum differs from the stored body", info.Key)
 	}
-	return s.writeIndex(p, info)
+	return s.writeIndex(s.indexPath(info.Key), info)
 }
 
 // writeIndex writes an index entry atomically and durably.
@@ -194,6 +233,7 @@ func (s *Store) writeIndex(p string, info store.Info) error {
 	if err == nil {
 		err = atomicfile.SyncDir(filepath.Dir(p))
 	}
+	s.recent.forget(info.Key)
 	if err != nil {
 		return fmt.Errorf("write index: %w", err)
 	}
@@ -212,6 +252,7 @@ func (s *Store) Create(_ context.Context, key string) (store.Writer, error) {
 // Delete implements store.Store. The blob stays until GC finds no other key
 // referencing it.
 func (s *Store) Delete(_ context.Context, key string) error {
+	defer s.recent.forget(key)
 	if err := os.Remove(s.indexPath(key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("delete %q: %w", key, err)
 	}
@@ -277,9 +318,11 @@ func (s *Store) GC(ctx context.Context) (removed int, freed int64, err error) {
 	return removed, freed, nil
 }
 
-// Object is a committed body open for reading.
+// Object is a committed body open for reading: its blob, or for a small
+// body a copy in memory.
 type Object struct {
-	f    *os.File
+	f    *os.File      // nil when mem is set
+	mem  *bytes.Reader // a small body
 	info store.Info
 }
 
@@ -287,18 +330,39 @@ type Object struct {
 func (o *Object) Info() store.Info { return o.info }
 
 // Read implements io.Reader.
-func (o *Object) Read(p []byte) (int, error) { return o.f.Read(p) }
+func (o *Object) Read(p []byte) (int, error) {
+	if o.mem != nil {
+		return o.mem.Read(p)
+	}
+	return o.f.Read(p)
+}
 
 // ReadAt implements io.ReaderAt.
-func (o *Object) ReadAt(p []byte, off int64) (int, error) { return o.f.ReadAt(p, off) }
+func (o *Object) ReadAt(p []byte, off int64) (int, error) {
+	if o.mem != nil {
+		return o.mem.ReadAt(p, off)
+	}
+	return o.f.ReadAt(p, off)
+}
 
 // Seek implements io.Seeker.
-func (o *Object) Seek(off int64, whence int) (int64, error) { return o.f.Seek(off, whence) }
+func (o *Object) Seek(off int64, whence int) (int64, error) {
+	if o.mem != nil {
+		return o.mem.Seek(off, whence)
+	}
+	return o.f.Seek(off, whence)
+}
 
 // Close implements io.Closer.
-func (o *Object) Close() error { return o.f.Close() }
+func (o *Object) Close() error {
+	if o.mem != nil {
+		return nil
+	}
+	return o.f.Close()
+}
 
-// OSFile returns the open file, so a server can hand it to sendfile.
+// OSFile returns the open file, so a server can hand it to sendfile; nil
+// for a body in memory.
 func (o *Object) OSFile() *os.File { return o.f }
 
 // Writer writes a body to the temp area; see store.Writer.
@@ -413,6 +477,10 @@ type Report struct {
 func (s *Store) Verify(ctx context.Context, repair bool) (Report, error) {
 	var r Report
 	bad := map[string]bool{}
+	if repair {
+		defer s.recent.forget("") // entries removed below
+		defer s.small.clear()
+	}
 	err := filepath.WalkDir(filepath.Join(s.root, "blobs"), func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err

@@ -3,6 +3,7 @@ package disk
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -174,5 +175,32 @@ func TestVerifyFindsAndRepairsDamage(t *testing.T) {
 	}
 	if r, _ := s.Verify(ctx, false); len(r.Problems) != 0 {
 		t.Errorf("after repair: %+v", r.Problems)
+	}
+}
+
+// Small bodies are served from memory after their first read; the read
+// checks the bytes against the blob's name, so damage on disk is never
+// copied into memory and served.
+func TestDamagedSmallBodyNotServed(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, t.TempDir())
+	info := put(t, s, "small", "a small body damaged before its first read")
+	blob := s.blobPath(info.SHA256)
+	data, _ := os.ReadFile(blob)
+	data[0] ^= 0x01
+	os.WriteFile(blob, data, 0o644)
+	if o, err := s.Open(ctx, "small"); !errors.Is(err, store.ErrNotExist) {
+		b, _ := io.ReadAll(o)
+		t.Fatalf("damaged body served: %q, %v", b, err)
+	}
+	data[0] ^= 0x01 // repaired on disk: served again
+	os.WriteFile(blob, data, 0o644)
+	o, err := s.Open(ctx, "small")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	if b, _ := io.ReadAll(o); string(b) != "a small body damaged before its first read" {
+		t.Errorf("got %q", b)
 	}
 }
