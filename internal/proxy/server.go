@@ -55,6 +55,9 @@ func NewServer(cfg *cacheconf.Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if r := st.Recovery(); r.Checked > 0 {
+		log.Warn("the cache was not closed cleanly: the files written in its last second were checked", "checked", r.Checked, "torn_removed", r.Removed)
+	}
 	s := &Server{cfg: cfg, store: st, log: log}
 	var accessOut io.Writer = os.Stderr
 	if cfg.LogDir != "" {

@@ -7,10 +7,14 @@
 //	tmp/                        bodies and index entries being written; emptied at start
 //	lock                        flock held by the one process using root
 //
-// A body becomes visible only by rename after fsync, under the name of its own
-// checksum, and an index entry is written (also by rename) only after its
-// blob: a crash leaves at worst an unreferenced blob, never a key naming a
-// wrong or partial body. The same bytes reached under several keys (mirrors,
+//	synced                      when the last file system sync began (see durable.go)
+//
+// A body becomes visible only by rename, under the name of its own checksum,
+// and an index entry is written (also by rename) only after its blob. A
+// process crash leaves at worst an unreferenced blob; after a power loss, Open
+// hashes the blobs written since the last sync again. Either way no key names
+// a wrong or partial body: a torn index entry or one whose blob is gone reads
+// as absent. The same bytes reached under several keys (mirrors,
 // by-hash paths, releases) are stored once. Blobs no key references any more
 // are removed by GC, which Open runs.
 package disk
@@ -29,9 +33,9 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
-	"vzpkg2/internal/atomicfile"
 	"vzpkg2/internal/store"
 )
 
@@ -46,6 +50,13 @@ type Store struct {
 
 	recent recentInfos // index entries served without reading them again
 	small  smallBodies // small bodies served from memory
+
+	dirty     atomic.Bool   // commits since the last flush
+	stopFlush chan struct{} // closed to stop the flusher
+	flushDone chan struct{} // closed when the flusher returned
+	closeOnce sync.Once
+	closeErr  error
+	recovery  Recovery // what Open found of a crash
 }
 
 // Open prepares root (creating it if needed), takes its lock and removes
@@ -68,17 +79,33 @@ func Open(root string) (*Store, error) {
 	// objects/ is the layout of pkg-cacher 0.1.0, keyed by request: dropped.
 	err = errors.Join(s.cleanTmp(), os.RemoveAll(filepath.Join(root, "objects")))
 	if err == nil {
+		s.recovery, err = s.recover()
+	}
+	if err == nil {
 		_, _, err = s.GC(context.Background())
 	}
 	if err != nil {
 		lock.Close()
 		return nil, err
 	}
+	s.startFlusher()
 	return s, nil
 }
 
-// Close releases the lock on the root directory.
-func (s *Store) Close() error { return s.lock.Close() }
+// Recovery is what Open found of a crash before it.
+func (s *Store) Recovery() Recovery { return s.recovery }
+
+// Close makes every commit durable and releases the lock on the root
+// directory.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.stopFlusher()
+		var err error
+		err = s.flush(true)
+		s.closeErr = errors.Join(err, s.lock.Close())
+	})
+	return s.closeErr
+}
 
 func (s *Store) cleanTmp() error {
 	tmp := filepath.Join(s.root, "tmp")
@@ -206,7 +233,7 @@ func (s *Store) SetInfo(_ context.Context, info store.Info) error {
 	return s.writeIndex(s.indexPath(info.Key), info)
 }
 
-// writeIndex writes an index entry atomically and durably.
+// writeIndex writes an index entry atomically; the flusher makes it durable.
 func (s *Store) writeIndex(p string, info store.Info) error {
 	b, err := json.Marshal(info)
 	if err != nil {
@@ -218,9 +245,6 @@ func (s *Store) writeIndex(p string, info store.Info) error {
 	}
 	defer os.Remove(tmp.Name())
 	_, err = tmp.Write(b)
-	if err == nil {
-		err = tmp.Sync()
-	}
 	if cerr := tmp.Close(); err == nil {
 		err = cerr
 	}
@@ -230,9 +254,7 @@ func (s *Store) writeIndex(p string, info store.Info) error {
 	if err == nil {
 		err = os.Rename(tmp.Name(), p)
 	}
-	if err == nil {
-		err = atomicfile.SyncDir(filepath.Dir(p))
-	}
+	s.dirty.Store(true)
 	s.recent.forget(info.Key)
 	if err != nil {
 		return fmt.Errorf("write index: %w", err)
@@ -389,9 +411,9 @@ func (w *Writer) SHA256() string { return hex.EncodeToString(w.sum.Sum(nil)) }
 // ReadAt reads bytes already written.
 func (w *Writer) ReadAt(p []byte, off int64) (int, error) { return w.f.ReadAt(p, off) }
 
-// Commit implements store.Writer: fsync, rename into place under the body's
-// checksum (or drop the body when that blob exists already), then write the
-// key's index entry.
+// Commit implements store.Writer: rename into place under the body's checksum
+// (or drop the body when that blob exists already), then write the key's
+// index entry. The flusher makes both durable within flushEvery.
 func (w *Writer) Commit(_ context.Context, info store.Info) (store.Info, error) {
 	if w.done {
 		return info, errors.New("commit: writer already finished")
@@ -400,9 +422,6 @@ func (w *Writer) Commit(_ context.Context, info store.Info) (store.Info, error) 
 	fail := func(err error) (store.Info, error) {
 		w.cancel()
 		return info, fmt.Errorf("commit %q: %w", w.key, err)
-	}
-	if err := w.f.Sync(); err != nil {
-		return fail(err)
 	}
 	w.s.mu.Lock()
 	defer w.s.mu.Unlock()
@@ -417,9 +436,7 @@ func (w *Writer) Commit(_ context.Context, info store.Info) (store.Info, error) 
 			return fail(err)
 		}
 		w.done = true
-		if err := atomicfile.SyncDir(filepath.Dir(blob)); err != nil {
-			return info, fmt.Errorf("commit %q: %w", w.key, err)
-		}
+		w.s.dirty.Store(true)
 	}
 	if err := w.s.writeIndex(w.s.indexPath(w.key), info); err != nil {
 		return info, fmt.Errorf("commit %q: %w", w.key, err)

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"vzpkg2/internal/store"
 	"vzpkg2/internal/store/storetest"
@@ -202,5 +204,54 @@ func TestDamagedSmallBodyNotServed(t *testing.T) {
 	defer o.Close()
 	if b, _ := io.ReadAll(o); string(b) != "a small body damaged before its first read" {
 		t.Errorf("got %q", b)
+	}
+}
+
+// abandon drops s as a crash would: no final sync, no record of one.
+func (s *Store) abandon() {
+	s.closeOnce.Do(func() {
+		s.stopFlusher()
+		s.lock.Close()
+	})
+}
+
+// Commits are made durable by a sync at most a second later. A body torn by
+// a power loss before that sync is found when the store opens again, and its
+// key is fetched anew; bodies intact stay.
+func TestBodyTornBeforeSyncIsDropped(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	s := open(t, root)
+	old := put(t, s, "old", strings.Repeat("synced before the crash ", 4096))
+	past := time.Now().Add(-time.Minute) // as if the clients came a while later
+	os.Chtimes(s.blobPath(old.SHA256), past, past)
+	if err := s.flush(false); err != nil {
+		t.Fatal(err)
+	}
+	put(t, s, "intact", strings.Repeat("written just before the crash, intact ", 4096))
+	torn := put(t, s, "torn", strings.Repeat("written just before the crash ", 4096))
+	s.abandon()
+	p := s.blobPath(torn.SHA256)
+	data, _ := os.ReadFile(p)
+	copy(data[len(data)/2:], make([]byte, 4096)) // a block never written
+	os.WriteFile(p, data, 0o644)
+
+	s = open(t, root)
+	if r := s.Recovery(); r.Checked != 2 || r.Removed != 1 {
+		t.Errorf("recovery %+v, want the 2 blobs written since the sync checked and 1 removed", r)
+	}
+	if o, err := s.Open(ctx, "torn"); !errors.Is(err, store.ErrNotExist) {
+		o.Close()
+		t.Fatalf("a body torn before the sync is served after restart: %v", err)
+	}
+	if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the torn blob is still on disk: %v", err)
+	}
+	for _, k := range []string{"old", "intact"} {
+		if o, err := s.Open(ctx, k); err != nil {
+			t.Errorf("%s: lost after the crash: %v", k, err)
+		} else {
+			o.Close()
+		}
 	}
 }

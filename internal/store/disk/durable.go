@@ -1,0 +1,172 @@
+package disk
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"vzpkg2/internal/atomicfile"
+)
+
+// Commits do not fsync each body: one fsync per file would pace a client
+// fetching hundreds of packages one after the other. Instead a flusher syncs
+// the file system at most once per flushEvery while commits happen, then
+// records in the file "synced" the time that sync began: every blob last
+// written before it is on disk. Close records a last sync as clean. After
+// any other end, Open hashes again the blobs written since the recorded time,
+// the ones a power loss or kernel crash may have left torn, and removes the
+// damaged ones: a crash costs refetches, never a wrong body. A process crash
+// loses nothing, the kernel still holds the writes.
+const (
+	flushEvery  = time.Second
+	syncedFile  = "synced"
+	mtimeSlack  = 2 * time.Second // clock granularity between now and mtimes
+	stampLayout = time.RFC3339Nano
+	cleanMark   = " clean" // after the time: the store was closed
+)
+
+// Recovery is what Open found of a crash.
+type Recovery struct {
+	Checked int // blobs written since the last sync, hashed again
+	Removed int // of those, torn ones removed
+}
+
+// startFlusher runs the flusher until stopFlusher.
+func (s *Store) startFlusher() {
+	s.stopFlush, s.flushDone = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(s.flushDone)
+		t := time.NewTicker(flushEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.stopFlush:
+				return
+			case <-t.C:
+				if s.dirty.Load() {
+					s.flush(false) // failed: retried on the next tick
+				}
+			}
+		}
+	}()
+}
+
+func (s *Store) stopFlusher() {
+	close(s.stopFlush)
+	<-s.flushDone
+}
+
+// flush makes every commit so far durable and records when; clean marks the
+// record as the last one before Close.
+func (s *Store) flush(clean bool) error {
+	began := time.Now()
+	s.dirty.Store(false)
+	d, err := os.Open(s.root)
+	if err == nil {
+		err = errors.Join(unix.Syncfs(int(d.Fd())), d.Close())
+	}
+	if err == nil {
+		err = s.writeSynced(began, clean)
+	}
+	if err != nil {
+		s.dirty.Store(true)
+		return fmt.Errorf("sync cache directory: %w", err)
+	}
+	return nil
+}
+
+// writeSynced records t durably.
+func (s *Store) writeSynced(t time.Time, clean bool) error {
+	line := t.UTC().Format(stampLayout)
+	if clean {
+		line += cleanMark
+	}
+	tmp := filepath.Join(s.root, "tmp", syncedFile)
+	err := os.WriteFile(tmp, []byte(line+"\n"), 0o644)
+	if err == nil {
+		var f *os.File
+		if f, err = os.Open(tmp); err == nil {
+			err = errors.Join(f.Sync(), f.Close())
+		}
+	}
+	if err == nil {
+		err = os.Rename(tmp, filepath.Join(s.root, syncedFile))
+	}
+	if err == nil {
+		err = atomicfile.SyncDir(s.root)
+	}
+	return err
+}
+
+// recover checks the blobs a crash may have torn, unless the store was
+// closed cleanly, and starts a new record: from now on an end without Close
+// is a crash. A store without a record is new, or was written by a version
+// that synced every commit: nothing to check. An unreadable record checks
+// everything.
+func (s *Store) recover() (Recovery, error) {
+	now := time.Now()
+	b, err := os.ReadFile(filepath.Join(s.root, syncedFile))
+	var r Recovery
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return r, err
+	default:
+		line := strings.TrimSuffix(string(b), "\n")
+		if strings.HasSuffix(line, cleanMark) {
+			break
+		}
+		t, err := time.Parse(stampLayout, line)
+		if err != nil {
+			t = time.Time{}
+		}
+		if r, err = s.recheck(t); err != nil {
+			return r, err
+		}
+	}
+	return r, s.writeSynced(now, false)
+}
+
+// recheck hashes again the blobs written since t and removes those whose
+// bytes do not match their name.
+func (s *Store) recheck(t time.Time) (Recovery, error) {
+	var r Recovery
+	err := filepath.WalkDir(filepath.Join(s.root, "blobs"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if fi.ModTime().Before(t.Add(-mtimeSlack)) {
+			return nil
+		}
+		r.Checked++
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		h := sha256.New()
+		_, err = io.Copy(h, f)
+		f.Close()
+		if err == nil && hex.EncodeToString(h.Sum(nil)) == d.Name() {
+			return nil
+		}
+		r.Removed++
+		return os.Remove(p)
+	})
+	if err != nil {
+		return r, fmt.Errorf("check bodies written before a crash: %w", err)
+	}
+	return r, nil
+}
