@@ -3,6 +3,7 @@ package disk
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -253,5 +254,30 @@ func TestBodyTornBeforeSyncIsDropped(t *testing.T) {
 		} else {
 			o.Close()
 		}
+	}
+}
+
+// BenchmarkCommit is the store's cost per new file: create, write 100 KB,
+// commit (blob and index entry).
+func BenchmarkCommit(b *testing.B) {
+	ctx := context.Background()
+	s, err := Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	body := make([]byte, 100<<10)
+	b.SetBytes(int64(len(body)))
+	for i := 0; b.Loop(); i++ {
+		w, err := s.Create(ctx, fmt.Sprintf("host/pool/p%d.deb", i))
+		if err != nil {
+			b.Fatal(err)
+		}
+		body[0], body[1], body[2] = byte(i), byte(i>>8), byte(i>>16)
+		w.Write(body)
+		if _, err := w.Commit(ctx, store.Info{}); err != nil {
+			b.Fatal(err)
+		}
+		w.Close()
 	}
 }
