@@ -25,8 +25,10 @@
 # appends it, with the machine description, to docs/benchmarks.md.
 # RUNS=N sets the runs (default 3); WRK_SECONDS the wrk duration (default 5);
 # BENCH_DOCS the file the section is appended to (default docs/benchmarks.md).
+# Servers, tables and the machine line: bench/lib.sh, shared with bench/dnf.sh.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source bench/lib.sh
 load_start=$(cut -d' ' -f1 /proc/loadavg) # other work on the machine competes for the CPUs
 source scripts/setup.sh >/dev/null
 bash bench/setup.sh
@@ -39,80 +41,10 @@ run=$work/run
 rm -rf "$run"
 mkdir -p "$run"
 peers=(pkg-cacher apt-cacher-ng squid)
-errors=()
-
-declare -A pids # server name -> pid
-stop() { # $1: server name
-	local pid=${pids[$1]:-}
-	[ -n "$pid" ] || return 0
-	kill "$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
-	unset "pids[$1]"
-}
-cleanup() {
-	for name in "${!pids[@]}"; do stop "$name"; done
-}
 trap cleanup EXIT
 
-# Ports below 32768: apt-cacher-ng 3.7.4 fails to bind ("Error resolving
-# address for binding") to a Port above 32767.
-used_ports=" 3142 3128 80 "
-free_port() {
-	local p
-	while :; do
-		p=$((20000 + RANDOM % 12000))
-		case "$used_ports" in *" $p "*) continue ;; esac
-		ss -Htln "sport = :$p" | grep -q . && continue
-		used_ports+="$p "
-		echo "$p"
-		return
-	done
-}
-wait_port() { # $1: port, $2: name, $3: log to show on failure
-	for _ in $(seq 200); do
-		ss -Htln "sport = :$1" | grep -q . && return 0
-		sleep 0.05
-	done
-	echo "bench: $2 did not start on 127.0.0.1:$1; see $3" >&2
-	exit 1
-}
-
 # --- upstream: nginx -------------------------------------------------------
-nginx_port=$(free_port)
-ngx=$run/nginx
-mkdir -p "$ngx/tmp"
-cat >"$ngx/nginx.conf" <<CONF
-user root;
-worker_processes auto;
-pid $ngx/nginx.pid;
-error_log $ngx/error.log;
-events { worker_connections 4096; }
-http {
-	include /etc/nginx/mime.types;
-	default_type application/octet-stream;
-	log_format bench '\$status \$body_bytes_sent "\$request"';
-	access_log $ngx/access.log bench;
-	sendfile on;
-	tcp_nopush on;
-	keepalive_requests 1000000;
-	client_body_temp_path $ngx/tmp/body;
-	proxy_temp_path $ngx/tmp/proxy;
-	fastcgi_temp_path $ngx/tmp/fastcgi;
-	uwsgi_temp_path $ngx/tmp/uwsgi;
-	scgi_temp_path $ngx/tmp/scgi;
-	server {
-		listen 127.0.0.1:$nginx_port;
-		root $work/mirror;
-	}
-}
-CONF
-: >"$ngx/access.log"
-nginx -e "$ngx/error.log" -c "$ngx/nginx.conf" -g 'daemon off;' &
-pids[nginx]=$!
-wait_port "$nginx_port" nginx "$ngx/error.log"
-upstream=http://127.0.0.1:$nginx_port
-log_mark() { wc -l <"$ngx/access.log"; }
-bytes_since() { awk -v n="$1" 'NR > n {s += $2} END {printf "%d\n", s}' "$ngx/access.log"; }
+start_nginx "$work/mirror"
 
 packages=$work/mirror/debian/dists/bookworm/main/binary-amd64/Packages
 npkgs=$(awk '/^Package:/ {n++} END {print n}' "$packages")
@@ -123,68 +55,12 @@ big_size=$(stat -c %s "$work/mirror/debian/$big")
 small_size=$(stat -c %s "$work/mirror/debian/$small")
 
 # --- the caches ------------------------------------------------------------
+# Started by start_cache (bench/lib.sh); squid as a package cache: .deb fresh
+# for 90 days, Release and Packages always revalidated.
 declare -A ports
-starts=0
 for c in "${peers[@]}"; do ports[$c]=$(free_port); done
-
-start_cache() { # $1: name; a fresh, empty cache
-	local c=$1 d=$run/$1 p=${ports[$1]}
-	stop "$c"
-	if [ -d "$d/log" ]; then # keep the logs of every instance: $run/logs/NAME-N
-		starts=$((starts + 1))
-		mkdir -p "$run/logs"
-		mv "$d/log" "$run/logs/$c-$starts"
-	fi
-	rm -rf "$d"
-	mkdir -p "$d/cache" "$d/log"
-	case $c in
-	pkg-cacher)
-		bin/pkg-cacher serve cache_dir="$d/cache" logdir="$d/log" daemon_addr=127.0.0.1 daemon_port="$p" \
-			allowed_locations="127.0.0.1:$nginx_port" 2>>"$d/log/stderr.log" &
-		;;
-	apt-cacher-ng)
-		# AllowUserPorts: it forwards only to port 80 unless the upstream's port is listed.
-		mkdir -p "$d/conf"
-		cat >"$d/conf/acng.conf" <<CONF
-CacheDir: $d/cache
-LogDir: $d/log
-SocketPath: $d/socket
-PidFile: $d/pid
-Port: $p
-BindAddress: 127.0.0.1
-AllowUserPorts: 80 $nginx_port
-ExThreshold: 4
-ReportPage: acng-report.html
-CONF
-		/usr/sbin/apt-cacher-ng -c "$d/conf" ForeGround=1 >>"$d/log/stderr.log" 2>&1 &
-		;;
-	squid)
-		cat >"$d/squid.conf" <<CONF
-http_port 127.0.0.1:$p
-pid_filename $d/squid.pid
-cache_effective_user proxy
-cache_dir aufs $d/cache 4000 16 256
-maximum_object_size 1 GB
-collapsed_forwarding on
-access_log stdio:$d/log/access.log
-cache_log $d/log/cache.log
-cache_store_log none
-coredump_dir $d
-refresh_pattern \.(deb|udeb)$ 129600 100% 129600
-refresh_pattern /(InRelease|Release|Release\.gpg|Packages(\.gz|\.xz)?)$ 0 0% 0
-refresh_pattern . 0 20% 4320
-http_access allow localhost
-http_access deny all
-shutdown_lifetime 0 seconds
-CONF
-		chown -R proxy:proxy "$d"
-		squid -z -N -f "$d/squid.conf" >>"$d/log/stderr.log" 2>&1
-		squid -N -f "$d/squid.conf" >>"$d/log/stderr.log" 2>&1 &
-		;;
-	esac
-	pids[$c]=$!
-	wait_port "$p" "$c" "$d/log"
-}
+squid_refresh='refresh_pattern \.(deb|udeb)$ 129600 100% 129600
+refresh_pattern /(InRelease|Release|Release\.gpg|Packages(\.gz|\.xz)?)$ 0 0% 0'
 
 # Peak resident set of a cache since its start, in bytes: VmHWM of the process
 # and of its children (squid's helpers).
@@ -238,19 +114,6 @@ CONF
 	got=$(find "$d/debs" -name '*.deb' | wc -l)
 	[ "$got" -eq "$npkgs" ] || { echo "$d: $got packages, want $npkgs" >&2; return 1; }
 	rm -rf "$d/debs" "$d/lists" # keep the logs, not 176 MB a client
-}
-
-declare -A res # "name metric" -> space-separated values
-record() { # $1: name, $2: metric, $3: value; every value also goes to $run/raw.txt
-	res["$1 $2"]+="$3 "
-	echo "run=$i $1 $2 $3" >>"$run/raw.txt"
-}
-now() { date +%s.%N; }
-since() { awk -v a="$1" -v b="$(now)" 'BEGIN {print b - a}'; }
-
-fail() { # $1: name, $2: what
-	errors+=("run $i: $1: $2")
-	echo "bench: ERROR $1: $2" >&2
 }
 
 single() { # $1: name, $2: metric, $3: proxy
@@ -318,20 +181,7 @@ done
 cleanup
 
 # --- table -----------------------------------------------------------------
-median() { tr ' ' '\n' | awk NF | sort -g | awk '{a[NR]=$1} END {if (NR) print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-m() { echo "${res["$1 $2"]:-}" | median; }
 data=$(m direct data)
-# row LABEL METRIC SCALE FORMAT TARGET: medians of each tool (value/SCALE), then
-# pkg-cacher's ratio to direct and to each peer.
-row() {
-	local label=$1 metric=$2 scale=$3 fmt=$4 target=$5 vals=()
-	for n in direct "${peers[@]}"; do vals+=("$(m "$n" "$metric")"); done
-	awk -v label="$label" -v scale="$scale" -v fmt="$fmt" -v target="$target" \
-		-v d="${vals[0]}" -v p="${vals[1]}" -v a="${vals[2]}" -v s="${vals[3]}" '
-		function v(x) { return x == "" ? "—" : sprintf(fmt, x / scale) }
-		function r(x) { return (x == "" || p == "" || x == 0) ? "—" : sprintf("%.2f", p / x) }
-		BEGIN { printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", label, v(d), v(p), v(a), v(s), r(d), r(a), r(s), target }'
-}
 table() {
 	echo "| measure | direct (nginx) | pkg-cacher | apt-cacher-ng | squid | pkg-cacher / direct | pkg-cacher / apt-cacher-ng | pkg-cacher / squid | target |"
 	echo "|---|---|---|---|---|---|---|---|---|"
@@ -349,16 +199,12 @@ table() {
 }
 
 load_end=$(cut -d' ' -f1 /proc/loadavg)
-cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
-mem=$(awk '/^MemTotal:/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)
-ver() { dpkg-query -W -f='${Version}' "$1"; }
 report=$run/report.md
 {
 	echo
 	echo "### Run of $(date -u '+%F %H:%M') UTC, RUNS=$runs"
 	echo
-	echo "$(nproc) CPUs ($cpu), $mem, Debian $(cat /etc/debian_version), Linux $(uname -r)," \
-		"$(stat -f -c %T "$work") for the caches; pkg-cacher $(git describe --always --dirty) (bin/pkg-cacher built from the working tree)," \
+	echo "$(machine); pkg-cacher $(git describe --always --dirty) (bin/pkg-cacher built from the working tree)," \
 		"apt-cacher-ng $(ver apt-cacher-ng), squid $(ver squid), nginx-light $(ver nginx-light), wrk $(ver wrk)." \
 		"Mirror: $npkgs packages, one client's data $(awk -v b="$data" 'BEGIN {printf "%.1f", b / 1e6}') MB;" \
 		"wrk -t2 -c16 -d${wrk_seconds}s. Load average (1 min) $load_start at the start, $load_end at the end." \
