@@ -75,9 +75,14 @@ type Cache struct {
 
 	mismatches atomic.Int64 // upstream files refused for not matching the metadata
 
-	mu       sync.Mutex                      // protects inflight and avoid
+	mu       sync.Mutex                      // protects inflight, avoid and closed
 	inflight map[string]*fill                // fills under way, by key
 	avoid    map[string]map[string]time.Time // by key: mirrors that sent wrong bytes, until when
+	closed   bool                            // Close was called: no new fills
+
+	fills    sync.WaitGroup     // fill goroutines
+	stopAll  context.CancelFunc // cancels every fill
+	fillBase context.Context    // parent of every fill's context
 }
 
 // Options configure a Cache.
@@ -98,11 +103,26 @@ func New(s store.Store, up Fetcher, o Options) *Cache {
 	if o.FillTimeout == 0 {
 		o.FillTimeout = 6 * time.Hour
 	}
+	base, stop := context.WithCancel(context.Background())
 	return &Cache{
 		store: s, up: up, log: o.Logger,
 		volatileTTL: o.VolatileTTL, fillTimeout: o.FillTimeout, offline: o.Offline, expect: o.Expect, check: o.Check,
 		now: time.Now, inflight: map[string]*fill{}, avoid: map[string]map[string]time.Time{},
+		fillBase: base, stopAll: stop,
 	}
+}
+
+// ErrClosed is returned for files not cached once the Cache is closed.
+var ErrClosed = errors.New("pkg-cacher is shutting down")
+
+// Close stops the fills under way (nothing of them is stored) and waits for
+// them, so the store can be closed after it.
+func (c *Cache) Close() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.stopAll()
+	c.fills.Wait()
 }
 
 // Request names a file: its store key, the upstream URLs to try in order and
@@ -288,9 +308,15 @@ func (c *Cache) join(ctx context.Context, req Request, cond upstream.Conditions)
 	}
 	if f == nil {
 		f = newFill(req)
-		c.inflight[req.Key] = f
-		f.refs++ // the fill goroutine's own reference
-		go c.run(f, cond)
+		if c.closed {
+			f.err = ErrClosed
+			close(f.ready)
+		} else {
+			c.inflight[req.Key] = f
+			f.refs++ // the fill goroutine's own reference
+			c.fills.Add(1)
+			go c.run(f, cond)
+		}
 	}
 	f.mu.Lock()
 	f.refs++
@@ -302,7 +328,8 @@ func (c *Cache) join(ctx context.Context, req Request, cond upstream.Conditions)
 // run fetches f from upstream into the store. It runs detached from any
 // client: a client hanging up never breaks the fill for the others.
 func (c *Cache) run(f *fill, cond upstream.Conditions) {
-	ctx, cancel := context.WithTimeout(context.Background(), c.fillTimeout)
+	defer c.fills.Done()
+	ctx, cancel := context.WithTimeout(c.fillBase, c.fillTimeout)
 	defer cancel()
 	defer f.release()
 

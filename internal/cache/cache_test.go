@@ -1,8 +1,10 @@
 package cache
 
 import (
+	"errors"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -10,6 +12,7 @@ import (
 
 	"vzpkg2/internal/repofmt"
 	"vzpkg2/internal/repotest"
+	"vzpkg2/internal/store"
 	"vzpkg2/internal/store/disk"
 	"vzpkg2/internal/upstream"
 )
@@ -87,5 +90,47 @@ func drain(t *testing.T, b *Body) {
 		if err != nil {
 			t.Fatalf("read fill: %v", err)
 		}
+	}
+}
+
+// Close stops a fill under way without storing anything, so the store can
+// be closed after it, and later misses are refused.
+func TestCloseStopsFills(t *testing.T) {
+	root := t.TempDir()
+	os.WriteFile(filepath.Join(root, "a.deb"), make([]byte, 1<<20), 0o644)
+	up := repotest.NewUpstream(t, root)
+	stall := make(chan struct{})
+	defer close(stall)
+	up.SetHandler(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		w.Header().Set("Content-Length", "1048576")
+		w.Write(make([]byte, 1000))
+		w.(http.Flusher).Flush()
+		<-stall
+	})
+	st, err := disk.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	log := slog.New(slog.DiscardHandler)
+	c := New(st, upstream.New(upstream.Options{ConnectTimeout: 5 * time.Second, StallTimeout: time.Minute, Logger: log}), Options{Logger: log})
+	req := Request{Key: up.HostPort() + "/a.deb", URLs: []string{up.URL() + "/a.deb"}, Class: repofmt.Immutable}
+	res, err := c.Get(t.Context(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan struct{})
+	go func() { c.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Close did not return while a fill was stalled")
+	}
+	res.Close()
+	if _, err := st.Stat(t.Context(), req.Key); !errors.Is(err, store.ErrNotExist) {
+		t.Errorf("a fill stopped by Close was stored: %v", err)
+	}
+	if _, err := c.Get(t.Context(), req); !errors.Is(err, ErrClosed) {
+		t.Errorf("Get after Close: %v, want ErrClosed", err)
 	}
 }

@@ -200,6 +200,8 @@ func setContentType(w http.ResponseWriter, info store.Info) {
 func (h *Handler) fail(w http.ResponseWriter, t target, err error) {
 	var se *upstream.StatusError
 	switch {
+	case errors.Is(err, cache.ErrClosed):
+		writeRefusal(w, refuse(http.StatusServiceUnavailable, t.show+": pkg-cacher is shutting down"))
 	case errors.Is(err, cache.ErrOffline):
 		writeRefusal(w, refuse(http.StatusServiceUnavailable, t.show+" is not cached and offline_mode is on"))
 	case errors.As(err, &se) && se.Code >= 400 && se.Code < 500:

@@ -29,6 +29,7 @@ const Version = "0.1.0"
 type Server struct {
 	cfg     *cacheconf.Config
 	store   *disk.Store
+	cache   *cache.Cache
 	logFile *os.File // access.log, nil when logging to stderr
 	http    *http.Server
 	log     *slog.Logger
@@ -84,6 +85,7 @@ func NewServer(cfg *cacheconf.Config, log *slog.Logger) (*Server, error) {
 		copts.Check = checker
 	}
 	c := cache.New(st, up, copts)
+	s.cache = c
 	s.http = &http.Server{
 		Handler:           NewHandler(cfg, c, NewAccessLog(accessOut), log),
 		ReadHeaderTimeout: 30 * time.Second,
@@ -143,6 +145,9 @@ func (s *Server) learnCached(ctx context.Context) {
 }
 
 func (s *Server) close() {
+	if s.cache != nil {
+		s.cache.Close() // before the store: no commit after it
+	}
 	s.store.Close()
 	if s.logFile != nil {
 		s.logFile.Close()
