@@ -283,8 +283,8 @@ const smallBody = 64 << 10
 
 var smallBuffers = sync.Pool{New: func() any { return new([smallBody]byte) }}
 
-// copySmall sends the at most smallBody bytes of lr and flushes them, so the
-// client has the whole response before the access log is written.
+// copySmall sends the at most smallBody bytes of lr through the response's
+// buffer: net/http flushes it after the handler, with the headers.
 func (c *countingWriter) copySmall(lr *io.LimitedReader) (int64, error) {
 	buf := smallBuffers.Get().(*[smallBody]byte)
 	defer smallBuffers.Put(buf)
@@ -296,9 +296,6 @@ func (c *countingWriter) copySmall(lr *io.LimitedReader) (int64, error) {
 		if _, werr := c.Write(buf[:n]); werr != nil {
 			return int64(n), werr
 		}
-	}
-	if f, ok := c.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
 	}
 	return int64(n), err
 }
