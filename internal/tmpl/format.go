@@ -70,6 +70,10 @@ func (d *Definition) WriteTo(w io.Writer) (int64, error) {
 			}
 		}
 	}
+	if len(d.PathExclude) > 0 || len(d.PathInclude) > 0 {
+		p.items(0, "path_exclude", d.PathExclude)
+		p.items(0, "path_include", d.PathInclude)
+	}
 	p.items(0, "fixups", d.Fixups)
 	if len(d.Hooks) > 0 {
 		p.line(0, "hooks:", "")

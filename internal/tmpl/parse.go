@@ -65,11 +65,13 @@ type dummyOps struct {
 
 // setDecl is one level's definition (or change) of a named set.
 type setDecl struct {
-	name     string
-	src      Source
-	include  []item
-	packages listOps
-	dummies  dummyOps
+	name        string
+	src         Source
+	include     []item
+	packages    listOps
+	dummies     dummyOps
+	pathExclude listOps
+	pathInclude listOps
 }
 
 // repoDecl is one level's definition (or change) of a repository; each field
@@ -93,7 +95,7 @@ type strList struct {
 
 var (
 	topKeys     = []string{"arch_name", "bootstrap", "fixups", "hooks", "keys", "packager", "releasever", "repos", "sets", "suite", "use_cacher", "variant"}
-	setKeys     = []string{"dummies", "include", "packages"}
+	setKeys     = []string{"dummies", "include", "packages", "path_exclude", "path_include"}
 	opsKeys     = []string{"add", "remove", "reset"}
 	dummyKeys   = []string{"name", "provides", "version"}
 	repoKeys    = []string{"components", "enabled", "keys", "metalink", "mirrorlist", "mirrors", "suites"}
@@ -266,6 +268,14 @@ func (d *decoder) set(name string, k, v *yaml.Node) *setDecl {
 		case "dummies":
 			if ops := d.dummyOps(v); ops != nil {
 				s.dummies = *ops
+			}
+		case "path_exclude":
+			if ops := d.listOps(v, key, d.pathPattern); ops != nil {
+				s.pathExclude = *ops
+			}
+		case "path_include":
+			if ops := d.listOps(v, key, d.pathPattern); ops != nil {
+				s.pathInclude = *ops
 			}
 		}
 	})
@@ -492,6 +502,16 @@ func (d *decoder) strList(n *yaml.Node, what string, check func(*yaml.Node, stri
 func (d *decoder) nonEmpty(n *yaml.Node, v string) bool {
 	if v == "" || strings.ContainsAny(v, badItemRune) {
 		d.errorf(n, "%q: want a non-empty word without spaces, quotes or shell characters", v)
+		return false
+	}
+	return true
+}
+
+// pathPattern checks a dpkg path filter: an absolute glob pattern, as dpkg's
+// --path-exclude takes it, without spaces or quotes.
+func (d *decoder) pathPattern(n *yaml.Node, v string) bool {
+	if !strings.HasPrefix(v, "/") || strings.ContainsAny(v, badItemRune) {
+		d.errorf(n, "%q: want an absolute path pattern without spaces or quotes (e.g. /usr/share/doc/*)", v)
 		return false
 	}
 	return true

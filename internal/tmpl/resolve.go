@@ -179,10 +179,36 @@ func (c *chain) resolve() []result {
 			d.Dummies = append(d.Dummies, di.d)
 			d.Provenance["dummies["+di.d.Name+"]"] = di.src
 		}
+		for _, it := range rs.pathExclude {
+			d.PathExclude = append(d.PathExclude, it.val)
+			d.Provenance["path_exclude["+it.val+"]"] = it.src
+		}
+		for _, it := range rs.pathInclude {
+			d.PathInclude = append(d.PathInclude, it.val)
+			d.Provenance["path_include["+it.val+"]"] = it.src
+		}
+		if errs := checkPathFilters(&d, rs); len(errs) > 0 {
+			r.errs = errs
+			out = append(out, r)
+			continue
+		}
 		r.def = &d
 		out = append(out, r)
 	}
 	return out
+}
+
+// checkPathFilters reports path filters the template cannot use: dpkg's,
+// on a template of another packager, and includes with nothing excluded.
+func checkPathFilters(d *Definition, rs *resolvedSet) Errors {
+	var el errorList
+	filters := append(slices.Clone(rs.pathExclude), rs.pathInclude...)
+	if len(filters) > 0 && d.Packager != PackagerApt {
+		el.add(filters[0].src, "path_exclude and path_include are dpkg path filters, for apt templates; this one uses %s", d.Packager)
+	} else if len(rs.pathExclude) == 0 && len(rs.pathInclude) > 0 {
+		el.add(rs.pathInclude[0].src, "set %q has path_include but no path_exclude, so it re-includes nothing; add path_exclude or drop path_include", d.Set)
+	}
+	return el.errs
 }
 
 // mergeRepos layers the repository declarations: each field given replaces
@@ -413,7 +439,11 @@ type frame struct {
 type resolvedSet struct {
 	packages []item
 	dummies  []dummyItem
-	errs     Errors // problems of this set and of the sets it includes
+	// The set's own path filters: an include does not bring them, so a set
+	// built on a slim one is slim only if it says so.
+	pathExclude []item
+	pathInclude []item
+	errs        Errors // problems of this set and of the sets it includes
 }
 
 // resolve returns the contents of set name; via is the include that asked for it.
@@ -440,6 +470,12 @@ func (sr *setResolver) resolve(name string, via *item) *resolvedSet {
 		if s.dummies.reset != nil {
 			rs.dummies = nil
 		}
+		if s.pathExclude.reset != nil {
+			rs.pathExclude = nil
+		}
+		if s.pathInclude.reset != nil {
+			rs.pathInclude = nil
+		}
 		for _, inc := range s.include {
 			if _, ok := sr.decls[inc.val]; !ok {
 				sr.errs.add(inc.src, "set %q includes unknown set %q%s", name, inc.val, suggest(inc.val, slices.Sorted(maps.Keys(sr.decls))))
@@ -460,6 +496,8 @@ func (sr *setResolver) resolve(name string, via *item) *resolvedSet {
 			}
 		}
 		rs.packages = removeItems(rs.packages, s.packages.remove, what, sr.expand, sr.errs)
+		rs.pathExclude = applyOps(rs.pathExclude, &listOps{add: s.pathExclude.add, remove: s.pathExclude.remove}, "path_exclude of "+what, sr.expand, sr.errs)
+		rs.pathInclude = applyOps(rs.pathInclude, &listOps{add: s.pathInclude.add, remove: s.pathInclude.remove}, "path_include of "+what, sr.expand, sr.errs)
 		for _, di := range s.dummies.add {
 			if di, ok := sr.expandDummy(di); ok {
 				rs.dummies = addDummy(rs.dummies, di)

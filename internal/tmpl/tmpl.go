@@ -131,10 +131,17 @@ type Definition struct {
 	UseCacher bool     // the built template's repositories point at pkg-cacher
 	Hooks     map[Phase][]string
 
+	// PathExclude and PathInclude are dpkg path filters (apt only): glob
+	// patterns of paths dpkg leaves out of every package it installs, and
+	// exceptions to them. Includes come after excludes, so an include wins.
+	PathExclude []string
+	PathInclude []string
+
 	// Provenance maps a field to where its value was set. Keys are the
 	// config.yaml names: "packager", "suite", "repos.<name>", "repos.<name>.mirrors",
 	// and, for each item of a list, "<list>[<item>]": "packages[curl]",
-	// "dummies[udev]", "keys[<path>]", "fixups[apt-clean]", "hooks.customize[<path>]".
+	// "dummies[udev]", "keys[<path>]", "fixups[apt-clean]", "hooks.customize[<path>]",
+	// "path_exclude[/usr/share/doc/*]".
 	Provenance map[string]Source
 }
 

@@ -203,6 +203,144 @@ func TestSetProvenance(t *testing.T) {
 	}
 }
 
+// filterDistro is an apt distribution whose minimal set is slim; web and
+// default include minimal.
+const filterDistro = `packager: apt
+suite: eleven
+keys: [/usr/share/keyrings/x.gpg]
+repos:
+  x:
+    mirrors: [http://example.org/x]
+    suites: [eleven]
+    components: [main]
+sets:
+  minimal:
+    packages: [a]
+    path_exclude: [/usr/share/doc/*, /usr/share/man/*]
+    path_include: [/usr/share/doc/*/copyright]
+  web:
+    include: [minimal]
+    packages: [nginx]
+  default:
+    include: [minimal]
+`
+
+func TestPathFilters(t *testing.T) {
+	tests := []struct {
+		name     string
+		version  string // config.yaml of x/11
+		template string
+		exclude  []string
+		include  []string
+	}{
+		{
+			name:     "the set's own filters",
+			template: "x-11-x86_64-minimal",
+			exclude:  []string{"/usr/share/doc/*", "/usr/share/man/*"},
+			include:  []string{"/usr/share/doc/*/copyright"},
+		},
+		{
+			name:     "an include does not bring them",
+			template: "x-11-x86_64-web",
+		},
+		{
+			name:     "a version removes one",
+			version:  "sets:\n  minimal:\n    path_exclude:\n      remove: [/usr/share/man/*]\n",
+			template: "x-11-x86_64-minimal",
+			exclude:  []string{"/usr/share/doc/*"},
+			include:  []string{"/usr/share/doc/*/copyright"},
+		},
+		{
+			name:     "a version adds to the set's own",
+			version:  "sets:\n  minimal:\n    path_exclude: ['/usr/share/locale/*']\n    path_include: [/usr/share/locale/locale.alias]\n",
+			template: "x-11-x86_64-minimal",
+			exclude:  []string{"/usr/share/doc/*", "/usr/share/man/*", "/usr/share/locale/*"},
+			include:  []string{"/usr/share/doc/*/copyright", "/usr/share/locale/locale.alias"},
+		},
+		{
+			name:     "reset drops the inherited ones",
+			version:  "sets:\n  minimal:\n    path_exclude: {reset: true, add: ['/usr/share/info/*']}\n    path_include: {reset: true}\n",
+			template: "x-11-x86_64-minimal",
+			exclude:  []string{"/usr/share/info/*"},
+		},
+		{
+			name:     "placeholders expand",
+			version:  "sets:\n  minimal:\n    path_exclude: ['/usr/share/${distro}/*']\n",
+			template: "x-11-x86_64-minimal",
+			exclude:  []string{"/usr/share/doc/*", "/usr/share/man/*", "/usr/share/x/*"},
+			include:  []string{"/usr/share/doc/*/copyright"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root := writeTree(t, map[string]string{
+				"x/config.yaml":           filterDistro,
+				"x/11/config.yaml":        tt.version,
+				"x/11/x86_64/config.yaml": "",
+			})
+			tree, err := Load([]string{root})
+			if err != nil {
+				t.Fatalf("Load: %s", relErr(root, err))
+			}
+			d, err := tree.Lookup(tt.template)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(d.PathExclude, tt.exclude) {
+				t.Errorf("path_exclude of %s: got %q, want %q", tt.template, d.PathExclude, tt.exclude)
+			}
+			if !slices.Equal(d.PathInclude, tt.include) {
+				t.Errorf("path_include of %s: got %q, want %q", tt.template, d.PathInclude, tt.include)
+			}
+		})
+	}
+
+	t.Run("provenance and show-config", func(t *testing.T) {
+		root := writeTree(t, map[string]string{
+			"x/config.yaml":           filterDistro,
+			"x/11/config.yaml":        "sets:\n  minimal:\n    path_exclude: ['/usr/share/locale/*']\n",
+			"x/11/x86_64/config.yaml": "",
+		})
+		tree, err := Load([]string{root})
+		if err != nil {
+			t.Fatal(relErr(root, err))
+		}
+		d, err := tree.Lookup("x-11-x86_64-minimal")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for key, want := range map[string]string{
+			"path_exclude[/usr/share/doc/*]":           "x/config.yaml:12",
+			"path_exclude[/usr/share/locale/*]":        "x/11/config.yaml:3",
+			"path_include[/usr/share/doc/*/copyright]": "x/config.yaml:13",
+		} {
+			if got := strings.TrimPrefix(d.Provenance[key].String(), root+string(filepath.Separator)); got != want {
+				t.Errorf("provenance of %s: got %q, want %q", key, got, want)
+			}
+		}
+		var out strings.Builder
+		if _, err := d.WriteTo(&out); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"path_exclude:\n  - /usr/share/doc/*", "path_include:\n  - /usr/share/doc/*/copyright"} {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("show-config output lacks %q:\n%s", want, out.String())
+			}
+		}
+		d, err = tree.Lookup("x-11-x86_64")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out.Reset()
+		if _, err := d.WriteTo(&out); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(out.String(), "path_") {
+			t.Errorf("show-config of a set without path filters prints them:\n%s", out.String())
+		}
+	})
+}
+
 func TestIncludeCycle(t *testing.T) {
 	root := writeTree(t, map[string]string{
 		"x/config.yaml": `packager: script:test
@@ -312,6 +450,30 @@ func TestBadTrees(t *testing.T) {
 			name:  "removal of a package not in the set",
 			files: map[string]string{"x/1/config.yaml": "sets:\n  default:\n    packages:\n      remove: [b]\n"},
 			want:  `x/1/config.yaml:4: cannot remove "b": not in set "default" at this point; drop the removal`,
+		},
+		{
+			name:  "path filters on a template of another packager",
+			files: map[string]string{"x/1/config.yaml": "sets:\n  default:\n    path_exclude: [/usr/share/doc/*]\n"},
+			want:  `x/1/config.yaml:3: path_exclude and path_include are dpkg path filters, for apt templates; this one uses script`,
+		},
+		{
+			name:  "relative path pattern",
+			files: map[string]string{"x/1/config.yaml": "sets:\n  default:\n    path_exclude: [usr/share/doc/*]\n"},
+			want:  `x/1/config.yaml:3: "usr/share/doc/*": want an absolute path pattern without spaces or quotes (e.g. /usr/share/doc/*)`,
+		},
+		{
+			name:  "removal of a path filter not there",
+			files: map[string]string{"x/1/config.yaml": "sets:\n  default:\n    path_exclude:\n      remove: [/usr/share/man/*]\n"},
+			want:  `x/1/config.yaml:4: cannot remove "/usr/share/man/*": not in path_exclude of set "default" at this point; drop the removal`,
+		},
+		{
+			name: "path_include without path_exclude",
+			files: map[string]string{
+				"x/config.yaml":          filterDistro,
+				"x/1/config.yaml":        "sets:\n  default:\n    path_include: [/usr/share/doc/*/copyright]\n",
+				"x/1/x86_64/config.yaml": "",
+			},
+			want: `x/1/config.yaml:3: set "default" has path_include but no path_exclude, so it re-includes nothing; add path_exclude or drop path_include`,
 		},
 		{
 			name:  "unknown placeholder",
