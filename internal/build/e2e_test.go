@@ -156,6 +156,44 @@ func readTarball(t *testing.T, path string, want ...string) *tarball {
 	return tb
 }
 
+// excludesFile is the dpkg configuration a slim template carries.
+const excludesFile = "etc/dpkg/dpkg.cfg.d/excludes"
+
+// checkSlim checks that a template built from the minimal set is slim: its
+// dpkg excludes file is there and the paths it names are not, but for the
+// copyright files; tb must hold the excludes file's contents.
+func checkSlim(t *testing.T, tb *tarball) {
+	t.Helper()
+	if ex := tb.files["./"+excludesFile]; !strings.Contains(ex, "path-exclude=/usr/share/doc/*\n") || !strings.Contains(ex, "path-include=/usr/share/doc/*/copyright\n") {
+		t.Errorf("/%s is missing or incomplete:\n%s", excludesFile, ex)
+	}
+	copyrights := 0
+	for name, h := range tb.headers {
+		if h.Typeflag == tar.TypeDir {
+			continue
+		}
+		rest, inDoc := strings.CutPrefix(name, "./usr/share/doc/")
+		switch {
+		case inDoc && strings.HasSuffix(rest, "/copyright"):
+			copyrights++
+		case inDoc && h.Typeflag == tar.TypeReg:
+			t.Errorf("%s in a slim template (only copyright files stay in /usr/share/doc)", name)
+		case strings.HasPrefix(name, "./usr/share/man/"), strings.HasPrefix(name, "./usr/share/info/"),
+			strings.HasPrefix(name, "./usr/share/locale/") && name != "./usr/share/locale/locale.alias":
+			t.Errorf("%s in a slim template", name)
+		}
+	}
+	// libc6 and bash are unpacked before dpkg runs: their leftovers are removed too.
+	for _, p := range []string{"libc6", "bash", "apt", "systemd"} {
+		if tb.headers["./usr/share/doc/"+p+"/copyright"] == nil {
+			t.Errorf("/usr/share/doc/%s/copyright is missing", p)
+		}
+	}
+	if copyrights < 80 {
+		t.Errorf("%d copyright files in /usr/share/doc, want one for most of the 120 packages", copyrights)
+	}
+}
+
 func TestCreateCacheDebian12ThroughPkgCacher(t *testing.T) {
 	c := startCacher(t)
 	out1 := t.TempDir()
@@ -172,7 +210,8 @@ func TestCreateCacheDebian12ThroughPkgCacher(t *testing.T) {
 	}
 
 	t.Run("contents", func(t *testing.T) {
-		tb := readTarball(t, path, "./etc/debian_version", "./etc/apt/sources.list", "./etc/apt/sources.list.disabled", "./var/lib/dpkg/status", "./etc/machine-id")
+		tb := readTarball(t, path, "./etc/debian_version", "./etc/apt/sources.list", "./etc/apt/sources.list.disabled", "./var/lib/dpkg/status", "./etc/machine-id", "./"+excludesFile)
+		checkSlim(t, tb)
 		for _, name := range []string{"./", "./etc/", "./usr/", "./usr/bin/", "./etc/passwd", "./usr/bin/apt-get"} {
 			if h := tb.headers[name]; h == nil || h.Uid != 0 || h.Gid != 0 || h.Uname != "" {
 				t.Errorf("%s: want root-owned with numeric owners, got %+v", name, h)
@@ -235,6 +274,15 @@ func TestCreateCacheDebian12ThroughPkgCacher(t *testing.T) {
 				t.Errorf("hello printed %q", out)
 			}
 		}
+		// The template's excludes file keeps what a container installs slim.
+		if _, err := os.Stat(filepath.Join(root, "usr/share/doc/hello/copyright")); err != nil {
+			t.Errorf("hello installed in the container has no copyright file: %v", err)
+		}
+		for _, p := range []string{"usr/share/man/man1/hello.1.gz", "usr/share/info/hello.info.gz", "usr/share/locale/de/LC_MESSAGES/hello.mo", "usr/share/doc/hello/NEWS.gz"} {
+			if _, err := os.Lstat(filepath.Join(root, p)); err == nil {
+				t.Errorf("hello installed in the container brought /%s, which the template excludes", p)
+			}
+		}
 	})
 
 	t.Run("second build from the cache is byte-identical", func(t *testing.T) {
@@ -281,9 +329,13 @@ func TestCreateCacheDebian12ThroughPkgCacher(t *testing.T) {
 		if _, err := os.Stat(path + "-old"); err != nil {
 			t.Errorf("the previous template was not kept: %v", err)
 		}
-		tb := readTarball(t, path, "./var/lib/dpkg/status")
+		tb := readTarball(t, path, "./var/lib/dpkg/status", "./"+excludesFile)
 		if !strings.Contains(tb.files["./var/lib/dpkg/status"], "Package: hello\nStatus: install ok installed") {
 			t.Error("the updated template does not have hello installed")
+		}
+		checkSlim(t, tb)
+		if tb.headers["./usr/share/doc/hello/copyright"] == nil || tb.headers["./usr/share/man/man1/hello.1.gz"] != nil {
+			t.Error("hello installed by the update is not slim: want its copyright file and no manual page")
 		}
 		if manifest, _ := os.ReadFile(filepath.Join(out1, template+".manifest")); !bytes.Contains(manifest, []byte("\nhello ")) {
 			t.Error("the manifest does not list hello")
@@ -298,7 +350,8 @@ func TestCreateCacheDebian12ThroughPkgCacher(t *testing.T) {
 		if _, err := vzpkg(t, "--templates", local+":../../templates", "create", "cache", template, "--cache-dir", out, "--cacher", c.url, "--quiet"); err != nil {
 			t.Fatal(err)
 		}
-		tb := readTarball(t, filepath.Join(out, template+".tar.gz"), "./etc/debian_version", "./var/lib/dpkg/status", "./etc/apt/sources.list.disabled", "./etc/apt/sources.list")
+		tb := readTarball(t, filepath.Join(out, template+".tar.gz"), "./etc/debian_version", "./var/lib/dpkg/status", "./etc/apt/sources.list.disabled", "./etc/apt/sources.list", "./"+excludesFile)
+		checkSlim(t, tb)
 		if !strings.HasPrefix(tb.files["./etc/debian_version"], "12.") {
 			t.Errorf("/etc/debian_version = %q", tb.files["./etc/debian_version"])
 		}

@@ -41,10 +41,25 @@ const (
 // Bootstrap runs mmdebstrap in root mode into root; debootstrap when the
 // definition asks for it or mmdebstrap is not installed.
 func (a Apt) Bootstrap(ctx context.Context, root string, def *tmpl.Definition, env packager.Env) error {
+	filters, err := pathFilters(def)
+	if err != nil {
+		return err
+	}
 	if _, err := exec.LookPath("mmdebstrap"); err != nil || def.Bootstrap == "debootstrap" {
-		return a.debootstrap(ctx, root, def, env)
+		return a.debootstrap(ctx, root, def, env, filters)
 	}
 	args := []string{"--mode=root", "--format=directory", "--variant=" + def.Variant, "--architectures=" + def.ArchName}
+	if len(filters) > 0 {
+		// The excludes file goes in before mmdebstrap starts, so dpkg reads
+		// it from the first package it installs. (--dpkgopt would also pipe
+		// the extraction of the essential packages through mmtarfilter, which
+		// takes longer than the rest of the extraction; prune removes what
+		// that extraction left instead.)
+		if err := writeExcludes(root, filters); err != nil {
+			return err
+		}
+		args = append(args, "--skip=check/empty")
+	}
 	if env.Verbose {
 		args = append(args, "--verbose")
 	}
@@ -83,14 +98,18 @@ func (a Apt) Bootstrap(ctx context.Context, root string, def *tmpl.Definition, e
 	if err := run(ctx, env, "mmdebstrap", args...); err != nil {
 		return err
 	}
-	return removeIfExists(filepath.Join(root, mmdebstrapConf))
+	if err := removeIfExists(filepath.Join(root, mmdebstrapConf)); err != nil {
+		return err
+	}
+	return prune(root, filters)
 }
 
 // debootstrap bootstraps the variant's base system (minbase, or debootstrap's
 // default for other variants) with debootstrap, then installs the set and the
 // dummy packages as Update does. Setup hooks run before debootstrap, extract
-// and essential hooks after it, customize hooks at the end.
-func (a Apt) debootstrap(ctx context.Context, root string, def *tmpl.Definition, env packager.Env) error {
+// and essential hooks after it, customize hooks at the end. The path filters
+// are in place before debootstrap; Update removes what its extraction left.
+func (a Apt) debootstrap(ctx context.Context, root string, def *tmpl.Definition, env packager.Env, filters []pathFilter) error {
 	if _, err := exec.LookPath("debootstrap"); err != nil {
 		return fmt.Errorf("neither mmdebstrap nor debootstrap is installed: install one (apt-get install mmdebstrap)")
 	}
@@ -106,6 +125,9 @@ func (a Apt) debootstrap(ctx context.Context, root string, def *tmpl.Definition,
 			}
 		}
 		return nil
+	}
+	if err := writeExcludes(root, filters); err != nil {
+		return err
 	}
 	if err := hooks(tmpl.PhaseSetup); err != nil {
 		return err
@@ -144,8 +166,16 @@ func (a Apt) debootstrap(ctx context.Context, root string, def *tmpl.Definition,
 
 // Update runs apt-get in a chroot of root (with /proc and /dev mounted) from
 // the definition's mirrors through env.Cacher, whatever the root's own
-// sources say.
+// sources say. The root's excludes file follows the definition's path
+// filters first, and what they leave out goes at the end.
 func (Apt) Update(ctx context.Context, root string, def *tmpl.Definition, env packager.Env) (err error) {
+	filters, err := pathFilters(def)
+	if err != nil {
+		return err
+	}
+	if err := writeExcludes(root, filters); err != nil {
+		return err
+	}
 	m, err := rootfs.MountAPI(root)
 	if err != nil {
 		return err
@@ -192,7 +222,7 @@ func (Apt) Update(ctx context.Context, root string, def *tmpl.Definition, env pa
 			return err
 		}
 	}
-	return nil
+	return prune(root, filters) // it stays off /proc and /dev, other file systems
 }
 
 // Query lists root's packages with the host's dpkg-query.
