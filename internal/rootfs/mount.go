@@ -40,6 +40,21 @@ func MountAPI(root string) (*Mounts, error) {
 	return m, nil
 }
 
+// MountTmpfs mounts a tmpfs of at most size bytes on dir, its top directory
+// owned by root with mode 0755 (as a build root needs). UnmountUnder undoes it.
+func MountTmpfs(dir string, size int64) error {
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("mode=0755,size=%d", size)); err != nil {
+		return fmt.Errorf("mount a tmpfs on %s: %w", dir, err)
+	}
+	return nil
+}
+
+// OnTmpfs reports whether dir is on a tmpfs, where fsync costs nothing.
+func OnTmpfs(dir string) bool {
+	var st unix.Statfs_t
+	return unix.Statfs(dir, &st) == nil && st.Type == unix.TMPFS_MAGIC
+}
+
 // Unmount undoes MountAPI; it is safe to call more than once.
 func (m *Mounts) Unmount() error {
 	var errs []error

@@ -222,3 +222,30 @@ func TestMountAPIAndUnmountUnder(t *testing.T) {
 		t.Errorf("a second unmount failed: %v", err)
 	}
 }
+
+func TestMountTmpfs(t *testing.T) {
+	root := t.TempDir()
+	if OnTmpfs(root) {
+		t.Skipf("%s is on a tmpfs already", root)
+	}
+	if err := MountTmpfs(root, 16<<20); err != nil {
+		t.Fatal(err)
+	}
+	if !OnTmpfs(root) {
+		t.Error("OnTmpfs is false on the tmpfs just mounted")
+	}
+	fi, err := os.Stat(root)
+	if err != nil || fi.Mode().Perm() != 0o755 {
+		t.Errorf("the tmpfs top directory: got %v (%v), want mode 0755", fi.Mode(), err)
+	}
+	// The size is a limit: a build filling it fails instead of eating the memory.
+	if err := os.WriteFile(filepath.Join(root, "big"), make([]byte, 17<<20), 0o644); err == nil {
+		t.Error("wrote 17 MiB into a 16 MiB tmpfs")
+	}
+	if err := UnmountUnder(root); err != nil {
+		t.Fatal(err)
+	}
+	if OnTmpfs(root) {
+		t.Error("still on a tmpfs after UnmountUnder")
+	}
+}
