@@ -237,6 +237,10 @@ func TestCreateCacheDebian12ThroughPkgCacher(t *testing.T) {
 		if !strings.Contains(status, "Version: 99:1.0-vz1") {
 			t.Error("no dummy package version in the dpkg status")
 		}
+		// mmdebstrap's merged-usr hook installs a stand-in; the set's own usr-is-merged replaces it.
+		if i := strings.Index(status, "Package: usr-is-merged\n"); i < 0 || !strings.Contains(strings.SplitN(status[i:], "\n\n", 2)[0], "\nSource: usrmerge\n") {
+			t.Error("usr-is-merged is not Debian's package (Source: usrmerge)")
+		}
 		if tb.files["./etc/machine-id"] != "" {
 			t.Errorf("machine-id is %q, want empty", tb.files["./etc/machine-id"])
 		}

@@ -76,12 +76,19 @@ func (a Apt) Bootstrap(ctx context.Context, root string, def *tmpl.Definition, e
 		// The set asks for a merged /usr: lay it out before the essential
 		// packages as debootstrap does, or apt satisfies init-system-helpers'
 		// "usrmerge | usr-is-merged" with usrmerge, and with it all of perl.
-		args = append(args, "--hook-dir="+hookDir+"/merged-usr")
+		// The hook's setup part installs a stand-in usr-is-merged; its
+		// essential part, a separate apt-get run, would replace it with the
+		// real package, which the set's own installation does anyway.
+		args = append(args, "--setup-hook="+hookDir+"/merged-usr/setup00.sh")
 	}
-	if _, err := exec.LookPath("eatmydata"); err == nil {
-		// Skipping fsync inside the root is safe: vzpkg packs and syncs the result itself.
+	if _, err := exec.LookPath("eatmydata"); err == nil && !rootfs.OnTmpfs(root) {
+		// Skipping fsync inside the root is safe: vzpkg packs and syncs the
+		// result itself. On a tmpfs fsync costs nothing, and the hook would.
 		args = append(args, "--hook-dir="+hookDir+"/eatmydata")
 	}
+	// The gzip indexes: apt decompresses them several times faster than the
+	// xz ones it prefers, and pkg-cacher serves either size as fast.
+	args = append(args, `--aptopt=Acquire::CompressionTypes::Order:: "gz"`)
 	for _, k := range def.Keys {
 		args = append(args, "--keyring="+k)
 	}
@@ -203,7 +210,8 @@ func (Apt) Update(ctx context.Context, root string, def *tmpl.Definition, env pa
 	}
 	apt := []string{root, "apt-get", "-y", "-q",
 		"-o", "Dir::Etc::SourceList=" + list, "-o", "Dir::Etc::SourceParts=/nonexistent",
-		"-o", "APT::Install-Recommends=false", "-o", "Dpkg::Options::=--force-confold"}
+		"-o", "APT::Install-Recommends=false", "-o", "Dpkg::Options::=--force-confold",
+		"-o", "Acquire::CompressionTypes::Order::=gz"}
 	if env.Cacher != nil {
 		apt = append(apt, "-o", "Acquire::http::Proxy="+env.Cacher.String())
 	}
