@@ -4,7 +4,10 @@
 # alternating. Peers:
 #   mmdebstrap-minbase   mmdebstrap --variant=minbase bookworm out.tar.gz (the tool people use)
 #   mmdebstrap-same-set  the same, with the template's packages (--include) and merged /usr
-#                        laid out the same way: equal contents but for the dummies and fixups
+#                        laid out the same way: the template's packages, but not slim
+#   mmdebstrap-same-set-slim  the same set slim too: the template's path_exclude and
+#                        path_include as --dpkgopt, mmdebstrap's own way; equal contents
+#                        but for the dummies and fixups
 # Prints a Markdown table of median wall times and tarball sizes, with ratios
 # to vzpkg. RUNS=N sets the runs per tool (default 3).
 set -euo pipefail
@@ -33,6 +36,9 @@ cacher=http://$addr/
 
 include=$(bin/vzpkg show-config "$template" | awk '/^packages:/{p=1; next} /^[a-z]/{p=0} p && /^  - /{print $2}' | paste -sd, -)
 mirror="deb http://deb.debian.org/debian bookworm main"
+# The template's dpkg path filters, as dpkg configuration lines for --dpkgopt.
+bin/vzpkg show-config "$template" | awk '/^path_(exclude|include):/{p=substr($1, 6, 7); next} /^[a-z]/{p=""} p && /^  - /{print "path-" p "=" $2}' >"$work/slim.dpkgopt"
+[ -s "$work/slim.dpkgopt" ] || { echo "bench: $template has no path filters" >&2; exit 1; }
 
 vzpkg_run() { bin/vzpkg create cache "$template" --cache-dir "$work/out" --cacher "$cacher" -q >/dev/null; echo "$work/out/$template.tar.gz"; }
 mm_run() { # $1: extra mmdebstrap arguments
@@ -60,6 +66,7 @@ for i in $(seq "$runs"); do
 	measure vzpkg vzpkg_run
 	measure mmdebstrap-minbase mm_run ""
 	measure mmdebstrap-same-set mm_run "--include=$include --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr"
+	measure mmdebstrap-same-set-slim mm_run "--include=$include --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr --dpkgopt=$work/slim.dpkgopt"
 done
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
@@ -70,7 +77,7 @@ echo "Template build through a warm pkg-cacher, $runs runs each, medians ($(npro
 echo
 echo "| tool | wall time (s) | vzpkg / tool | tarball (MB) | vzpkg / tool |"
 echo "|---|---|---|---|---|"
-for name in vzpkg mmdebstrap-minbase mmdebstrap-same-set; do
+for name in vzpkg mmdebstrap-minbase mmdebstrap-same-set mmdebstrap-same-set-slim; do
 	t=$(echo "${times[$name]}" | median)
 	s=$(echo "${sizes[$name]}" | median)
 	awk -v n="$name" -v t="$t" -v s="$s" -v vt="$vt" -v vs="$vs" 'BEGIN {printf "| %s | %.1f | %.2f | %.1f | %.2f |\n", n, t, vt / t, s / 1e6, vs / s}'
