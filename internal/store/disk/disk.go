@@ -505,19 +505,13 @@ func (s *Store) Verify(ctx context.Context, repair bool) (Report, error) {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		f, err := os.Open(p)
+		got, n, err := hashFile(p)
 		if err != nil {
 			return err
 		}
-		h := sha256.New()
-		n, err := io.Copy(h, f)
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("read %s: %w", p, err)
-		}
 		r.Blobs++
 		r.Bytes += n
-		if got := hex.EncodeToString(h.Sum(nil)); got != d.Name() {
+		if got != d.Name() {
 			bad[d.Name()] = true
 			r.Problems = append(r.Problems, Problem{Path: p, What: "content has SHA-256 " + got})
 			if repair {
@@ -557,4 +551,19 @@ func (s *Store) Verify(ctx context.Context, repair bool) (Report, error) {
 		return r, fmt.Errorf("verify: %w", err)
 	}
 	return r, nil
+}
+
+// hashFile returns the SHA-256 (hex) and size of the file at p.
+func hashFile(p string) (string, int64, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return "", n, fmt.Errorf("read %s: %w", p, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), n, nil
 }

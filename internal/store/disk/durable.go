@@ -1,11 +1,8 @@
 package disk
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -91,12 +88,10 @@ func (s *Store) writeSynced(t time.Time, clean bool) error {
 		line += cleanMark
 	}
 	tmp := filepath.Join(s.root, "tmp", syncedFile)
-	err := os.WriteFile(tmp, []byte(line+"\n"), 0o644)
+	f, err := os.Create(tmp)
 	if err == nil {
-		var f *os.File
-		if f, err = os.Open(tmp); err == nil {
-			err = errors.Join(f.Sync(), f.Close())
-		}
+		_, err = f.WriteString(line + "\n")
+		err = errors.Join(err, f.Sync(), f.Close())
 	}
 	if err == nil {
 		err = os.Rename(tmp, filepath.Join(s.root, syncedFile))
@@ -152,14 +147,7 @@ func (s *Store) recheck(t time.Time) (Recovery, error) {
 			return nil
 		}
 		r.Checked++
-		f, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		h := sha256.New()
-		_, err = io.Copy(h, f)
-		f.Close()
-		if err == nil && hex.EncodeToString(h.Sum(nil)) == d.Name() {
+		if sum, _, err := hashFile(p); err == nil && sum == d.Name() {
 			return nil
 		}
 		r.Removed++
