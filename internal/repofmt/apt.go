@@ -16,16 +16,16 @@ var sourceTarball = regexp.MustCompile(`_[^/]+\.(orig(-[A-Za-z0-9-]+)?\.tar|debi
 // dists/<suite>/<comp>/binary-<arch>/by-hash/<ALGO>/<hex>. Everything else
 // under dists/ (InRelease, Packages*, i18n/ ...) is left to the volatile default.
 func classifyApt(p, base string) (Class, bool) {
+	for _, ext := range debExt {
+		if strings.HasSuffix(base, ext) {
+			return Immutable, true
+		}
+	}
 	switch {
 	case strings.Contains(p, "/by-hash/"):
 		return Immutable, true
 	case strings.Contains(p, "/pool/") && sourceTarball.MatchString(base):
 		return Immutable, true
-	}
-	for _, ext := range debExt {
-		if strings.HasSuffix(base, ext) {
-			return Immutable, true
-		}
 	}
 	return 0, false
 }

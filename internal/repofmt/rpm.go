@@ -35,7 +35,7 @@ func classifyRPM(p, base, query string) (Class, bool) {
 		}
 		return Volatile, true
 	}
-	for _, seg := range strings.Split(p, "/") {
+	for seg := range strings.SplitSeq(p, "/") {
 		if seg == "metalink" || seg == "mirrorlist" {
 			return MirrorList, true
 		}
