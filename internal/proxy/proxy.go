@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"vzpkg2/internal/cache"
@@ -24,11 +25,12 @@ import (
 
 // Handler serves clients from a Cache.
 type Handler struct {
-	cfg    *cacheconf.Config
-	cache  *cache.Cache
-	access *AccessLog
-	log    *slog.Logger
-	stats  *metrics
+	cfg      *cacheconf.Config
+	cache    *cache.Cache
+	access   *AccessLog
+	log      *slog.Logger
+	stats    *metrics
+	inFlight atomic.Int64 // requests being answered
 }
 
 // NewHandler returns a Handler.
@@ -38,12 +40,18 @@ func NewHandler(cfg *cacheconf.Config, c *cache.Cache, access *AccessLog, log *s
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	cw := &countingWriter{ResponseWriter: w}
+	cw := &countingWriter{ResponseWriter: w, conn: connOf(r.Context())}
 	status, show := cache.Pass, r.RequestURI
-	// Deferred, so an aborted response is logged too.
+	h.inFlight.Add(1)
+	// Deferred, so an aborted response is logged too. A small response
+	// leaves after its record: a client that has it can read its log line.
 	defer func() {
-		h.access.Record(time.Now(), clientIP(r), status, cw.code(), cw.n, show)
+		idle := h.inFlight.Add(-1) == 0
+		h.access.Record(time.Now(), clientIP(r), status, cw.code(), cw.n, show, idle)
 		h.stats.record(status, cw.n)
+		if cw.conn != nil {
+			cw.conn.send()
+		}
 	}()
 	status, show = h.serve(cw, r)
 }
@@ -244,6 +252,7 @@ func clientIP(r *http.Request) string {
 // io.ReaderFrom, so http.ServeContent still reaches sendfile.
 type countingWriter struct {
 	http.ResponseWriter
+	conn   *batchConn // the client's connection; nil outside Server.Serve
 	status int
 	n      int64
 }
@@ -283,8 +292,9 @@ const smallBody = 64 << 10
 
 var smallBuffers = sync.Pool{New: func() any { return new([smallBody]byte) }}
 
-// copySmall sends the at most smallBody bytes of lr through the response's
-// buffer: net/http flushes it after the handler, with the headers.
+// copySmall sends the at most smallBody bytes of lr with the headers in one
+// write to the connection: through net/http's buffers into the batchConn,
+// which ServeHTTP sends after the access-log record.
 func (c *countingWriter) copySmall(lr *io.LimitedReader) (int64, error) {
 	buf := smallBuffers.Get().(*[smallBody]byte)
 	defer smallBuffers.Put(buf)
@@ -293,7 +303,14 @@ func (c *countingWriter) copySmall(lr *io.LimitedReader) (int64, error) {
 		err = nil // io.CopyN reports the short copy
 	}
 	if n > 0 {
-		if _, werr := c.Write(buf[:n]); werr != nil {
+		if c.conn != nil {
+			c.conn.gather() // sent by ServeHTTP
+		}
+		_, werr := c.Write(buf[:n])
+		if werr == nil && c.conn != nil {
+			werr = http.NewResponseController(c.ResponseWriter).Flush()
+		}
+		if werr != nil {
 			return int64(n), werr
 		}
 	}

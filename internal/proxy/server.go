@@ -30,6 +30,7 @@ type Server struct {
 	cfg     *cacheconf.Config
 	store   *disk.Store
 	cache   *cache.Cache
+	access  *AccessLog
 	logFile *os.File // access.log, nil when logging to stderr
 	http    *http.Server
 	log     *slog.Logger
@@ -73,6 +74,7 @@ func NewServer(cfg *cacheconf.Config, log *slog.Logger) (*Server, error) {
 		}
 		accessOut = s.logFile
 	}
+	s.access = NewAccessLog(accessOut)
 	up := upstream.New(opts)
 	s.expect = expect.New()
 	copts := cache.Options{VolatileTTL: cfg.VolatileTTL, Offline: cfg.OfflineMode, Expect: s.expect, Logger: log}
@@ -87,9 +89,10 @@ func NewServer(cfg *cacheconf.Config, log *slog.Logger) (*Server, error) {
 	c := cache.New(st, up, copts)
 	s.cache = c
 	s.http = &http.Server{
-		Handler:           NewHandler(cfg, c, NewAccessLog(accessOut), log),
+		Handler:           NewHandler(cfg, c, s.access, log),
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       120 * time.Second,
+		ConnContext:       withConn,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	if cfg.AllowAll {
@@ -102,7 +105,7 @@ func NewServer(cfg *cacheconf.Config, log *slog.Logger) (*Server, error) {
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer s.close()
 	errc := make(chan error, 1)
-	go func() { errc <- s.http.Serve(ln) }()
+	go func() { errc <- s.http.Serve(batchListener{ln}) }()
 	learnCtx, stopLearning := context.WithCancel(ctx)
 	learned := make(chan struct{})
 	go func() { s.learnCached(learnCtx); close(learned) }()
@@ -149,6 +152,9 @@ func (s *Server) close() {
 		s.cache.Close() // before the store: no commit after it
 	}
 	s.store.Close()
+	if s.access != nil {
+		s.access.Flush()
+	}
 	if s.logFile != nil {
 		s.logFile.Close()
 	}

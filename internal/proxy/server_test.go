@@ -32,6 +32,16 @@ type cacher struct {
 // with path_map "local" pointing at it; settings are key=value overrides.
 func startCacher(t *testing.T, upstreamHostPort string, dir string, settings ...string) *cacher {
 	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startCacherOn(t, ln, upstreamHostPort, dir, settings...)
+}
+
+// startCacherOn is startCacher serving on ln.
+func startCacherOn(t *testing.T, ln net.Listener, upstreamHostPort string, dir string, settings ...string) *cacher {
+	t.Helper()
 	if dir == "" {
 		dir = t.TempDir()
 	}
@@ -47,10 +57,6 @@ func startCacher(t *testing.T, upstreamHostPort string, dir string, settings ...
 	}
 	var logBuf syncBuffer
 	srv, err := NewServer(cfg, slog.New(slog.NewTextHandler(&logBuf, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}

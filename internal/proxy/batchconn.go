@@ -1,0 +1,100 @@
+package proxy
+
+import (
+	"context"
+	"io"
+	"net"
+	"sync"
+)
+
+// batchListener hands out connections whose writes a handler can gather and
+// send as one: net/http writes a response's headers and the first 4 KB of a
+// body separately from the rest, and each write to a TCP socket with
+// TCP_NODELAY is a segment of its own and a wake-up of the client.
+type batchListener struct{ net.Listener }
+
+func (l batchListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &batchConn{Conn: c}, nil
+}
+
+// batchConn is a connection that holds its writes between gather and send.
+// net/http writes to a connection from one goroutine at a time.
+type batchConn struct {
+	net.Conn
+	held *[]byte // writes since gather; nil when not gathering
+}
+
+// heldBuffers are the buffers of the responses being gathered: an idle
+// keep-alive connection keeps none.
+var heldBuffers = sync.Pool{New: func() any { b := make([]byte, 0, smallBody+4<<10); return &b }}
+
+func (c *batchConn) Write(p []byte) (int, error) {
+	if c.held != nil {
+		*c.held = append(*c.held, p...)
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
+}
+
+// gather holds the writes that follow until send.
+func (c *batchConn) gather() {
+	if c.held == nil {
+		c.held = heldBuffers.Get().(*[]byte)
+	}
+}
+
+// send writes what was held in one write.
+func (c *batchConn) send() error {
+	b := c.held
+	if b == nil {
+		return nil
+	}
+	c.held = nil
+	var err error
+	if len(*b) > 0 {
+		_, err = c.Conn.Write(*b)
+	}
+	if cap(*b) <= smallBody+8<<10 {
+		*b = (*b)[:0]
+		heldBuffers.Put(b)
+	}
+	return err
+}
+
+// ReadFrom keeps sendfile for the bodies net/http copies from files.
+func (c *batchConn) ReadFrom(r io.Reader) (int64, error) {
+	if err := c.send(); err != nil {
+		return 0, err
+	}
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(c.Conn, r)
+}
+
+// CloseWrite lets net/http half-close the connection as it does a TCPConn.
+func (c *batchConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+type connKey struct{}
+
+// withConn is an http.Server's ConnContext: handlers find their batchConn.
+func withConn(ctx context.Context, c net.Conn) context.Context {
+	if bc, ok := c.(*batchConn); ok {
+		return context.WithValue(ctx, connKey{}, bc)
+	}
+	return ctx
+}
+
+func connOf(ctx context.Context) *batchConn {
+	bc, _ := ctx.Value(connKey{}).(*batchConn)
+	return bc
+}
