@@ -155,15 +155,9 @@ func (r *Result) Close() error {
 // Get answers req. Errors are ErrOffline, an *upstream.StatusError, or
 // another upstream or store failure.
 func (c *Cache) Get(ctx context.Context, req Request) (*Result, error) {
-	obj, err := c.store.Open(ctx, req.Key)
-	if err != nil && !errors.Is(err, store.ErrNotExist) {
+	obj, err := c.open(ctx, req.Key)
+	if err != nil {
 		return nil, err
-	}
-	if obj != nil && !c.matches(req.Key, obj.Info().Size, obj.Info().SHA256) {
-		// Replaced upstream: newer metadata promises other bytes.
-		c.log.Info("cached copy no longer matches the repository metadata; fetching it again", "key", req.Key)
-		obj.Close()
-		obj = nil
 	}
 	if obj != nil && (c.offline || c.fresh(req.Class, obj.Info())) {
 		return &Result{Status: Hit, Object: obj}, nil
@@ -217,6 +211,39 @@ func (c *Cache) Get(ctx context.Context, req Request) (*Result, error) {
 	body := &Body{f: f}
 	f = nil // the Body holds the reference now
 	return &Result{Status: status, Body: body}, nil
+}
+
+// Hit returns the committed object Get would answer req with as a Hit, or
+// nil when Get would ask upstream or fail. It never contacts upstream.
+func (c *Cache) Hit(ctx context.Context, req Request) store.Object {
+	obj, err := c.open(ctx, req.Key)
+	if err != nil || obj == nil {
+		return nil
+	}
+	if !c.offline && !c.fresh(req.Class, obj.Info()) {
+		obj.Close()
+		return nil
+	}
+	return obj
+}
+
+// open returns the committed object for key, or nil when there is none or
+// it no longer matches the repository metadata.
+func (c *Cache) open(ctx context.Context, key string) (store.Object, error) {
+	obj, err := c.store.Open(ctx, key)
+	if errors.Is(err, store.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !c.matches(key, obj.Info().Size, obj.Info().SHA256) {
+		// Replaced upstream: newer metadata promises other bytes.
+		c.log.Info("cached copy no longer matches the repository metadata; fetching it again", "key", key)
+		obj.Close()
+		return nil, nil
+	}
+	return obj, nil
 }
 
 // Mismatches is the number of upstream files refused because they did not

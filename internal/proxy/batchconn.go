@@ -7,29 +7,30 @@ import (
 	"sync"
 )
 
-// batchListener hands out connections whose writes a handler can gather and
-// send as one: net/http writes a response's headers and the first 4 KB of a
-// body separately from the rest, and each write to a TCP socket with
-// TCP_NODELAY is a segment of its own and a wake-up of the client.
-type batchListener struct{ net.Listener }
-
-func (l batchListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return &batchConn{Conn: c}, nil
-}
-
-// batchConn is a connection that holds its writes between gather and send.
-// net/http writes to a connection from one goroutine at a time.
+// batchConn is a connection net/http serves, as the hit path hands it over.
+// It returns the bytes the hit path read and did not answer before reading
+// more, and lets a handler gather its writes and send them as one: net/http
+// writes a response's headers and the first 4 KB of a body separately from
+// the rest, and each write to a TCP socket with TCP_NODELAY is a segment of
+// its own and a wake-up of the client. net/http writes to a connection from
+// one goroutine at a time.
 type batchConn struct {
 	net.Conn
-	held *[]byte // writes since gather; nil when not gathering
+	unread []byte  // read by the hit path, not answered there
+	held   *[]byte // writes since gather; nil when not gathering
 }
 
-// heldBuffers are the buffers of the responses being gathered: an idle
-// keep-alive connection keeps none.
+func (c *batchConn) Read(p []byte) (int, error) {
+	if len(c.unread) > 0 {
+		n := copy(p, c.unread)
+		c.unread = c.unread[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// heldBuffers are the buffers of the responses being gathered or answered
+// on the hit path: an idle keep-alive connection keeps none.
 var heldBuffers = sync.Pool{New: func() any { b := make([]byte, 0, smallBody+4<<10); return &b }}
 
 func (c *batchConn) Write(p []byte) (int, error) {
@@ -44,6 +45,7 @@ func (c *batchConn) Write(p []byte) (int, error) {
 func (c *batchConn) gather() {
 	if c.held == nil {
 		c.held = heldBuffers.Get().(*[]byte)
+		*c.held = (*c.held)[:0]
 	}
 }
 

@@ -46,9 +46,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Deferred, so an aborted response is logged too. A small response
 	// leaves after its record: a client that has it can read its log line.
 	defer func() {
-		idle := h.inFlight.Add(-1) == 0
-		h.access.Record(time.Now(), clientIP(r), status, cw.code(), cw.n, show, idle)
-		h.stats.record(status, cw.n)
+		h.record(clientIP(r.RemoteAddr), status, cw.code(), cw.n, show)
 		if cw.conn != nil {
 			cw.conn.send()
 		}
@@ -56,9 +54,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	status, show = h.serve(cw, r)
 }
 
+// record logs an answered request and counts it; the request was counted
+// in flight.
+func (h *Handler) record(client string, status cache.Status, code int, n int64, show string) {
+	idle := h.inFlight.Add(-1) == 0
+	h.access.Record(time.Now(), client, status, code, n, show, idle)
+	h.stats.record(status, n)
+}
+
 // serve answers r and returns what the access log records.
 func (h *Handler) serve(w *countingWriter, r *http.Request) (cache.Status, string) {
-	if ip := net.ParseIP(clientIP(r)); ip != nil && !h.cfg.ClientAllowed(ip) {
+	if ip := net.ParseIP(clientIP(r.RemoteAddr)); ip != nil && !h.cfg.ClientAllowed(ip) {
 		writeRefusal(w, refuse(http.StatusForbidden, "client "+ip.String()+" is not in allowed_hosts"))
 		return cache.Pass, r.RequestURI
 	}
@@ -78,7 +84,7 @@ func (h *Handler) serve(w *countingWriter, r *http.Request) (cache.Status, strin
 		h.stats.serve(w, h.cache)
 		return cache.Pass, r.RequestURI
 	}
-	t, cerr := resolve(h.cfg, r)
+	t, cerr := resolve(h.cfg, r.URL)
 	if cerr != nil {
 		writeRefusal(w, cerr)
 		return cache.Pass, r.RequestURI
@@ -240,10 +246,11 @@ func writeRefusal(w http.ResponseWriter, e *clientError) {
 	fmt.Fprintln(w, e.reason)
 }
 
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
+// clientIP is the host of a client's address.
+func clientIP(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		return r.RemoteAddr
+		return addr
 	}
 	return host
 }

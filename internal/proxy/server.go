@@ -31,6 +31,7 @@ type Server struct {
 	store   *disk.Store
 	cache   *cache.Cache
 	access  *AccessLog
+	handler *Handler
 	logFile *os.File // access.log, nil when logging to stderr
 	http    *http.Server
 	log     *slog.Logger
@@ -88,8 +89,9 @@ func NewServer(cfg *cacheconf.Config, log *slog.Logger) (*Server, error) {
 	}
 	c := cache.New(st, up, copts)
 	s.cache = c
+	s.handler = NewHandler(cfg, c, s.access, log)
 	s.http = &http.Server{
-		Handler:           NewHandler(cfg, c, s.access, log),
+		Handler:           s.handler,
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		ConnContext:       withConn,
@@ -104,8 +106,10 @@ func NewServer(cfg *cacheconf.Config, log *slog.Logger) (*Server, error) {
 // Serve answers clients on ln until ctx is done, then shuts down gracefully.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer s.close()
+	hits := newHitListener(ln, s.handler, s.http)
+	defer hits.Close()
 	errc := make(chan error, 1)
-	go func() { errc <- s.http.Serve(batchListener{ln}) }()
+	go func() { errc <- s.http.Serve(hits) }()
 	learnCtx, stopLearning := context.WithCancel(ctx)
 	learned := make(chan struct{})
 	go func() { s.learnCached(learnCtx); close(learned) }()
@@ -118,7 +122,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := s.http.Shutdown(shutCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+	err := s.http.Shutdown(shutCtx)
+	hits.shutdown(shutCtx)
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
 	return nil

@@ -35,21 +35,21 @@ func refuse(code int, reason string) *clientError { return &clientError{code: co
 //  2. URL prefix:                  GET /deb.debian.org/debian/dists/...
 //  3. path_map name:               GET /debian/dists/...
 //  4. HTTPS upstream (acng style): GET /HTTPS///host/path (also http://HTTPS///host/path)
-func resolve(cfg *cacheconf.Config, r *http.Request) (target, *clientError) {
+func resolve(cfg *cacheconf.Config, u *url.URL) (target, *clientError) {
 	scheme := "http"
 	var host, rawPath, query string
-	if r.URL.IsAbs() || r.URL.Host != "" {
-		if s := strings.ToLower(r.URL.Scheme); s != "http" && s != "https" {
+	if u.IsAbs() || u.Host != "" {
+		if s := strings.ToLower(u.Scheme); s != "http" && s != "https" {
 			return target{}, refuse(http.StatusBadRequest, "only http:// and https:// URLs can be cached")
 		}
-		scheme = strings.ToLower(r.URL.Scheme)
-		host, rawPath, query = r.URL.Host, r.URL.EscapedPath(), r.URL.RawQuery
+		scheme = strings.ToLower(u.Scheme)
+		host, rawPath, query = u.Host, u.EscapedPath(), u.RawQuery
 		if strings.EqualFold(host, "HTTPS") {
 			// http://HTTPS///host/path: the acng form through a proxy setting.
 			host, rawPath = "", "/HTTPS//"+rawPath
 		}
 	} else {
-		rawPath, query = r.URL.EscapedPath(), r.URL.RawQuery
+		rawPath, query = u.EscapedPath(), u.RawQuery
 	}
 	// A '#' the server took into the query would start a fragment in the
 	// upstream URL: the key would name another file than the one fetched.
@@ -82,12 +82,12 @@ func resolve(cfg *cacheconf.Config, r *http.Request) (target, *clientError) {
 		return target{}, refuse(http.StatusForbidden, "upstream "+host+" is not in allowed_locations or path_map of this pkg-cacher")
 	}
 	key := host + p
-	u := scheme + "://" + host + escapePath(p)
+	up := scheme + "://" + host + escapePath(p)
 	if query != "" {
 		key += "?" + query
-		u += "?" + query
+		up += "?" + query
 	}
-	return target{key: key, urls: []string{u}, path: p, query: query, show: u}, nil
+	return target{key: key, urls: []string{up}, path: p, query: query, show: up}, nil
 }
 
 func mapTarget(pm *cacheconf.PathMap, p, query string) target {

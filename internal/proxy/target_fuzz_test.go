@@ -104,7 +104,7 @@ func resolveTarget(cfg *cacheconf.Config, requestTarget string) (target, bool) {
 	if !r.URL.IsAbs() && r.URL.Host == "" && r.URL.Path == "/" {
 		return target{}, false // the usage page
 	}
-	t, cerr := resolve(cfg, r)
+	t, cerr := resolve(cfg, r.URL)
 	return t, cerr == nil
 }
 

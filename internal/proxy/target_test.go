@@ -67,7 +67,7 @@ func TestResolve(t *testing.T) {
 				}
 				t.Fatal(err)
 			}
-			got, cerr := resolve(cfg, r)
+			got, cerr := resolve(cfg, r.URL)
 			if tc.wantCode != 0 {
 				if cerr == nil || cerr.code != tc.wantCode {
 					t.Fatalf("got %+v, %v; want refusal %d", got, cerr, tc.wantCode)
