@@ -150,8 +150,10 @@ func (l *hitListener) serve(c net.Conn) {
 	client := clientIP(c.RemoteAddr().String())
 	ip := net.ParseIP(client)
 	allowed := ip == nil || l.h.cfg.ClientAllowed(ip)
-	for {
-		if br.Buffered() == 0 {
+	for first := true; ; first = false {
+		// As net/http: the header timeout from the connection's start, the
+		// idle timeout between requests.
+		if !first && br.Buffered() == 0 {
 			if !setDeadline(c, l.srv.IdleTimeout) || l.closing.Load() {
 				return
 			}
@@ -159,7 +161,7 @@ func (l *hitListener) serve(c net.Conn) {
 				return
 			}
 		}
-		if !setDeadline(c, l.srv.ReadHeaderTimeout) {
+		if !setDeadline(c, l.srv.ReadHeaderTimeout) || br.Buffered() == 0 && l.closing.Load() {
 			return
 		}
 		head, err := peekHead(br)
