@@ -76,6 +76,10 @@ func Open(root string) (*Store, error) {
 		return nil, fmt.Errorf("cache directory %s is in use by another pkg-cacher: %w", root, err)
 	}
 	s := &Store{root: root, lock: lock}
+	if err := makeFanOut(root); err != nil {
+		lock.Close()
+		return nil, err
+	}
 	// objects/ is the layout of pkg-cacher 0.1.0, keyed by request: dropped.
 	err = errors.Join(s.cleanTmp(), os.RemoveAll(filepath.Join(root, "objects")))
 	if err == nil {
@@ -90,6 +94,22 @@ func Open(root string) (*Store, error) {
 	}
 	s.startFlusher()
 	return s, nil
+}
+
+// makeFanOut creates the 256 subdirectories of blobs/ and index/ up front:
+// created on the first commit into each instead, they cost a cold cache's
+// first clients a directory creation per file while the file system is busy
+// writing the files.
+func makeFanOut(root string) error {
+	for _, d := range []string{"blobs", "index"} {
+		for i := range 256 {
+			err := os.Mkdir(filepath.Join(root, d, fmt.Sprintf("%02x", i)), 0o755)
+			if err != nil && !errors.Is(err, fs.ErrExist) {
+				return fmt.Errorf("create cache directory: %w", err)
+			}
+		}
+	}
+	return nil
 }
 
 // Recovery is what Open found of a crash before it.
