@@ -216,7 +216,7 @@ func (s *Store) abandon() {
 	})
 }
 
-// Commits are made durable by a sync at most a second later. A body torn by
+// Commits are made durable by a sync at most flushEvery later. A body torn by
 // a power loss before that sync is found when the store opens again, and its
 // key is fetched anew; bodies intact stay.
 func TestBodyTornBeforeSyncIsDropped(t *testing.T) {

@@ -16,7 +16,10 @@ import (
 
 // Commits do not fsync each body: one fsync per file would pace a client
 // fetching hundreds of packages one after the other. Instead a flusher syncs
-// the file system at most once per flushEvery while commits happen, then
+// the file system at most once per flushEvery while commits happen (5 s, the
+// interval at which ext4 commits its journal by default: a sync of the whole
+// file system stalls the file creations of the commits under way, so a burst
+// of a few seconds is better served without one), then
 // records in the file "synced" the time that sync began: every blob last
 // written before it is on disk. Close records a last sync as clean. After
 // any other end, Open hashes again the blobs written since the recorded time,
@@ -24,7 +27,7 @@ import (
 // damaged ones: a crash costs refetches, never a wrong body. A process crash
 // loses nothing, the kernel still holds the writes.
 const (
-	flushEvery  = time.Second
+	flushEvery  = 5 * time.Second
 	syncedFile  = "synced"
 	mtimeSlack  = 2 * time.Second // clock granularity between now and mtimes
 	stampLayout = time.RFC3339Nano
