@@ -192,6 +192,6 @@ machine() {
 	cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 	mem=$(awk '/^MemTotal:/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)
 	echo "$(nproc) CPUs ($cpu), $mem, Debian $(cat /etc/debian_version), Linux $(uname -r)," \
-		"$(stat -f -c %T "$work") for the caches"
+		"$(findmnt -n -o FSTYPE --target "$work") for the caches" # stat -f says ext2/ext3 for ext4
 }
 ver() { dpkg-query -W -f='${Version}' "$1"; }
