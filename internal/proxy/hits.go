@@ -321,9 +321,11 @@ func cutLine(head []byte) (line, rest []byte, ok bool) {
 	return head[:i-1], head[i+1:], true
 }
 
-func validValue(v []byte) bool {
-	for _, c := range v {
-		if c < ' ' && c != '\t' || c == 0x7f {
+// validValue reports whether v may be a header's value: no control bytes
+// but tab.
+func validValue[T string | []byte](v T) bool {
+	for i := range len(v) {
+		if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
 			return false
 		}
 	}
@@ -367,11 +369,7 @@ func (h *Handler) answerHit(c net.Conn, client string, r *hitRequest, obj store.
 	b := append((*bp)[:0], "HTTP/1.1 200 OK\r\nAccept-Ranges: bytes\r\nContent-Length: "...)
 	b = strconv.AppendInt(b, info.Size, 10)
 	b = append(b, "\r\nContent-Type: "...)
-	if ct := []byte(info.ContentType); len(ct) > 0 && validValue(ct) {
-		b = append(b, ct...)
-	} else {
-		b = append(b, "application/octet-stream"...)
-	}
+	b = append(b, contentType(info)...)
 	if info.SHA256 != "" {
 		b = append(b, "\r\nEtag: \""...)
 		b = append(b, info.SHA256...)

@@ -203,11 +203,16 @@ func (f flushWriter) Write(p []byte) (int, error) {
 }
 
 func setContentType(w http.ResponseWriter, info store.Info) {
-	ct := info.ContentType
-	if ct == "" {
-		ct = "application/octet-stream"
+	w.Header().Set("Content-Type", contentType(info))
+}
+
+// contentType is the Content-Type a stored file is served with: upstream's,
+// unless it had none or one no header may carry.
+func contentType(info store.Info) string {
+	if info.ContentType == "" || !validValue(info.ContentType) {
+		return "application/octet-stream"
 	}
-	w.Header().Set("Content-Type", ct)
+	return info.ContentType
 }
 
 // fail answers a request the cache could not serve.
