@@ -18,6 +18,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"vzpkg2/internal/cachekey"
 )
 
 // DefaultFile is read when no -c flag is given and the file exists.
@@ -465,6 +467,40 @@ func (c *Config) Allowed(host, path string) bool {
 		}
 	}
 	return false
+}
+
+// AllowedURL reports whether pkg-cacher may fetch u when an upstream
+// redirects there: an http(s) URL without user info or dot segments, whose
+// host and path are in allowed_locations or under a path_map mirror.
+func (c *Config) AllowedURL(u *url.URL) bool {
+	if (u.Scheme != "http" && u.Scheme != "https") || u.User != nil || u.Host == "" || !cleanURLPath(u.EscapedPath()) {
+		return false
+	}
+	host := cachekey.CanonicalHost(u.Scheme, u.Host)
+	if c.Allowed(host, u.Path) {
+		return true
+	}
+	for _, pm := range c.PathMap {
+		for _, m := range pm.Mirrors {
+			if cachekey.CanonicalHost(m.Scheme, m.Host) == host && (u.Path == m.Path || strings.HasPrefix(u.Path, m.Path+"/")) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// cleanURLPath reports whether an escaped URL path has no dot segments (also
+// percent-encoded ones) and no encoded slashes, which would make the path
+// checked another than the one the upstream serves.
+func cleanURLPath(raw string) bool {
+	for _, seg := range strings.Split(raw, "/") {
+		d, err := url.PathUnescape(seg)
+		if err != nil || d == "." || d == ".." || strings.ContainsAny(d, "/\\\x00") {
+			return false
+		}
+	}
+	return true
 }
 
 func (l Location) matchHost(host, bare string) bool {

@@ -6,6 +6,7 @@ import (
 	"path"
 	"strings"
 
+	"vzpkg2/internal/cachekey"
 	"vzpkg2/internal/repofmt"
 )
 
@@ -55,15 +56,15 @@ func (ix *Index) learnRelease(key string, r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	dir := path.Dir(key)
+	dir := cachekey.Dir(key)
 	for p, c := range rel.Files() {
 		// A Release listing itself (or its signature) would pin the next
 		// Release to this one's checksum forever.
 		if c.SHA256 == "" || !clean(p) || releaseFiles[p] {
 			continue
 		}
-		ix.set(dir+"/"+p, c.Size, c.SHA256)
-		byHash := dir + "/" + path.Dir(p) + "/by-hash/SHA256/" + c.SHA256
+		ix.set(cachekey.Join(dir, p), c.Size, c.SHA256)
+		byHash := cachekey.Join(dir, path.Dir(p)+"/by-hash/SHA256/"+c.SHA256)
 		ix.set(byHash, c.Size, c.SHA256)
 		ix.setKind(byHash, p)
 	}
@@ -85,7 +86,7 @@ func (ix *Index) learnPackages(key, name string, r io.Reader) error {
 	defer body.Close()
 	return repofmt.ParsePackages(body, func(e repofmt.Entry) error {
 		if e.SHA256 != "" && clean(e.Path) {
-			ix.set(root+"/"+e.Path, e.Size, e.SHA256)
+			ix.set(cachekey.Join(root, e.Path), e.Size, e.SHA256)
 		}
 		return nil
 	})
@@ -106,9 +107,9 @@ func (ix *Index) learnRepomd(key string, r io.Reader) error {
 		if d.Checksum.Type != "sha256" || d.Base != "" || !clean(d.Href) {
 			continue
 		}
-		ix.set(base+"/"+d.Href, d.Size, d.Checksum.Value)
+		ix.set(cachekey.Join(base, d.Href), d.Size, d.Checksum.Value)
 		if d.Type == "primary" {
-			ix.setKind(base+"/"+d.Href, path.Base(d.Href))
+			ix.setKind(cachekey.Join(base, d.Href), path.Base(d.Href))
 		}
 	}
 	return nil
@@ -129,7 +130,7 @@ func (ix *Index) learnPrimary(key, name string, r io.Reader) error {
 	return repofmt.ParsePrimary(body, func(e repofmt.RPMEntry) error {
 		// A location with its own xml:base lives elsewhere: nothing to anchor it to.
 		if e.Checksum.Type == "sha256" && e.Base == "" && clean(e.Href) {
-			ix.set(base+"/"+e.Href, e.Size, e.Checksum.Value)
+			ix.set(cachekey.Join(base, e.Href), e.Size, e.Checksum.Value)
 		}
 		return nil
 	})

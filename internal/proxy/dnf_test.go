@@ -97,7 +97,7 @@ func TestHTTPSUpstreamVerified(t *testing.T) {
 	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), "certificate") {
 		t.Errorf("untrusted https upstream: got %d %q, want 502 naming the certificate", resp.StatusCode, body)
 	}
-	if n := countFiles(t, filepath.Join(c.dir, "objects")); n != 0 {
+	if n := countFiles(t, filepath.Join(c.dir, "blobs")); n != 0 {
 		t.Errorf("store holds %d files after a refused upstream, want 0", n)
 	}
 

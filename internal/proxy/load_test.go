@@ -480,7 +480,7 @@ func TestUpstreamNeverAnswers(t *testing.T) {
 			case <-time.After(20 * time.Second):
 				t.Fatalf("pkg-cacher still holds the silent upstream's request %v after fetch_timeout %v", 20*time.Second, fetchTimeout)
 			}
-			if n := countFiles(t, filepath.Join(c.dir, "objects")); n != 0 {
+			if n := countFiles(t, filepath.Join(c.dir, "blobs")); n != 0 {
 				t.Errorf("store holds %d files after the upstream went silent, want 0", n)
 			}
 

@@ -24,7 +24,7 @@ func TestRedirectFollowedAndStoredUnderClientURL(t *testing.T) {
 	redirector.SetHandler(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
 		http.Redirect(w, r, mirror.URL()+r.URL.Path, http.StatusFound)
 	})
-	c := startCacher(t, redirector.HostPort(), "")
+	c := startCacher(t, redirector.HostPort(), "", "allowed_locations="+redirector.HostPort()+","+mirror.HostPort())
 	for _, form := range []struct {
 		name, path string
 		url        func(path string) string
@@ -131,7 +131,7 @@ func TestHTMLInsteadOfPackageRefused(t *testing.T) {
 		if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(body), "HTML") {
 			t.Errorf("got %d %q, want 502 naming the HTML answer", resp.StatusCode, body)
 		}
-		if n := countFiles(t, filepath.Join(c.dir, "objects")); n != 0 {
+		if n := countFiles(t, filepath.Join(c.dir, "blobs")); n != 0 {
 			t.Errorf("store holds %d files after an HTML answer, want 0", n)
 		}
 	})

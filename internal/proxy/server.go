@@ -46,6 +46,7 @@ func NewServer(cfg *cacheconf.Config, log *slog.Logger) (*Server, error) {
 		StallTimeout:   cfg.FetchTimeout,
 		UserAgent:      "pkg-cacher/" + Version,
 		Logger:         log,
+		AllowRedirect:  cfg.AllowedURL,
 	}
 	if cfg.CAFile != "" {
 		roots, err := upstream.SystemRootsPlus(cfg.CAFile)

@@ -314,7 +314,7 @@ func TestUpstreamBreaksMidBody(t *testing.T) {
 					t.Fatalf("client got a complete-looking response of %d bytes (status %d) from a broken upstream", len(b), resp.StatusCode)
 				}
 			}
-			if objects := countFiles(t, filepath.Join(c.dir, "objects")); objects != 0 {
+			if objects := countFiles(t, filepath.Join(c.dir, "blobs")); objects != 0 {
 				t.Errorf("store holds %d files after a failed fill, want 0", objects)
 			}
 			up.SetHandler(nil)

@@ -8,11 +8,12 @@ import (
 	"strings"
 
 	"vzpkg2/internal/cacheconf"
+	"vzpkg2/internal/cachekey"
 )
 
 // target is what a client request resolves to.
 type target struct {
-	key   string   // store key: "<host>/<path>" or "<map name>:/<path>", plus "?query"
+	key   string   // store key (package cachekey)
 	urls  []string // upstream URLs in the order to try
 	path  string   // the cleaned upstream path, for classification
 	query string   // the raw query string, for classification
@@ -73,7 +74,7 @@ func resolve(cfg *cacheconf.Config, u *url.URL) (target, *clientError) {
 			return target{}, refuse(http.StatusNotFound, "\""+host+"\" is neither a path_map name nor a host name; see / for usage")
 		}
 	}
-	host = canonicalHost(scheme, host)
+	host = cachekey.CanonicalHost(scheme, host)
 	p := joinPath(segs, trailing)
 	if pm, rest, ok := mirrorOf(cfg, scheme, host, p); ok {
 		return mapTarget(pm, rest, query), nil
@@ -81,28 +82,23 @@ func resolve(cfg *cacheconf.Config, u *url.URL) (target, *clientError) {
 	if !cfg.Allowed(host, p) {
 		return target{}, refuse(http.StatusForbidden, "upstream "+host+" is not in allowed_locations or path_map of this pkg-cacher")
 	}
-	key := host + p
-	up := scheme + "://" + host + escapePath(p)
+	up := scheme + "://" + host + cachekey.EscapePath(p)
 	if query != "" {
-		key += "?" + query
 		up += "?" + query
 	}
-	return target{key: key, urls: []string{up}, path: p, query: query, show: up}, nil
+	return target{key: cachekey.ForURL(scheme, host, p, query), urls: []string{up}, path: p, query: query, show: up}, nil
 }
 
 func mapTarget(pm *cacheconf.PathMap, p, query string) target {
-	t := target{key: pm.Name + ":" + p, path: p, query: query}
+	t := target{key: cachekey.ForMap(pm.Name, p, query), path: p, query: query}
 	for _, m := range pm.Mirrors {
-		u := m.Scheme + "://" + m.Host + escapePath(m.Path+p)
+		u := m.Scheme + "://" + m.Host + cachekey.EscapePath(m.Path+p)
 		if query != "" {
 			u += "?" + query
 		}
 		t.urls = append(t.urls, u)
 	}
-	if query != "" {
-		t.key += "?" + query
-	}
-	t.show = "/" + pm.Name + escapePath(p) // escaped: one access-log field
+	t.show = "/" + pm.Name + cachekey.EscapePath(p) // escaped: one access-log field
 	return t
 }
 
@@ -112,7 +108,7 @@ func mirrorOf(cfg *cacheconf.Config, scheme, host, p string) (*cacheconf.PathMap
 	for i := range cfg.PathMap {
 		pm := &cfg.PathMap[i]
 		for _, m := range pm.Mirrors {
-			if m.Scheme != scheme || canonicalHost(m.Scheme, m.Host) != host {
+			if m.Scheme != scheme || cachekey.CanonicalHost(m.Scheme, m.Host) != host {
 				continue
 			}
 			if rest, ok := strings.CutPrefix(p, m.Path); ok && (rest == "" || rest[0] == '/') {
@@ -154,11 +150,6 @@ func joinPath(segs []string, trailing bool) string {
 	return p
 }
 
-// escapePath percent-encodes a decoded path for an upstream request line.
-func escapePath(p string) string {
-	return (&url.URL{Path: p}).EscapedPath()
-}
-
 // hostRE is the syntax of a host segment: a DNS name, an IPv4 address or a
 // bracketed IPv6 address, with an optional port.
 var hostRE = regexp.MustCompile(`^(?:[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$`)
@@ -176,18 +167,4 @@ func looksLikeHost(s string) bool {
 		h = hh
 	}
 	return strings.Contains(h, ".") || net.ParseIP(strings.Trim(h, "[]")) != nil || h == "localhost"
-}
-
-// canonicalHost lower-cases host and drops the scheme's default port.
-func canonicalHost(scheme, host string) string {
-	host = strings.ToLower(host)
-	if h, port, err := net.SplitHostPort(host); err == nil {
-		if (scheme == "http" && port == "80") || (scheme == "https" && port == "443") {
-			if strings.Contains(h, ":") {
-				return "[" + h + "]"
-			}
-			return h
-		}
-	}
-	return host
 }

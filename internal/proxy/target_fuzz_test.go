@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"vzpkg2/internal/cacheconf"
+	"vzpkg2/internal/cachekey"
 )
 
 // FuzzResolve feeds arbitrary request targets to resolve. Whatever it
@@ -65,7 +66,7 @@ func FuzzResolve(f *testing.F) {
 				t.Fatalf("%q: key %q has segment %q", requestTarget, tg.key, seg)
 			}
 		}
-		if !strings.HasSuffix(keyPath, tg.path) {
+		if !strings.HasSuffix(keyPath, cachekey.EscapePath(tg.path)) {
 			t.Fatalf("%q: key %q does not end with the path %q", requestTarget, tg.key, tg.path)
 		}
 		if i := strings.IndexFunc(tg.show, func(r rune) bool { return r <= ' ' || r == 0x7f }); i >= 0 {
@@ -82,7 +83,7 @@ func FuzzResolve(f *testing.F) {
 			if u.User != nil || u.Fragment != "" || !strings.HasSuffix(u.Path, tg.path) {
 				t.Fatalf("%q: upstream URL %q is not host %q with path %q", requestTarget, raw, u.Host, tg.path)
 			}
-			if !cfg.Allowed(canonicalHost(u.Scheme, u.Host), u.Path) && !isMirror(cfg, u) {
+			if !cfg.Allowed(cachekey.CanonicalHost(u.Scheme, u.Host), u.Path) && !isMirror(cfg, u) {
 				t.Fatalf("%q: upstream URL %q: host %q is neither in allowed_locations nor a path_map mirror", requestTarget, raw, u.Host)
 			}
 		}

@@ -13,7 +13,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 )
@@ -37,6 +39,10 @@ type Options struct {
 	Logger         *slog.Logger
 	// RootCAs verifies https upstreams; nil means the system roots.
 	RootCAs *x509.CertPool
+	// AllowRedirect reports whether a redirect to u may be followed: a
+	// mirror redirector must not lead the cache to a host its clients
+	// could not name themselves. nil follows none.
+	AllowRedirect func(u *url.URL) bool
 }
 
 // New returns a Client.
@@ -54,7 +60,9 @@ func New(o Options) *Client {
 		TLSClientConfig:       &tls.Config{RootCAs: o.RootCAs},
 	}
 	c := &Client{stall: o.StallTimeout, userAgent: o.UserAgent, log: o.Logger}
-	c.http = &http.Client{Transport: tr, CheckRedirect: checkRedirect}
+	c.http = &http.Client{Transport: tr, CheckRedirect: func(req *http.Request, via []*http.Request) error {
+		return checkRedirect(req, via, o.AllowRedirect)
+	}}
 	return c
 }
 
@@ -76,13 +84,18 @@ func SystemRootsPlus(caFile string) (*x509.CertPool, error) {
 }
 
 // checkRedirect follows mirror redirectors: at most MaxRedirects hops, to
-// http or https URLs only.
-func checkRedirect(req *http.Request, via []*http.Request) error {
-	if len(via) > MaxRedirects {
+// http or https URLs that allow accepts, and never from https to http (a
+// file asked for over https must not be taken from a plain connection).
+func checkRedirect(req *http.Request, via []*http.Request, allow func(*url.URL) bool) error {
+	switch {
+	case len(via) > MaxRedirects:
 		return fmt.Errorf("more than %d redirects", MaxRedirects)
-	}
-	if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
+	case req.URL.Scheme != "http" && req.URL.Scheme != "https":
 		return fmt.Errorf("redirect to unsupported scheme %q", req.URL.Scheme)
+	case req.URL.Scheme == "http" && slices.ContainsFunc(via, func(r *http.Request) bool { return r.URL.Scheme == "https" }):
+		return fmt.Errorf("redirect from https to plain http %s refused", req.URL.Redacted())
+	case allow == nil || !allow(req.URL):
+		return fmt.Errorf("redirect to %s refused: not in allowed_locations or path_map", req.URL.Redacted())
 	}
 	return nil
 }

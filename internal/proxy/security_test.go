@@ -1,0 +1,110 @@
+package proxy
+
+import (
+	"bytes"
+	"net/http"
+	"path/filepath"
+	"testing"
+
+	"vzpkg2/internal/repotest"
+)
+
+// A redirect is followed only inside allowed_locations or the path_map's
+// mirrors, and never from https to plain http: otherwise an upstream, or
+// anyone who can answer for it, picks a host the clients could not name and
+// the cache stores what that host sends.
+func TestRedirectStaysInsideAllowedLocations(t *testing.T) {
+	const path = "/pool/main/x/x/x_1_all.deb"
+	outsideRoot := t.TempDir()
+	writeRandom(t, outsideRoot, "/elsewhere"+path, 10_000)
+	outside := repotest.NewUpstream(t, outsideRoot)
+
+	plain := repotest.NewUpstream(t, t.TempDir())
+	tlsUp := repotest.NewTLSUpstream(t, t.TempDir())
+	for _, tc := range []struct {
+		name     string
+		up       *repotest.Upstream
+		location string // where up redirects every request
+		request  string // the client's request path
+		settings []string
+	}{
+		{"to a host not allowed", plain, outside.URL() + "/elsewhere" + path, "/" + plain.HostPort() + path, nil},
+		{"to a host not allowed, path_map form", plain, outside.URL() + "/elsewhere" + path, "/local" + path, nil},
+		{"out of an allowed path prefix", outside, "/elsewhere" + path, "/" + outside.HostPort() + "/okpath" + path,
+			[]string{"allowed_locations=" + outside.HostPort() + "/okpath", "path_map=local " + outside.HostPort() + "/okpath"}},
+		{"out of a path_map mirror's path", outside, "/elsewhere" + path, "/local" + path,
+			[]string{"allowed_locations=", "path_map=local " + outside.HostPort() + "/okpath"}},
+		{"encoded dot segments", outside, "/okpath/%2e%2e/elsewhere" + path, "/" + outside.HostPort() + "/okpath" + path,
+			[]string{"allowed_locations=" + outside.HostPort() + "/okpath"}},
+		{"from https to http", tlsUp, outside.URL() + "/elsewhere" + path, "/HTTPS///" + tlsUp.HostPort() + path,
+			[]string{"allowed_locations=" + tlsUp.HostPort() + "," + outside.HostPort(), "ca_file=" + tlsUp.CAFile()}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.up.SetHandler(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+				if r.URL.Path == "/elsewhere"+path {
+					next.ServeHTTP(w, r)
+					return
+				}
+				w.Header().Set("Location", tc.location)
+				w.WriteHeader(http.StatusFound)
+			})
+			t.Cleanup(func() { tc.up.SetHandler(nil) })
+			outside.Reset()
+			c := startCacher(t, plain.HostPort(), "", tc.settings...)
+			for i := range 2 {
+				resp, body := get(t, c.url(tc.request))
+				if resp.StatusCode != http.StatusBadGateway {
+					t.Errorf("request %d: got %d %s with %d bytes, want 502: the redirect leaves what the cache may fetch", i+1, resp.StatusCode, resp.Header.Get("X-Cache"), len(body))
+				}
+			}
+			if n := outside.CountContains("/elsewhere"); n != 0 {
+				t.Errorf("the place redirected to got %d requests, want 0: %q", n, outside.Requests())
+			}
+			if n := countFiles(t, filepath.Join(c.dir, "blobs")); n != 0 {
+				t.Errorf("the store holds %d files after a refused redirect, want 0", n)
+			}
+		})
+	}
+}
+
+// The scheme is part of the key: a file fetched from an http upstream is
+// never the answer for the https upstream of the same host and path, since
+// anyone on the path to the http mirror chose its bytes.
+func TestSchemeIsPartOfTheKey(t *testing.T) {
+	root := t.TempDir()
+	const path = "/pool/main/f/f/f_1_all.deb"
+	want := writeRandom(t, root, path, 20_000)
+	up := repotest.NewUpstream(t, root)
+	c := startCacher(t, up.HostPort(), "", "path_map=") // the host-named forms alone
+	resp, body := get(t, c.url("/"+up.HostPort()+path))
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, want) {
+		t.Fatalf("http form: got %d with %d bytes, want 200 with %d", resp.StatusCode, len(body), len(want))
+	}
+	// The upstream speaks plain http only: over https it cannot answer.
+	resp, body = get(t, c.url("/HTTPS///"+up.HostPort()+path))
+	if resp.StatusCode == http.StatusOK || resp.Header.Get("X-Cache") == "HIT" {
+		t.Errorf("https form after the http form: got %d %s with %d bytes, want a failure to reach the https upstream", resp.StatusCode, resp.Header.Get("X-Cache"), len(body))
+	}
+}
+
+// A '?' encoded in a file's name and a real query are different files.
+func TestEncodedQuestionMarkIsNotAQuery(t *testing.T) {
+	root := t.TempDir()
+	named := writeRandom(t, root, "/pool/q.deb?v=1", 3_000)
+	plainFile := writeRandom(t, root, "/pool/q.deb", 4_000)
+	up := repotest.NewUpstream(t, root)
+	c := startCacher(t, up.HostPort(), "")
+	for _, tc := range []struct {
+		request string
+		want    []byte
+	}{
+		{"/local/pool/q.deb%3Fv=1", named},
+		{"/local/pool/q.deb?v=1", plainFile}, // the upstream ignores the query
+		{"/local/pool/q.deb%3Fv=1", named},
+	} {
+		resp, body := get(t, c.url(tc.request))
+		if resp.StatusCode != http.StatusOK || !bytes.Equal(body, tc.want) {
+			t.Errorf("%s: got %d %s with %d bytes, want 200 with the %d bytes of that file", tc.request, resp.StatusCode, resp.Header.Get("X-Cache"), len(body), len(tc.want))
+		}
+	}
+}
