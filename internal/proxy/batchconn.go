@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 )
 
 // batchConn is a connection net/http serves, as the hit path hands it over.
@@ -18,6 +19,23 @@ type batchConn struct {
 	net.Conn
 	unread []byte  // read by the hit path, not answered there
 	held   *[]byte // writes since gather; nil when not gathering
+	// headDeadline is when the head the hit path began reading must be in:
+	// net/http's header timeout for it starts afresh, and must not extend
+	// it. Zero once net/http has the head.
+	headDeadline time.Time
+}
+
+// SetReadDeadline keeps the deadline of a head the hit path began to read.
+// net/http sets none (the zero time) once it has read a head.
+func (c *batchConn) SetReadDeadline(t time.Time) error {
+	if !c.headDeadline.IsZero() {
+		if t.IsZero() {
+			c.headDeadline = time.Time{}
+		} else if t.After(c.headDeadline) {
+			t = c.headDeadline
+		}
+	}
+	return c.Conn.SetReadDeadline(t)
 }
 
 func (c *batchConn) Read(p []byte) (int, error) {

@@ -154,14 +154,15 @@ func (l *hitListener) serve(c net.Conn) {
 		// As net/http: the header timeout from the connection's start, the
 		// idle timeout between requests.
 		if !first && br.Buffered() == 0 {
-			if !setDeadline(c, l.srv.IdleTimeout) || l.closing.Load() {
+			if c.SetReadDeadline(deadline(l.srv.IdleTimeout)) != nil || l.closing.Load() {
 				return
 			}
 			if _, err := br.Peek(1); err != nil {
 				return
 			}
 		}
-		if !setDeadline(c, l.srv.ReadHeaderTimeout) || br.Buffered() == 0 && l.closing.Load() {
+		headDeadline := deadline(l.srv.ReadHeaderTimeout)
+		if c.SetReadDeadline(headDeadline) != nil || br.Buffered() == 0 && l.closing.Load() {
 			return
 		}
 		head, err := peekHead(br)
@@ -176,7 +177,7 @@ func (l *hitListener) serve(c net.Conn) {
 		if obj == nil {
 			handed = true
 			unread, _ := br.Peek(br.Buffered())
-			l.handOver(&batchConn{Conn: c, unread: unread})
+			l.handOver(&batchConn{Conn: c, unread: unread, headDeadline: headDeadline})
 			return
 		}
 		br.Discard(len(head))
@@ -195,13 +196,12 @@ func (l *hitListener) handOver(c net.Conn) {
 	}
 }
 
-// setDeadline sets c's read deadline d from now (none when d is 0).
-func setDeadline(c net.Conn, d time.Duration) bool {
-	var t time.Time
-	if d > 0 {
-		t = time.Now().Add(d)
+// deadline is d from now, or none when d is 0.
+func deadline(d time.Duration) time.Time {
+	if d <= 0 {
+		return time.Time{}
 	}
-	return c.SetReadDeadline(t) == nil
+	return time.Now().Add(d)
 }
 
 // peekHead returns the request head at the start of br's buffer, up to and
@@ -269,22 +269,22 @@ func (r *hitRequest) parse(head []byte) bool {
 			break
 		}
 		name, value, ok := bytes.Cut(line, []byte{':'})
-		if !ok || !validValue(value) {
+		if !ok || !validToken(name) || !validValue(value) {
 			return false
 		}
 		value = bytes.Trim(value, " \t")
 		switch {
-		case bytes.EqualFold(name, []byte("host")):
+		case equalFoldASCII(name, "Host"):
 			if host || !validHost(value) {
 				return false
 			}
 			host = true
-		case bytes.EqualFold(name, []byte("connection")):
+		case equalFoldASCII(name, "Connection"):
 			for _, opt := range bytes.Split(value, []byte{','}) {
 				switch opt = bytes.Trim(opt, " \t"); {
-				case bytes.EqualFold(opt, []byte("close")):
+				case equalFoldASCII(opt, "close"):
 					r.close = true
-				case !bytes.EqualFold(opt, []byte("keep-alive")):
+				case !equalFoldASCII(opt, "keep-alive"):
 					return false
 				}
 			}
@@ -305,11 +305,47 @@ func (r *hitRequest) parse(head []byte) bool {
 // answer of a whole cached file.
 func ignorable(name []byte) bool {
 	for _, h := range []string{"User-Agent", "Accept", "Accept-Encoding", "Accept-Language", "Cache-Control", "Pragma", "Proxy-Connection"} {
-		if bytes.EqualFold(name, []byte(h)) {
+		if equalFoldASCII(name, h) {
 			return true
 		}
 	}
 	return false
+}
+
+// equalFoldASCII reports whether b is s but for the case of ASCII letters.
+// Header names and connection options are ASCII: bytes.EqualFold's Unicode
+// folding would take "Hoſt" (U+017F) for Host, which net/http refuses.
+func equalFoldASCII(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range len(b) {
+		if lowerASCII(b[i]) != lowerASCII(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func lowerASCII(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+// validToken reports whether b is an RFC 9110 token, the syntax of a header
+// name.
+func validToken(b []byte) bool {
+	for _, c := range b {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case bytes.IndexByte([]byte("!#$%&'*+-.^_`|~"), c) >= 0:
+		default:
+			return false
+		}
+	}
+	return len(b) > 0
 }
 
 // cutLine cuts a CRLF-terminated line off head.

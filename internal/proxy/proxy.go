@@ -76,6 +76,14 @@ func (h *Handler) serve(w *countingWriter, r *http.Request) (cache.Status, strin
 		writeRefusal(w, refuse(http.StatusMethodNotAllowed, "only GET and HEAD are supported"))
 		return cache.Pass, r.RequestURI
 	}
+	if len(r.TransferEncoding) > 0 || r.ContentLength > 0 {
+		// apt and dnf send none. With both Content-Length and
+		// Transfer-Encoding, where the next request starts is in doubt
+		// (RFC 9112 §6.1): the connection is closed after the answer.
+		w.Header().Set("Connection", "close")
+		writeRefusal(w, refuse(http.StatusBadRequest, "a GET or HEAD request with a body is refused"))
+		return cache.Pass, r.RequestURI
+	}
 	if !r.URL.IsAbs() && r.URL.Host == "" && r.URL.Path == "/" {
 		h.usage(w, r)
 		return cache.Pass, r.RequestURI

@@ -2,10 +2,16 @@ package proxy
 
 import (
 	"bytes"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
+	"vzpkg2/internal/cacheconf"
 	"vzpkg2/internal/repotest"
 )
 
@@ -106,5 +112,80 @@ func TestEncodedQuestionMarkIsNotAQuery(t *testing.T) {
 		if resp.StatusCode != http.StatusOK || !bytes.Equal(body, tc.want) {
 			t.Errorf("%s: got %d %s with %d bytes, want 200 with the %d bytes of that file", tc.request, resp.StatusCode, resp.Header.Get("X-Cache"), len(body), len(tc.want))
 		}
+	}
+}
+
+// Requests the hit path must leave to net/http, which refuses them: a
+// header name that only Unicode folding makes "Host", one with a blank
+// before its colon; and a GET with a body, whose connection must be closed
+// after the answer since where the next request starts is in doubt.
+func TestMalformedHeadsRefused(t *testing.T) {
+	root := t.TempDir()
+	writeRandom(t, root, "/pool/a_1_all.deb", 5_000)
+	up := repotest.NewUpstream(t, root)
+	c := startCacher(t, up.HostPort(), "")
+	const path = "/local/pool/a_1_all.deb"
+	get(t, c.url(path)) // cached: the hit path would answer a plain GET
+	for _, tc := range []struct{ name, raw string }{
+		{"Unicode-folded Host", "GET " + path + " HTTP/1.1\r\nHo\u017ft: " + c.addr + "\r\n\r\n"},
+		{"blank before the colon", "GET " + path + " HTTP/1.1\r\nHost : " + c.addr + "\r\n\r\n"},
+		{"GET with Content-Length and Transfer-Encoding", "GET " + path + " HTTP/1.1\r\nHost: " + c.addr + "\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"},
+		{"GET with a body", "GET " + path + " HTTP/1.1\r\nHost: " + c.addr + "\r\nContent-Length: 5\r\n\r\nhello"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, conn, br := exchange(t, c.addr, tc.raw, answer{code: http.StatusBadRequest})
+			if _, err := br.ReadByte(); err != io.EOF {
+				t.Errorf("the connection stays open after the 400 (%v)", err)
+			}
+			conn.Close()
+		})
+	}
+}
+
+// A request head the hit path began to read keeps one header timeout: when
+// it turns out longer than the hit path's buffer, net/http must not start
+// the timeout again.
+func TestLongSlowHeadKeepsOneHeaderTimeout(t *testing.T) {
+	up := repotest.NewUpstream(t, t.TempDir())
+	dir := t.TempDir()
+	cfg, err := cacheconf.Load("", []string{
+		"cache_dir=" + filepath.Join(dir, "cache"), "logdir=" + filepath.Join(dir, "log"),
+		"allowed_locations=" + up.HostPort(), "path_map=local " + up.HostPort(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const headerTimeout = 2 * time.Second
+	addr := startTuned(t, cfg, func(s *http.Server) { s.ReadHeaderTimeout = headerTimeout })
+
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	start := time.Now()
+	// 4 KB (the hit path's buffer) is complete after about 1.6 s; the head
+	// never ends.
+	fmt.Fprintf(conn, "GET /local/x HTTP/1.1\r\nHost: %s\r\nX-Pad: %s", addr, strings.Repeat("x", 3900))
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+				if _, err := conn.Write([]byte(strings.Repeat("x", 12))); err != nil {
+					return
+				}
+			}
+		}
+	}()
+	if err := closedByServer(conn, 4*headerTimeout); err != nil {
+		t.Fatal(err)
+	}
+	// Without the fix the connection lives 1.6 s + a fresh 2 s.
+	if d := time.Since(start); d > headerTimeout+headerTimeout/2 {
+		t.Errorf("the server closed the connection after %v, want about the header timeout %v", d.Round(100*time.Millisecond), headerTimeout)
 	}
 }

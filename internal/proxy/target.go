@@ -45,7 +45,7 @@ func resolve(cfg *cacheconf.Config, u *url.URL) (target, *clientError) {
 		}
 		scheme = strings.ToLower(u.Scheme)
 		host, rawPath, query = u.Host, u.EscapedPath(), u.RawQuery
-		if strings.EqualFold(host, "HTTPS") {
+		if equalFoldASCII([]byte(host), "HTTPS") {
 			// http://HTTPS///host/path: the acng form through a proxy setting.
 			host, rawPath = "", "/HTTPS//"+rawPath
 		}
