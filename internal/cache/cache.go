@@ -34,6 +34,10 @@ const (
 	Pass        Status = "PASS"        // answered without caching (errors, refusals)
 )
 
+// ErrStore is returned (wrapped) when the store cannot be read: out of
+// descriptors, an I/O error. It is never taken for a miss.
+var ErrStore = errors.New("cannot read the cache")
+
 // ErrOffline is returned for a file that is not cached in offline mode.
 var ErrOffline = errors.New("not cached, and offline_mode forbids contacting upstream")
 
@@ -235,7 +239,7 @@ func (c *Cache) open(ctx context.Context, key string) (store.Object, error) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrStore, err)
 	}
 	if !c.matches(key, obj.Info().Size, obj.Info().SHA256) {
 		// Replaced upstream: newer metadata promises other bytes.

@@ -49,6 +49,7 @@ type Config struct {
 	AllowedHosts     []*net.IPNet  // client networks allowed to use the cache; empty = all
 	VolatileTTL      time.Duration // how long index files are served without revalidation
 	FetchTimeout     time.Duration // give up on an upstream that sends no byte for this long
+	WriteTimeout     time.Duration // drop a client that takes longer to accept 1 MiB (or a smaller write)
 	ConnectTimeout   time.Duration // give up connecting to an upstream after this long
 	CAFile           string        // PEM certificates trusted for https upstreams besides the system roots
 	VerifySignatures []string      // OpenPGP keyrings InRelease, Release.gpg and repomd.xml.asc must verify with; empty: not checked
@@ -74,6 +75,7 @@ func Defaults() *Config {
 		LogDir:         "/var/log/pkg-cacher",
 		VolatileTTL:    30 * time.Second,
 		FetchTimeout:   60 * time.Second,
+		WriteTimeout:   60 * time.Second,
 		ConnectTimeout: 15 * time.Second,
 	}
 	for _, l := range DefaultAllowedLocations {
@@ -194,6 +196,7 @@ var keys = map[string]string{
 	"allowed_hosts":     "client addresses or CIDR networks, or *",
 	"volatile_ttl":      "seconds (or a duration like 30s) index files are fresh",
 	"fetch_timeout":     "seconds without a byte before an upstream is abandoned",
+	"write_timeout":     "seconds a client may take to accept 1 MiB of an answer before it is dropped",
 	"connect_timeout":   "seconds to connect to an upstream",
 	"ca_file":           "PEM file of CA certificates trusted for https upstreams, besides the system roots",
 	"verify_signatures": "OpenPGP keyring files signed metadata must be signed by (empty: no check)",
@@ -268,9 +271,11 @@ func (c *Config) set(key, val string) error {
 	case "volatile_ttl":
 		c.VolatileTTL, err = parseSeconds(val)
 	case "fetch_timeout":
-		c.FetchTimeout, err = parseSeconds(val)
+		c.FetchTimeout, err = parseTimeout(val)
 	case "connect_timeout":
-		c.ConnectTimeout, err = parseSeconds(val)
+		c.ConnectTimeout, err = parseTimeout(val)
+	case "write_timeout":
+		c.WriteTimeout, err = parseTimeout(val)
 	case "ca_file":
 		c.CAFile = val
 	case "verify_signatures":
@@ -343,6 +348,16 @@ func parseSeconds(v string) (time.Duration, error) {
 		return 0, fmt.Errorf("%q is not a number of seconds (e.g. 30) or a duration (e.g. 1m30s)", v)
 	}
 	return d, nil
+}
+
+// parseTimeout is parseSeconds for a timeout, which must be at least a
+// second: 0 would mean never giving up.
+func parseTimeout(v string) (time.Duration, error) {
+	d, err := parseSeconds(v)
+	if err == nil && d < time.Second {
+		err = fmt.Errorf("%q is less than a second; a timeout of 0 would never give up (e.g. 60)", v)
+	}
+	return d, err
 }
 
 // parsePathMap parses "name mirror [mirror...] ; name ..." (entries separated

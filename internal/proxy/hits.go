@@ -96,6 +96,7 @@ func (l *hitListener) acceptLoop() {
 			c.Close()
 			continue
 		}
+		c = &timedConn{Conn: c, timeout: l.h.cfg.WriteTimeout}
 		l.conns[c] = struct{}{}
 		l.wg.Add(1)
 		l.mu.Unlock()

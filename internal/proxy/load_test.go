@@ -495,3 +495,94 @@ func TestUpstreamNeverAnswers(t *testing.T) {
 		})
 	}
 }
+
+// TestNonReadingClientsAreDropped has 300 clients ask for a cached 8 MB
+// package and never read the answer. A normal client is served within a
+// second throughout, and once write_timeout passes pkg-cacher has dropped
+// them all: its descriptors are back to their idle count.
+func TestNonReadingClientsAreDropped(t *testing.T) {
+	const stalled = 300
+	raiseFileLimit(t, 4*stalled+512)
+	root := t.TempDir()
+	writeRandom(t, root, "/pool/main/b/big_1_all.deb", 8<<20)
+	small := writeRandom(t, root, "/pool/main/s/small_1_all.deb", 10_000)
+	up := repotest.NewUpstream(t, root)
+	c := startCacher(t, up.HostPort(), "", "write_timeout=2")
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	fetchSmall := func() (time.Duration, error) {
+		start := time.Now()
+		resp, err := client.Get(c.url("/local/pool/main/s/small_1_all.deb"))
+		if err != nil {
+			return 0, err
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err == nil && (resp.StatusCode != 200 || !bytes.Equal(b, small)) {
+			err = fmt.Errorf("got %d with %d bytes", resp.StatusCode, len(b))
+		}
+		return time.Since(start), err
+	}
+	for _, p := range []string{"/local/pool/main/b/big_1_all.deb", "/local/pool/main/s/small_1_all.deb"} {
+		resp, err := client.Get(c.url(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+
+	// Descriptors of the process that are not the test's client sockets.
+	clientFDs := map[string]bool{}
+	serverFDs := func() int {
+		entries, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, e := range entries {
+			if !clientFDs[e.Name()] {
+				n++
+			}
+		}
+		return n
+	}
+	var idle int
+	waitFor(t, "the descriptors to settle", func() bool {
+		a := serverFDs()
+		time.Sleep(200 * time.Millisecond)
+		idle = serverFDs()
+		return a == idle
+	})
+
+	// Small receive buffers, so that the kernel holds little of the answer.
+	dialer := &net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	for i := range stalled {
+		conn, err := dialer.Dial("tcp", c.addr)
+		if err != nil {
+			t.Fatalf("client %d: %v", i, err)
+		}
+		defer conn.Close()
+		rc, _ := conn.(*net.TCPConn).SyscallConn()
+		rc.Control(func(fd uintptr) { clientFDs[fmt.Sprint(fd)] = true })
+		fmt.Fprintf(conn, "GET /local/pool/main/b/big_1_all.deb HTTP/1.1\r\nHost: %s\r\n\r\n", c.addr)
+	}
+	if n := serverFDs(); n < idle+stalled {
+		t.Fatalf("pkg-cacher holds %d descriptors with %d clients connected, %d when idle: the clients are not being served", n, stalled, idle)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for checks := 0; ; checks++ {
+		d, err := fetchSmall()
+		if err != nil || d > time.Second {
+			t.Fatalf("normal client while %d clients read nothing: %v after %v, want the file within 1 s", stalled, err, d)
+		}
+		if serverFDs() <= idle && checks >= 10 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pkg-cacher still holds %d descriptors (%d when idle) 30 s after %d clients stopped reading, with write_timeout 2 s", serverFDs(), idle, stalled)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -229,6 +229,9 @@ func (h *Handler) fail(w http.ResponseWriter, t target, err error) {
 	switch {
 	case errors.Is(err, cache.ErrClosed):
 		writeRefusal(w, refuse(http.StatusServiceUnavailable, t.show+": pkg-cacher is shutting down"))
+	case errors.Is(err, cache.ErrStore):
+		h.log.Error("cannot read the cache", "url", t.show, "err", err)
+		writeRefusal(w, refuse(http.StatusServiceUnavailable, t.show+": pkg-cacher cannot read its cache now; try again later"))
 	case errors.Is(err, cache.ErrOffline):
 		writeRefusal(w, refuse(http.StatusServiceUnavailable, t.show+" is not cached and offline_mode is on"))
 	case errors.As(err, &se) && se.Code >= 400 && se.Code < 500:

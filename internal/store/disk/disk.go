@@ -168,7 +168,15 @@ func readIndex(p string) (store.Info, error) {
 	return info, nil
 }
 
+// notExist is the error for key when reading its index entry or blob failed
+// with err: absent, torn or another key's entry mean the key is not stored;
+// other failures (out of descriptors, I/O errors) are errors of their own,
+// so that they never pass for a miss and start a download.
 func notExist(key string, err error) error {
+	var perr *fs.PathError
+	if errors.As(err, &perr) && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("read cache entry %q: %w", key, err)
+	}
 	return fmt.Errorf("%q: %w (%v)", key, store.ErrNotExist, err)
 }
 
