@@ -72,6 +72,7 @@ type Cache struct {
 	log         *slog.Logger
 	volatileTTL time.Duration
 	fillTimeout time.Duration
+	maxFileSize int64
 	offline     bool
 	expect      Expecter
 	check       Checker
@@ -93,11 +94,17 @@ type Cache struct {
 type Options struct {
 	VolatileTTL time.Duration // volatile files are served without revalidation this long
 	FillTimeout time.Duration // a whole fill is abandoned after this long (0: 6 hours)
-	Offline     bool          // never contact upstream
-	Expect      Expecter      // checks bodies against repository metadata; nil checks nothing
-	Check       Checker       // refuses bodies before they are stored; nil refuses none
+	// MaxFileSize bounds a file whose size the metadata does not promise
+	// (0: DefaultMaxFileSize); a promised file is bounded by its size.
+	MaxFileSize int64
+	Offline     bool     // never contact upstream
+	Expect      Expecter // checks bodies against repository metadata; nil checks nothing
+	Check       Checker  // refuses bodies before they are stored; nil refuses none
 	Logger      *slog.Logger
 }
+
+// DefaultMaxFileSize is the size bound of a file no metadata promises.
+const DefaultMaxFileSize = 8 << 30
 
 // avoidFor is how long a mirror that sent a wrong file is skipped for it.
 const avoidFor = 10 * time.Minute
@@ -107,10 +114,13 @@ func New(s store.Store, up Fetcher, o Options) *Cache {
 	if o.FillTimeout == 0 {
 		o.FillTimeout = 6 * time.Hour
 	}
+	if o.MaxFileSize == 0 {
+		o.MaxFileSize = DefaultMaxFileSize
+	}
 	base, stop := context.WithCancel(context.Background())
 	return &Cache{
 		store: s, up: up, log: o.Logger,
-		volatileTTL: o.VolatileTTL, fillTimeout: o.FillTimeout, offline: o.Offline, expect: o.Expect, check: o.Check,
+		volatileTTL: o.VolatileTTL, fillTimeout: o.FillTimeout, maxFileSize: o.MaxFileSize, offline: o.Offline, expect: o.Expect, check: o.Check,
 		now: time.Now, inflight: map[string]*fill{}, avoid: map[string]map[string]time.Time{},
 		fillBase: base, stopAll: stop,
 	}
@@ -130,19 +140,29 @@ func (c *Cache) Close() {
 }
 
 // Request names a file: its store key, the upstream URLs to try in order and
-// how the repository format says it may be cached.
+// how the repository format says it may be cached. Head asks only for the
+// file's headers: it starts no download of a file that is not cached.
 type Request struct {
 	Key   string
 	URLs  []string
 	Class repofmt.Class
+	Head  bool
 }
 
-// Result is the answer to a Request: a committed Object or a Body being filled.
-// The caller must Close it.
+// Result is the answer to a Request: a committed Object, a Body being
+// filled, or for a Head request of a file not cached, the upstream's
+// headers. The caller must Close it.
 type Result struct {
-	Status Status
-	Object store.Object // a committed file; nil when Body is set
-	Body   *Body        // a file still arriving from upstream
+	Status   Status
+	Object   store.Object // a committed file
+	Body     *Body        // a file still arriving from upstream
+	Upstream *Headers     // what upstream answered a HEAD with
+}
+
+// Headers are what upstream says of a file it was not asked to send.
+type Headers struct {
+	Length int64 // -1 when not given
+	Info   store.Info
 }
 
 // Close releases the result.
@@ -169,6 +189,12 @@ func (c *Cache) Get(ctx context.Context, req Request) (*Result, error) {
 	if obj == nil && c.offline {
 		return nil, ErrOffline
 	}
+	if obj == nil && req.Head {
+		if f := c.joinRunning(req.Key); f != nil {
+			return c.wait(ctx, req, f, nil)
+		}
+		return c.head(ctx, req)
+	}
 	var cond upstream.Conditions
 	if obj != nil {
 		cond = upstream.Conditions{LastModified: obj.Info().LastModified, ETag: obj.Info().ETag}
@@ -177,9 +203,15 @@ func (c *Cache) Get(ctx context.Context, req Request) (*Result, error) {
 	if res != nil {
 		return res, nil
 	}
+	return c.wait(ctx, req, f, obj)
+}
+
+// wait returns the answer of fill f, which the caller joined, for req; obj
+// is the cached copy being revalidated, if any.
+func (c *Cache) wait(ctx context.Context, req Request, f *fill, obj store.Object) (*Result, error) {
 	defer func() {
 		if f != nil {
-			f.release()
+			c.leave(f)
 		}
 	}()
 	select {
@@ -201,7 +233,7 @@ func (c *Cache) Get(ctx context.Context, req Request) (*Result, error) {
 		if obj != nil {
 			obj.Close()
 		}
-		obj, err = c.store.Open(ctx, req.Key)
+		obj, err := c.store.Open(ctx, req.Key)
 		if err != nil {
 			return nil, fmt.Errorf("reopen revalidated %q: %w", req.Key, err)
 		}
@@ -212,9 +244,20 @@ func (c *Cache) Get(ctx context.Context, req Request) (*Result, error) {
 		status = Expired
 		obj.Close()
 	}
-	body := &Body{f: f}
+	body := &Body{c: c, f: f}
 	f = nil // the Body holds the reference now
 	return &Result{Status: status, Body: body}, nil
+}
+
+// head answers a HEAD request for a file not cached with upstream's
+// headers: a HEAD must not start a download.
+func (c *Cache) head(ctx context.Context, req Request) (*Result, error) {
+	resp, err := c.up.Get(ctx, upstream.Fetch{URLs: c.mirrors(req.Key, req.URLs), Head: true, NoHTML: req.Class == repofmt.Immutable})
+	if err != nil {
+		return nil, err
+	}
+	resp.Body.Close()
+	return &Result{Status: Pass, Upstream: &Headers{Length: resp.ContentLength, Info: infoFromHeader(resp.Header)}}, nil
 }
 
 // Hit returns the committed object Get would answer req with as a Hit, or
@@ -339,6 +382,9 @@ func (c *Cache) join(ctx context.Context, req Request, cond upstream.Conditions)
 	}
 	if f == nil {
 		f = newFill(req)
+		if c.expect != nil {
+			f.want, f.known = c.expect.Expect(req.Key)
+		}
 		if c.closed {
 			f.err = ErrClosed
 			close(f.ready)
@@ -346,27 +392,71 @@ func (c *Cache) join(ctx context.Context, req Request, cond upstream.Conditions)
 			c.inflight[req.Key] = f
 			f.refs++ // the fill goroutine's own reference
 			c.fills.Add(1)
-			go c.run(f, cond)
+			ctx, abandon := context.WithCancelCause(c.fillBase)
+			f.abandon = abandon
+			go c.run(ctx, f, cond)
 		}
 	}
-	f.mu.Lock()
-	f.refs++
-	f.mu.Unlock()
+	c.addClient(f)
 	c.mu.Unlock()
 	return f, nil
 }
 
+// joinRunning returns the fill under way for key with a client reference,
+// or nil when there is none.
+func (c *Cache) joinRunning(key string) *fill {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f := c.inflight[key]
+	if f != nil {
+		c.addClient(f)
+	}
+	return f
+}
+
+// addClient counts a client of f; c.mu is held.
+func (c *Cache) addClient(f *fill) {
+	f.clients++
+	f.mu.Lock()
+	f.refs++
+	f.mu.Unlock()
+}
+
+// errAbandoned ends a fill that no client waits for any more.
+var errAbandoned = errors.New("abandoned: no client waits for it, and no metadata promises it")
+
+// leave drops a client's reference to f. When the last client leaves a fill
+// of a file whose size and checksum no metadata promises, the fill is
+// abandoned: nobody may want it, and an upstream could send anything for as
+// long as it likes. A promised package is worth finishing: the next client
+// of the fleet will ask for it.
+func (c *Cache) leave(f *fill) {
+	c.mu.Lock()
+	f.clients--
+	abandon := f.clients == 0 && !f.promised() && c.inflight[f.req.Key] == f
+	if abandon {
+		delete(c.inflight, f.req.Key)
+	}
+	c.mu.Unlock()
+	if abandon {
+		f.abandon(errAbandoned)
+	}
+	f.release()
+}
+
 // run fetches f from upstream into the store. It runs detached from any
-// client: a client hanging up never breaks the fill for the others.
-func (c *Cache) run(f *fill, cond upstream.Conditions) {
+// client: a client hanging up never breaks the fill for the others (see
+// leave for when the last one does).
+func (c *Cache) run(ctx context.Context, f *fill, cond upstream.Conditions) {
 	defer c.fills.Done()
-	ctx, cancel := context.WithTimeout(c.fillBase, c.fillTimeout)
+	defer f.abandon(nil)
+	ctx, cancel := context.WithTimeout(ctx, c.fillTimeout)
 	defer cancel()
 	defer f.release()
 
 	// Packages and checksum-named files are never HTML: such an answer is
 	// a captive portal's or an error page, and the next mirror is tried.
-	resp, err := c.fetch(ctx, f.req, cond)
+	resp, err := c.fetch(ctx, f, cond)
 	if err != nil {
 		f.err = err
 		c.forget(f)
@@ -393,14 +483,16 @@ func (c *Cache) run(f *fill, cond upstream.Conditions) {
 	f.info = infoFromHeader(resp.Header)
 	close(f.ready)
 
-	n, err := c.copyBody(f, resp.Body)
+	n, err := c.copyBody(f, resp.Body, c.sizeBound(f))
 	if err == nil && f.length >= 0 && n != f.length {
 		err = fmt.Errorf("upstream %s sent %d of %d bytes", resp.URL, n, f.length)
 	}
-	if err != nil {
+	if cause := context.Cause(ctx); errors.Is(cause, errAbandoned) {
+		err = cause
+	} else if err != nil {
 		c.avoidMirror(f.req.Key, resp.URL)
 	}
-	if err == nil && !c.matches(f.req.Key, n, w.SHA256()) {
+	if err == nil && f.known && (w.SHA256() != f.want.SHA256 || f.want.Size >= 0 && n != f.want.Size) {
 		err = c.mismatch(f.req.Key, resp.URL, "SHA-256 "+w.SHA256()+" is not the one the metadata gives")
 	}
 	if err == nil && c.check != nil {
@@ -420,17 +512,30 @@ func (c *Cache) run(f *fill, cond upstream.Conditions) {
 	} else {
 		w.Cancel(ctx)
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, errAbandoned):
+		c.log.Debug("fill abandoned, nothing stored", "key", f.req.Key, "url", resp.URL)
+	case err != nil:
 		c.log.Warn("fill failed, nothing stored", "key", f.req.Key, "url", resp.URL, "err", err)
 	}
 	c.forget(f)
 	f.finish(err)
 }
 
-// fetch gets req from its mirrors, those that sent a wrong file last; a
-// mirror announcing another size than the metadata promises is skipped
-// before any byte reaches a client.
-func (c *Cache) fetch(ctx context.Context, req Request, cond upstream.Conditions) (*upstream.Response, error) {
+// sizeBound is the most bytes f may receive: the size the metadata
+// promises, or max_file_size.
+func (c *Cache) sizeBound(f *fill) int64 {
+	if f.promised() {
+		return f.want.Size
+	}
+	return c.maxFileSize
+}
+
+// fetch gets f's file from its mirrors, those that sent a wrong file last;
+// a mirror announcing another size than the metadata promises, or more than
+// max_file_size, is skipped before any byte reaches a client.
+func (c *Cache) fetch(ctx context.Context, f *fill, cond upstream.Conditions) (*upstream.Response, error) {
+	req := f.req
 	urls := c.mirrors(req.Key, req.URLs)
 	var errs []error
 	for len(urls) > 0 {
@@ -440,15 +545,17 @@ func (c *Cache) fetch(ctx context.Context, req Request, cond upstream.Conditions
 		if err != nil {
 			return nil, errors.Join(append([]error{err}, errs...)...)
 		}
-		want, ok := expect.Sum{}, false
-		if c.expect != nil {
-			want, ok = c.expect.Expect(req.Key)
-		}
-		if resp.StatusCode == http.StatusNotModified || !ok || want.Size < 0 || resp.ContentLength < 0 || resp.ContentLength == want.Size {
+		switch {
+		case resp.StatusCode == http.StatusNotModified || resp.ContentLength < 0:
+			return resp, nil
+		case f.promised() && resp.ContentLength != f.want.Size:
+			errs = append(errs, c.mismatch(req.Key, resp.URL, fmt.Sprintf("Content-Length %d, the metadata gives %d", resp.ContentLength, f.want.Size)))
+		case !f.promised() && resp.ContentLength > c.maxFileSize:
+			errs = append(errs, fmt.Errorf("upstream %s announces %d bytes, more than max_file_size (%d)", resp.URL, resp.ContentLength, c.maxFileSize))
+		default:
 			return resp, nil
 		}
 		resp.Body.Close()
-		errs = append(errs, c.mismatch(req.Key, resp.URL, fmt.Sprintf("Content-Length %d, the metadata gives %d", resp.ContentLength, want.Size)))
 		i := slices.Index(urls, resp.URL)
 		urls = urls[i+1:]
 	}
@@ -471,12 +578,16 @@ func (c *Cache) forget(f *fill) {
 	c.mu.Unlock()
 }
 
-// copyBody writes the upstream body to the fill's writer, publishing progress.
-func (c *Cache) copyBody(f *fill, body io.Reader) (int64, error) {
+// copyBody writes the upstream body to the fill's writer, publishing
+// progress, and fails past limit bytes.
+func (c *Cache) copyBody(f *fill, body io.Reader, limit int64) (int64, error) {
 	buf := make([]byte, 64<<10)
 	var total int64
 	for {
 		n, rerr := body.Read(buf)
+		if total+int64(n) > limit {
+			return total, fmt.Errorf("upstream sent more than %d bytes, the most this file may have", limit)
+		}
 		if n > 0 {
 			if _, err := f.w.Write(buf[:n]); err != nil {
 				return total, fmt.Errorf("write cache file: %w", err)
@@ -516,7 +627,12 @@ func infoFromHeader(h http.Header) store.Info {
 
 // fill is one upstream fetch shared by every client asking for its key.
 type fill struct {
-	req   Request
+	req     Request
+	want    expect.Sum // what the metadata says the file is, when known
+	known   bool
+	abandon context.CancelCauseFunc // ends the fill; nil cause when it is over
+	clients int                     // clients waiting or reading; guarded by Cache.mu
+
 	ready chan struct{} // closed when the fields below it are set
 
 	err         error        // the fetch failed before any body byte
@@ -534,8 +650,11 @@ type fill struct {
 }
 
 func newFill(req Request) *fill {
-	return &fill{req: req, ready: make(chan struct{}), changed: make(chan struct{}), length: -1}
+	return &fill{req: req, ready: make(chan struct{}), changed: make(chan struct{}), length: -1, abandon: func(error) {}}
 }
+
+// promised reports whether the metadata gives f's file's size and checksum.
+func (f *fill) promised() bool { return f.known && f.want.Size >= 0 }
 
 func (f *fill) progress(n int64) {
 	f.mu.Lock()
@@ -568,6 +687,7 @@ func (f *fill) release() {
 // written (all but the last, which waits for the commit), io.EOF at the end
 // of a committed body, an error if the fill failed.
 type Body struct {
+	c      *Cache
 	f      *fill
 	closed bool
 }
@@ -621,6 +741,6 @@ func (b *Body) ReadAtContext(ctx context.Context, p []byte, off int64) (int, err
 func (b *Body) Close() {
 	if !b.closed {
 		b.closed = true
-		b.f.release()
+		b.c.leave(b.f)
 	}
 }

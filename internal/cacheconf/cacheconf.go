@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -50,6 +51,7 @@ type Config struct {
 	VolatileTTL      time.Duration // how long index files are served without revalidation
 	FetchTimeout     time.Duration // give up on an upstream that sends no byte for this long
 	WriteTimeout     time.Duration // drop a client that takes longer to accept 1 MiB (or a smaller write)
+	MaxFileSize      int64         // bytes a file no metadata gives the size of may have
 	ConnectTimeout   time.Duration // give up connecting to an upstream after this long
 	CAFile           string        // PEM certificates trusted for https upstreams besides the system roots
 	VerifySignatures []string      // OpenPGP keyrings InRelease, Release.gpg and repomd.xml.asc must verify with; empty: not checked
@@ -76,6 +78,7 @@ func Defaults() *Config {
 		VolatileTTL:    30 * time.Second,
 		FetchTimeout:   60 * time.Second,
 		WriteTimeout:   60 * time.Second,
+		MaxFileSize:    8 << 30,
 		ConnectTimeout: 15 * time.Second,
 	}
 	for _, l := range DefaultAllowedLocations {
@@ -197,6 +200,7 @@ var keys = map[string]string{
 	"volatile_ttl":      "seconds (or a duration like 30s) index files are fresh",
 	"fetch_timeout":     "seconds without a byte before an upstream is abandoned",
 	"write_timeout":     "seconds a client may take to accept 1 MiB of an answer before it is dropped",
+	"max_file_size":     "largest file fetched when no metadata gives its size (bytes, or with K, M, G, T)",
 	"connect_timeout":   "seconds to connect to an upstream",
 	"ca_file":           "PEM file of CA certificates trusted for https upstreams, besides the system roots",
 	"verify_signatures": "OpenPGP keyring files signed metadata must be signed by (empty: no check)",
@@ -276,6 +280,8 @@ func (c *Config) set(key, val string) error {
 		c.ConnectTimeout, err = parseTimeout(val)
 	case "write_timeout":
 		c.WriteTimeout, err = parseTimeout(val)
+	case "max_file_size":
+		c.MaxFileSize, err = parseSize(val)
 	case "ca_file":
 		c.CAFile = val
 	case "verify_signatures":
@@ -348,6 +354,22 @@ func parseSeconds(v string) (time.Duration, error) {
 		return 0, fmt.Errorf("%q is not a number of seconds (e.g. 30) or a duration (e.g. 1m30s)", v)
 	}
 	return d, nil
+}
+
+// parseSize parses a size in bytes, with an optional K, M, G or T suffix
+// (powers of 1024; a trailing B or iB is allowed).
+func parseSize(v string) (int64, error) {
+	num := strings.TrimSuffix(strings.TrimSuffix(strings.ToUpper(v), "IB"), "B")
+	shift := 0
+	if i := strings.IndexAny(num, "KMGT"); i >= 0 && i == len(num)-1 {
+		shift = 10 * (1 + strings.IndexByte("KMGT", num[i]))
+		num = num[:i]
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+	if err != nil || n <= 0 || n > math.MaxInt64>>shift {
+		return 0, fmt.Errorf("%q is not a size (e.g. 8G, 500M or 1048576)", v)
+	}
+	return n << shift, nil
 }
 
 // parseTimeout is parseSeconds for a timeout, which must be at least a

@@ -326,25 +326,46 @@ func closedByServer(conn net.Conn, d time.Duration) error {
 }
 
 // TestClientHangupDoesNotCancelFill has a client hang up while its file is
-// half downloaded: another client of the same download gets the whole file,
-// and when no client is left the download completes into the cache anyway.
+// half downloaded. Another client of the same download gets the whole file.
+// When no client is left, a package whose size and checksum cached metadata
+// promises is downloaded into the cache anyway (the fleet's next client
+// will want it); any other file's download is abandoned, nothing of it is
+// stored, and the next request fetches it afresh.
 func TestClientHangupDoesNotCancelFill(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		others int // clients of the same download that stay
+		name         string
+		others       int  // clients of the same download that stay
+		promised     bool // a cached Packages lists the file
+		wantUpstream int  // upstream requests for the file in the end
 	}{
-		{"another client stays", 1},
-		{"the only client hangs up", 0},
+		{"another client stays", 1, false, 1},
+		{"the only client hangs up, metadata promises the package", 0, true, 1},
+		{"the only client hangs up, nothing promises the file", 0, false, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			root := t.TempDir()
-			const path = "/pool/main/b/big/big_1.0_amd64.deb"
-			want := writeRandom(t, root, path, 4<<20)
+			path := "/pool/main/b/big/big_1.0_amd64.deb"
+			var want []byte
+			if tc.promised {
+				repo := repotest.BuildAptRepo(t, root, "stable", []repotest.Deb{{Name: "big", Version: "1.0", Size: 4 << 20}})
+				path = "/" + repo.Debs["big"]
+				var err error
+				if want, err = os.ReadFile(filepath.Join(root, path)); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				want = writeRandom(t, root, path, 4<<20)
+			}
 			up := repotest.NewUpstream(t, root)
 			halfway, release := make(chan struct{}, 1), make(chan struct{})
 			up.SetHandler(gated(path, halfway, release))
 			c := startCacher(t, up.HostPort(), "")
 			url := c.url("/local" + path)
+			if tc.promised {
+				if resp, _ := get(t, c.url("/local/dists/stable/main/binary-amd64/Packages")); resp.StatusCode != 200 {
+					t.Fatalf("Packages: got %d, want 200", resp.StatusCode)
+				}
+			}
 
 			quitter, err := net.Dial("tcp", c.addr)
 			if err != nil {
@@ -378,8 +399,17 @@ func TestClientHangupDoesNotCancelFill(t *testing.T) {
 				t.Fatalf("hanging-up client: reading the first 64 KiB: %v", err)
 			}
 			quitter.Close()
-			waitFor(t, "pkg-cacher to log the hung-up request", func() bool { return len(c.accessLog(t)) > 0 })
-			if got := c.accessLog(t)[0]; !strings.HasPrefix(got, "MISS 200 ") {
+			hungUp := func() []string {
+				var out []string
+				for _, l := range c.accessLog(t) {
+					if strings.HasSuffix(l, path) {
+						out = append(out, l)
+					}
+				}
+				return out
+			}
+			waitFor(t, "pkg-cacher to log the hung-up request", func() bool { return len(hungUp()) > 0 })
+			if got := hungUp()[0]; !strings.HasPrefix(got, "MISS 200 ") {
 				t.Errorf("hung-up request logged as %q, want MISS 200", got)
 			}
 			close(release)
@@ -400,8 +430,8 @@ func TestClientHangupDoesNotCancelFill(t *testing.T) {
 				got = append(got, resp.Header.Get("X-Cache"))
 				return resp.Header.Get("X-Cache") == "HIT" && bytes.Equal(body, want)
 			})
-			if n := up.Count(path); n != 1 {
-				t.Errorf("upstream got %d requests, want 1: the fill must survive the hang-up (X-Cache of later requests: %v)", n, got)
+			if n := up.Count(path); n != tc.wantUpstream {
+				t.Errorf("upstream got %d requests for the file, want %d (X-Cache of later requests: %v)", n, tc.wantUpstream, got)
 			}
 		})
 	}

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -97,17 +98,20 @@ func (h *Handler) serve(w *countingWriter, r *http.Request) (cache.Status, strin
 		writeRefusal(w, cerr)
 		return cache.Pass, r.RequestURI
 	}
-	res, err := h.cache.Get(r.Context(), cache.Request{Key: t.key, URLs: t.urls, Class: repofmt.Classify(t.path, t.query)})
+	res, err := h.cache.Get(r.Context(), cache.Request{Key: t.key, URLs: t.urls, Class: repofmt.Classify(t.path, t.query), Head: r.Method == http.MethodHead})
 	if err != nil {
 		h.fail(w, t, err)
 		return cache.Pass, t.show
 	}
 	defer res.Close()
 	w.Header().Set("X-Cache", string(res.Status))
-	if res.Object != nil {
+	switch {
+	case res.Object != nil:
 		serveObject(w, r, res.Object)
-	} else {
+	case res.Body != nil:
 		h.stream(w, r, t, res.Body)
+	default:
+		serveHeaders(w, res.Upstream)
 	}
 	return res.Status, t.show
 }
@@ -125,6 +129,18 @@ func serveObject(w http.ResponseWriter, r *http.Request, obj store.Object) {
 		content = f.OSFile()
 	}
 	http.ServeContent(w, r, "", info.LastModified, content)
+}
+
+// serveHeaders answers a HEAD request with what upstream said of the file.
+func serveHeaders(w http.ResponseWriter, up *cache.Headers) {
+	setContentType(w, up.Info)
+	if up.Length >= 0 {
+		w.Header().Set("Content-Length", strconv.FormatInt(up.Length, 10))
+	}
+	if lm := up.Info.LastModified; !lm.IsZero() {
+		w.Header().Set("Last-Modified", lm.UTC().Format(http.TimeFormat))
+	}
+	w.WriteHeader(http.StatusOK)
 }
 
 // stream sends a file while it arrives from upstream. When its length is

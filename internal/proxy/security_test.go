@@ -189,3 +189,79 @@ func TestLongSlowHeadKeepsOneHeaderTimeout(t *testing.T) {
 		t.Errorf("the server closed the connection after %v, want about the header timeout %v", d.Round(100*time.Millisecond), headerTimeout)
 	}
 }
+
+// A HEAD of a file that is not cached is answered from upstream's HEAD: it
+// starts no download (five HEADs with different queries used to make five
+// full downloads).
+func TestHeadStartsNoDownload(t *testing.T) {
+	root := t.TempDir()
+	const path = "/pool/main/h/h/h_1_all.deb"
+	want := writeRandom(t, root, path, 4<<20)
+	up := repotest.NewUpstream(t, root)
+	c := startCacher(t, up.HostPort(), "")
+	for i := range 5 {
+		req, _ := http.NewRequest(http.MethodHead, c.url(fmt.Sprintf("/local%s?v=%d", path, i)), nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || resp.ContentLength != int64(len(want)) {
+			t.Errorf("HEAD %d: got %d with Content-Length %d, want 200 with %d", i, resp.StatusCode, resp.ContentLength, len(want))
+		}
+	}
+	for _, r := range up.Requests() {
+		if !strings.HasPrefix(r, "HEAD ") {
+			t.Errorf("upstream got %q; a HEAD must not start a download", r)
+		}
+	}
+	if n := countFiles(t, filepath.Join(c.dir, "blobs")); n != 0 {
+		t.Errorf("the store holds %d files after HEAD requests only, want 0", n)
+	}
+}
+
+// An upstream that sends an endless body for a file no metadata gives the
+// size of is cut off at max_file_size: the client's answer is aborted, the
+// upstream connection closed, nothing stored.
+func TestEndlessBodyStopsAtMaxFileSize(t *testing.T) {
+	up := repotest.NewUpstream(t, t.TempDir())
+	cut := make(chan struct{}, 1)
+	up.SetHandler(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		chunk := bytes.Repeat([]byte("x"), 64<<10)
+		for {
+			if _, err := w.Write(chunk); err != nil {
+				cut <- struct{}{}
+				return
+			}
+			select {
+			case <-r.Context().Done():
+				cut <- struct{}{}
+				return
+			case <-t.Context().Done():
+				return
+			default:
+			}
+		}
+	})
+	c := startCacher(t, up.HostPort(), "", "max_file_size=1M")
+	// Aborted before or after the header: either way no answer looks whole.
+	var n int64
+	resp, err := http.Get(c.url("/local/pool/endless_1_all.deb"))
+	if err == nil {
+		n, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	if err == nil || n > 1<<20 {
+		t.Errorf("client got %d bytes, read error %v; want an aborted answer of at most 1 MiB", n, err)
+	}
+	select {
+	case <-cut:
+	case <-time.After(20 * time.Second):
+		t.Fatal("pkg-cacher still reads the endless body 20 s later")
+	}
+	if n := countFiles(t, filepath.Join(c.dir, "blobs")); n != 0 {
+		t.Errorf("the store holds %d files, want 0", n)
+	}
+	waitFor(t, "the fill's temp file to go", func() bool { return countFiles(t, filepath.Join(c.dir, "tmp")) == 0 })
+}

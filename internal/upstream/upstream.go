@@ -113,6 +113,8 @@ type Fetch struct {
 	// NoHTML refuses a text/html answer (a captive portal's or a mirror's
 	// error page where a package was expected) and tries the next mirror.
 	NoHTML bool
+	// Head asks with HEAD: the answer has the headers and no body.
+	Head bool
 }
 
 // StatusError is an upstream answer that is neither a body nor "not modified".
@@ -158,7 +160,11 @@ func (c *Client) Get(ctx context.Context, f Fetch) (*Response, error) {
 func (c *Client) get(ctx context.Context, u string, f Fetch) (*Response, error) {
 	cond := f.Cond
 	ctx, cancel := context.WithCancelCause(ctx)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	method := http.MethodGet
+	if f.Head {
+		method = http.MethodHead
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, nil)
 	if err != nil {
 		cancel(nil)
 		return nil, fmt.Errorf("upstream request %s: %w", u, err)
