@@ -134,13 +134,16 @@ func (c *Config) Parse(name string, r io.Reader) error {
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	var (
 		pending   strings.Builder
+		starts    []int // offset in pending where each of the entry's lines starts
 		startLine int
 		line      int
 	)
 	flush := func() error {
-		text := strings.TrimSpace(pending.String())
+		entry := pending.String()
 		pending.Reset()
+		text := strings.TrimSpace(entry)
 		if text == "" {
+			starts = starts[:0]
 			return nil
 		}
 		k, v, ok := strings.Cut(text, "=")
@@ -148,8 +151,9 @@ func (c *Config) Parse(name string, r io.Reader) error {
 			return &Error{File: name, Line: startLine, Msg: fmt.Sprintf("%q is not a `key = value` line", text)}
 		}
 		if err := c.set(strings.TrimSpace(k), strings.TrimSpace(v)); err != nil {
-			return &Error{File: name, Line: startLine, Msg: err.Error()}
+			return &Error{File: name, Line: startLine + lineOf(entry, starts, err), Msg: err.Error()}
 		}
+		starts = starts[:0]
 		return nil
 	}
 	for sc.Scan() {
@@ -161,6 +165,7 @@ func (c *Config) Parse(name string, r io.Reader) error {
 		if pending.Len() == 0 {
 			startLine = line
 		}
+		starts = append(starts, pending.Len())
 		trimmed := strings.TrimRight(text, " \t\r")
 		if strings.HasSuffix(trimmed, `\`) {
 			pending.WriteString(strings.TrimSuffix(trimmed, `\`))
@@ -186,6 +191,46 @@ func (c *Config) Parse(name string, r io.Reader) error {
 	}
 	return flush()
 }
+
+// badItem is an error about one item of a list value: in an entry
+// continued over several lines, the error names the line holding the item.
+type badItem struct {
+	item string
+	err  error
+}
+
+func (e *badItem) Error() string { return e.err.Error() }
+func (e *badItem) Unwrap() error { return e.err }
+
+// lineOf is the index of the line of a continued entry, whose lines start at
+// starts, that holds the item err is about (0: the first line).
+func lineOf(entry string, starts []int, err error) int {
+	var bi *badItem
+	if !errors.As(err, &bi) {
+		return 0
+	}
+	at := strings.IndexByte(entry, '=')
+	for {
+		i := strings.Index(entry[at+1:], bi.item)
+		if i < 0 {
+			return 0
+		}
+		at += 1 + i
+		end := at + len(bi.item)
+		if separator(entry[at-1]) && (end == len(entry) || separator(entry[end])) {
+			break // the item as a whole, not part of another
+		}
+	}
+	n := 0
+	for i, s := range starts {
+		if s <= at {
+			n = i
+		}
+	}
+	return n
+}
+
+func separator(c byte) bool { return c == ' ' || c == '\t' || c == ',' || c == ';' || c == '=' }
 
 // keys documents every key; the example config lists the same.
 var keys = map[string]string{
@@ -255,7 +300,7 @@ func (c *Config) set(key, val string) error {
 			}
 			loc, err := parseLocation(item)
 			if err != nil {
-				return fmt.Errorf("allowed_locations: %w", err)
+				return &badItem{item, fmt.Errorf("allowed_locations: %w", err)}
 			}
 			c.AllowedLocations = append(c.AllowedLocations, loc)
 		}
@@ -268,7 +313,7 @@ func (c *Config) set(key, val string) error {
 			}
 			n, err := parseNet(item)
 			if err != nil {
-				return fmt.Errorf("allowed_hosts: %w", err)
+				return &badItem{item, fmt.Errorf("allowed_hosts: %w", err)}
 			}
 			c.AllowedHosts = append(c.AllowedHosts, n)
 		}
@@ -392,22 +437,23 @@ func parsePathMap(v string) ([]PathMap, error) {
 		if len(f) == 0 {
 			continue
 		}
+		item := strings.TrimSpace(entry)
 		if len(f) < 2 {
-			return nil, fmt.Errorf("entry %q has no mirror (write: path_map = debian deb.debian.org/debian)", strings.TrimSpace(entry))
+			return nil, &badItem{item, fmt.Errorf("entry %q has no mirror (write: path_map = debian deb.debian.org/debian)", item)}
 		}
 		name := f[0]
 		if strings.ContainsAny(name, "/.:") {
-			return nil, fmt.Errorf("name %q must be one path segment without '.', ':' or '/' (it would look like a host)", name)
+			return nil, &badItem{item, fmt.Errorf("name %q must be one path segment without '.', ':' or '/' (it would look like a host)", name)}
 		}
 		if seen[name] {
-			return nil, fmt.Errorf("name %q is mapped twice (list all its mirrors in one entry)", name)
+			return nil, &badItem{item, fmt.Errorf("name %q is mapped twice (list all its mirrors in one entry)", name)}
 		}
 		seen[name] = true
 		pm := PathMap{Name: name}
 		for _, m := range f[1:] {
 			u, err := parseMirror(m)
 			if err != nil {
-				return nil, err
+				return nil, &badItem{item, err}
 			}
 			pm.Mirrors = append(pm.Mirrors, u)
 		}
@@ -468,8 +514,10 @@ func parseNet(item string) (*net.IPNet, error) {
 	return &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)}, nil
 }
 
+// validHostname reports whether h is a DNS name. Its last label is not all
+// digits (RFC 3696 2), so 1.2.3.4.5.6 is neither a name nor an address.
 func validHostname(h string) bool {
-	if h == "" || len(h) > 253 {
+	if h == "" || len(h) > 253 || strings.Trim(h[strings.LastIndexByte(h, '.')+1:], "0123456789") == "" {
 		return false
 	}
 	for _, label := range strings.Split(h, ".") {
