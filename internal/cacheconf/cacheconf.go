@@ -20,7 +20,7 @@ import (
 	"strings"
 	"time"
 
-	"vzpkg2/internal/cachekey"
+	"vzpkg2/internal/route"
 )
 
 // DefaultFile is read when no -c flag is given and the file exists.
@@ -44,9 +44,7 @@ type Config struct {
 	DaemonPort       int           // listen port
 	LogDir           string        // access.log goes here; empty logs to stderr only
 	OfflineMode      bool          // serve only cached files, never contact upstream
-	PathMap          []PathMap     // named upstream mirror lists
-	AllowedLocations []Location    // upstreams clients may reach by host (forms 1, 2, 4)
-	AllowAll         bool          // allowed_locations = * : an open proxy on purpose
+	route.Table                    // path_map, allowed_locations
 	AllowedHosts     []*net.IPNet  // client networks allowed to use the cache; empty = all
 	VolatileTTL      time.Duration // how long index files are served without revalidation
 	FetchTimeout     time.Duration // give up on an upstream that sends no byte for this long
@@ -55,18 +53,6 @@ type Config struct {
 	ConnectTimeout   time.Duration // give up connecting to an upstream after this long
 	CAFile           string        // PEM certificates trusted for https upstreams besides the system roots
 	VerifySignatures []string      // OpenPGP keyrings InRelease, Release.gpg and repomd.xml.asc must verify with; empty: not checked
-}
-
-// PathMap maps the first path segment Name to mirrors tried in order.
-type PathMap struct {
-	Name    string
-	Mirrors []*url.URL
-}
-
-// Location is an allowed upstream: a host (optionally "*.domain") and a path prefix.
-type Location struct {
-	Host string // lower case; "*.example.org" matches subdomains
-	Path string // "" or a prefix starting with "/"
 }
 
 // Defaults returns the built-in configuration.
@@ -429,8 +415,8 @@ func parseTimeout(v string) (time.Duration, error) {
 
 // parsePathMap parses "name mirror [mirror...] ; name ..." (entries separated
 // by ';' or ',', fields by blanks). Mirrors without a scheme are http.
-func parsePathMap(v string) ([]PathMap, error) {
-	var out []PathMap
+func parsePathMap(v string) ([]route.PathMap, error) {
+	var out []route.PathMap
 	seen := map[string]bool{}
 	for _, entry := range strings.FieldsFunc(v, func(r rune) bool { return r == ';' || r == ',' }) {
 		f := strings.Fields(entry)
@@ -449,7 +435,7 @@ func parsePathMap(v string) ([]PathMap, error) {
 			return nil, &badItem{item, fmt.Errorf("name %q is mapped twice (list all its mirrors in one entry)", name)}
 		}
 		seen[name] = true
-		pm := PathMap{Name: name}
+		pm := route.PathMap{Name: name}
 		for _, m := range f[1:] {
 			u, err := parseMirror(m)
 			if err != nil {
@@ -477,7 +463,7 @@ func parseMirror(m string) (*url.URL, error) {
 	return u, nil
 }
 
-func parseLocation(item string) (Location, error) {
+func parseLocation(item string) (route.Location, error) {
 	item = strings.TrimPrefix(strings.TrimPrefix(item, "http://"), "https://")
 	host, path, _ := strings.Cut(item, "/")
 	host = strings.ToLower(host)
@@ -486,9 +472,9 @@ func parseLocation(item string) (Location, error) {
 		check = h
 	}
 	if host == "" || (net.ParseIP(strings.Trim(check, "[]")) == nil && !validHostname(check)) {
-		return Location{}, fmt.Errorf("%q is not a host or host/path (e.g. deb.debian.org or ppa.launchpadcontent.net/owner)", item)
+		return route.Location{}, fmt.Errorf("%q is not a host or host/path (e.g. deb.debian.org or ppa.launchpadcontent.net/owner)", item)
 	}
-	loc := Location{Host: host}
+	loc := route.Location{Host: host}
 	if path = strings.Trim(path, "/"); path != "" {
 		loc.Path = "/" + path
 	}
@@ -533,69 +519,6 @@ func validHostname(h string) bool {
 	return true
 }
 
-// Allowed reports whether clients may fetch from host (lower case, with an
-// optional :port) at path through a host-named form.
-func (c *Config) Allowed(host, path string) bool {
-	if c.AllowAll {
-		return true
-	}
-	bare := host
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		bare = h
-	}
-	for _, l := range c.AllowedLocations {
-		if !l.matchHost(host, bare) {
-			continue
-		}
-		if l.Path == "" || path == l.Path || strings.HasPrefix(path, l.Path+"/") {
-			return true
-		}
-	}
-	return false
-}
-
-// AllowedURL reports whether pkg-cacher may fetch u when an upstream
-// redirects there: an http(s) URL without user info or dot segments, whose
-// host and path are in allowed_locations or under a path_map mirror.
-func (c *Config) AllowedURL(u *url.URL) bool {
-	if (u.Scheme != "http" && u.Scheme != "https") || u.User != nil || u.Host == "" || !cleanURLPath(u.EscapedPath()) {
-		return false
-	}
-	host := cachekey.CanonicalHost(u.Scheme, u.Host)
-	if c.Allowed(host, u.Path) {
-		return true
-	}
-	for _, pm := range c.PathMap {
-		for _, m := range pm.Mirrors {
-			if cachekey.CanonicalHost(m.Scheme, m.Host) == host && (u.Path == m.Path || strings.HasPrefix(u.Path, m.Path+"/")) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// cleanURLPath reports whether an escaped URL path has no dot segments (also
-// percent-encoded ones) and no encoded slashes, which would make the path
-// checked another than the one the upstream serves.
-func cleanURLPath(raw string) bool {
-	for _, seg := range strings.Split(raw, "/") {
-		d, err := url.PathUnescape(seg)
-		if err != nil || d == "." || d == ".." || strings.ContainsAny(d, "/\\\x00") {
-			return false
-		}
-	}
-	return true
-}
-
-func (l Location) matchHost(host, bare string) bool {
-	if suffix, ok := strings.CutPrefix(l.Host, "*."); ok {
-		return strings.HasSuffix(bare, "."+suffix)
-	}
-	// A location with a port matches only that port; without one, any port.
-	return l.Host == host || l.Host == bare
-}
-
 // ClientAllowed reports whether a client at ip may use the cache.
 func (c *Config) ClientAllowed(ip net.IP) bool {
 	if len(c.AllowedHosts) == 0 {
@@ -612,14 +535,4 @@ func (c *Config) ClientAllowed(ip net.IP) bool {
 // ListenAddr is the address to listen on.
 func (c *Config) ListenAddr() string {
 	return net.JoinHostPort(c.DaemonAddr, strconv.Itoa(c.DaemonPort))
-}
-
-// Map returns the path_map entry called name, or nil.
-func (c *Config) Map(name string) *PathMap {
-	for i := range c.PathMap {
-		if c.PathMap[i].Name == name {
-			return &c.PathMap[i]
-		}
-	}
-	return nil
 }

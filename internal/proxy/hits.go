@@ -18,6 +18,7 @@ import (
 
 	"vzpkg2/internal/cache"
 	"vzpkg2/internal/repofmt"
+	"vzpkg2/internal/route"
 	"vzpkg2/internal/store"
 )
 
@@ -96,7 +97,7 @@ func (l *hitListener) acceptLoop() {
 			c.Close()
 			continue
 		}
-		c = &timedConn{Conn: c, timeout: l.h.cfg.WriteTimeout}
+		c = &timedConn{Conn: c, timeout: l.h.pol.WriteTimeout}
 		l.conns[c] = struct{}{}
 		l.wg.Add(1)
 		l.mu.Unlock()
@@ -150,7 +151,7 @@ func (l *hitListener) serve(c net.Conn) {
 	}()
 	client := clientIP(c.RemoteAddr().String())
 	ip := net.ParseIP(client)
-	allowed := ip == nil || l.h.cfg.ClientAllowed(ip)
+	allowed := l.h.clientAllowed(ip)
 	for first := true; ; first = false {
 		// As net/http: the header timeout from the connection's start, the
 		// idle timeout between requests.
@@ -237,7 +238,7 @@ type hitRequest struct {
 	head  bool // HEAD, not GET
 	close bool // the client asked to close the connection
 	url   *url.URL
-	t     target
+	t     route.Target
 }
 
 // parse reads head into r. It reports false for anything but GET or HEAD
@@ -387,12 +388,12 @@ func (h *Handler) hit(r *hitRequest) store.Object {
 	if !r.url.IsAbs() && r.url.Host == "" && (r.url.Path == "/" || r.url.Path == "/metrics") {
 		return nil
 	}
-	t, cerr := resolve(h.cfg, r.url)
+	t, cerr := h.pol.Routes.Resolve(r.url)
 	if cerr != nil {
 		return nil
 	}
 	r.t = t
-	return h.cache.Hit(context.Background(), cache.Request{Key: t.key, URLs: t.urls, Class: repofmt.Classify(t.path, t.query)})
+	return h.cache.Hit(context.Background(), cache.Request{Key: t.Key, URLs: t.URLs, Class: repofmt.Classify(t.Path, t.Query)})
 }
 
 // answerHit sends obj whole to c with the headers http.ServeContent sends,
@@ -430,13 +431,13 @@ func (h *Handler) answerHit(c net.Conn, client string, r *hitRequest, obj store.
 			start := len(b)
 			b = slices.Grow(b, int(n))[:start+int(n)]
 			if m, err := obj.ReadAt(b[start:], 0); int64(m) != n {
-				h.log.Warn("cannot read cached file", "url", r.t.show, "err", err)
-				h.record(client, cache.Pass, http.StatusInternalServerError, 0, r.t.show)
+				h.log.Warn("cannot read cached file", "url", r.t.Show, "err", err)
+				h.record(client, cache.Pass, http.StatusInternalServerError, 0, r.t.Show)
 				return false
 			}
 		}
 		// Logged before it leaves: a client that has the file can read its line.
-		h.record(client, cache.Hit, http.StatusOK, n, r.t.show)
+		h.record(client, cache.Hit, http.StatusOK, n, r.t.Show)
 		*bp = b
 		_, err := c.Write(b)
 		return err == nil
@@ -455,6 +456,6 @@ func (h *Handler) answerHit(c net.Conn, client string, r *hitRequest, obj store.
 			n, err = io.Copy(c, body)
 		}
 	}
-	h.record(client, cache.Hit, http.StatusOK, n, r.t.show)
+	h.record(client, cache.Hit, http.StatusOK, n, r.t.Show)
 	return err == nil && n == info.Size
 }

@@ -18,15 +18,26 @@ import (
 	"time"
 
 	"vzpkg2/internal/cache"
-	"vzpkg2/internal/cacheconf"
 	"vzpkg2/internal/repofmt"
+	"vzpkg2/internal/route"
 	"vzpkg2/internal/store"
 	"vzpkg2/internal/upstream"
 )
 
+// Policy is what the front needs to know of pkg-cacher's configuration.
+type Policy struct {
+	Routes *route.Table // request forms to keys and upstream URLs
+	// ClientAllowed reports whether a client may use the cache; nil allows
+	// every client.
+	ClientAllowed func(net.IP) bool
+	// WriteTimeout drops a client that takes longer to accept 1 MiB of an
+	// answer (or a smaller write).
+	WriteTimeout time.Duration
+}
+
 // Handler serves clients from a Cache.
 type Handler struct {
-	cfg      *cacheconf.Config
+	pol      Policy
 	cache    *cache.Cache
 	access   *AccessLog
 	log      *slog.Logger
@@ -35,8 +46,14 @@ type Handler struct {
 }
 
 // NewHandler returns a Handler.
-func NewHandler(cfg *cacheconf.Config, c *cache.Cache, access *AccessLog, log *slog.Logger) *Handler {
-	return &Handler{cfg: cfg, cache: c, access: access, log: log, stats: newMetrics()}
+func NewHandler(c *cache.Cache, pol Policy, access *AccessLog, log *slog.Logger) *Handler {
+	return &Handler{pol: pol, cache: c, access: access, log: log, stats: newMetrics()}
+}
+
+// clientAllowed reports whether the client at addr (host and port) may use
+// the cache.
+func (h *Handler) clientAllowed(ip net.IP) bool {
+	return ip == nil || h.pol.ClientAllowed == nil || h.pol.ClientAllowed(ip)
 }
 
 // ServeHTTP implements http.Handler.
@@ -65,16 +82,16 @@ func (h *Handler) record(client string, status cache.Status, code int, n int64, 
 
 // serve answers r and returns what the access log records.
 func (h *Handler) serve(w *countingWriter, r *http.Request) (cache.Status, string) {
-	if ip := net.ParseIP(clientIP(r.RemoteAddr)); ip != nil && !h.cfg.ClientAllowed(ip) {
-		writeRefusal(w, refuse(http.StatusForbidden, "client "+ip.String()+" is not in allowed_hosts"))
+	if ip := net.ParseIP(clientIP(r.RemoteAddr)); !h.clientAllowed(ip) {
+		writeRefusal(w, route.Refuse(http.StatusForbidden, "client "+ip.String()+" is not in allowed_hosts"))
 		return cache.Pass, r.RequestURI
 	}
 	if r.Method == http.MethodConnect {
-		writeRefusal(w, refuse(http.StatusMethodNotAllowed, "CONNECT is refused: pkg-cacher caches repositories; use http:// URLs or http://cacher:3142/HTTPS///host/path for https upstreams"))
+		writeRefusal(w, route.Refuse(http.StatusMethodNotAllowed, "CONNECT is refused: pkg-cacher caches repositories; use http:// URLs or http://cacher:3142/HTTPS///host/path for https upstreams"))
 		return cache.Pass, r.RequestURI
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		writeRefusal(w, refuse(http.StatusMethodNotAllowed, "only GET and HEAD are supported"))
+		writeRefusal(w, route.Refuse(http.StatusMethodNotAllowed, "only GET and HEAD are supported"))
 		return cache.Pass, r.RequestURI
 	}
 	if len(r.TransferEncoding) > 0 || r.ContentLength > 0 {
@@ -82,7 +99,7 @@ func (h *Handler) serve(w *countingWriter, r *http.Request) (cache.Status, strin
 		// Transfer-Encoding, where the next request starts is in doubt
 		// (RFC 9112 §6.1): the connection is closed after the answer.
 		w.Header().Set("Connection", "close")
-		writeRefusal(w, refuse(http.StatusBadRequest, "a GET or HEAD request with a body is refused"))
+		writeRefusal(w, route.Refuse(http.StatusBadRequest, "a GET or HEAD request with a body is refused"))
 		return cache.Pass, r.RequestURI
 	}
 	if !r.URL.IsAbs() && r.URL.Host == "" && r.URL.Path == "/" {
@@ -93,15 +110,15 @@ func (h *Handler) serve(w *countingWriter, r *http.Request) (cache.Status, strin
 		h.stats.serve(w, h.cache)
 		return cache.Pass, r.RequestURI
 	}
-	t, cerr := resolve(h.cfg, r.URL)
+	t, cerr := h.pol.Routes.Resolve(r.URL)
 	if cerr != nil {
 		writeRefusal(w, cerr)
 		return cache.Pass, r.RequestURI
 	}
-	res, err := h.cache.Get(r.Context(), cache.Request{Key: t.key, URLs: t.urls, Class: repofmt.Classify(t.path, t.query), Head: r.Method == http.MethodHead})
+	res, err := h.cache.Get(r.Context(), cache.Request{Key: t.Key, URLs: t.URLs, Class: repofmt.Classify(t.Path, t.Query), Head: r.Method == http.MethodHead})
 	if err != nil {
 		h.fail(w, t, err)
-		return cache.Pass, t.show
+		return cache.Pass, t.Show
 	}
 	defer res.Close()
 	w.Header().Set("X-Cache", string(res.Status))
@@ -113,7 +130,7 @@ func (h *Handler) serve(w *countingWriter, r *http.Request) (cache.Status, strin
 	default:
 		serveHeaders(w, res.Upstream)
 	}
-	return res.Status, t.show
+	return res.Status, t.Show
 }
 
 // serveObject serves a committed file: Range, conditional requests and HEAD
@@ -149,7 +166,7 @@ func serveHeaders(w http.ResponseWriter, up *cache.Headers) {
 // reading bytes already written and waiting for the rest. If the fill fails
 // the response is aborted, so the client never takes a short body for a
 // whole one.
-func (h *Handler) stream(w http.ResponseWriter, r *http.Request, t target, b *cache.Body) {
+func (h *Handler) stream(w http.ResponseWriter, r *http.Request, t route.Target, b *cache.Body) {
 	info := b.Info()
 	setContentType(w, info)
 	fw := flushWriter{ResponseWriter: w, rc: http.NewResponseController(w)}
@@ -172,7 +189,7 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, t target, b *ca
 		}
 	}
 	if body.err != nil {
-		h.log.Warn("aborting response: upstream transfer failed", "url", t.show, "err", body.err)
+		h.log.Warn("aborting response: upstream transfer failed", "url", t.Show, "err", body.err)
 		panic(http.ErrAbortHandler)
 	}
 }
@@ -240,25 +257,25 @@ func contentType(info store.Info) string {
 }
 
 // fail answers a request the cache could not serve.
-func (h *Handler) fail(w http.ResponseWriter, t target, err error) {
+func (h *Handler) fail(w http.ResponseWriter, t route.Target, err error) {
 	var se *upstream.StatusError
 	switch {
 	case errors.Is(err, cache.ErrClosed):
-		writeRefusal(w, refuse(http.StatusServiceUnavailable, t.show+": pkg-cacher is shutting down"))
+		writeRefusal(w, route.Refuse(http.StatusServiceUnavailable, t.Show+": pkg-cacher is shutting down"))
 	case errors.Is(err, cache.ErrStore):
-		h.log.Error("cannot read the cache", "url", t.show, "err", err)
-		writeRefusal(w, refuse(http.StatusServiceUnavailable, t.show+": pkg-cacher cannot read its cache now; try again later"))
+		h.log.Error("cannot read the cache", "url", t.Show, "err", err)
+		writeRefusal(w, route.Refuse(http.StatusServiceUnavailable, t.Show+": pkg-cacher cannot read its cache now; try again later"))
 	case errors.Is(err, cache.ErrOffline):
-		writeRefusal(w, refuse(http.StatusServiceUnavailable, t.show+" is not cached and offline_mode is on"))
+		writeRefusal(w, route.Refuse(http.StatusServiceUnavailable, t.Show+" is not cached and offline_mode is on"))
 	case errors.As(err, &se) && se.Code >= 400 && se.Code < 500:
-		writeRefusal(w, refuse(se.Code, t.show+": "+se.Error()))
+		writeRefusal(w, route.Refuse(se.Code, t.Show+": "+se.Error()))
 	case errors.Is(err, context.Canceled):
 		// The client went away while waiting.
 	case errors.Is(err, context.DeadlineExceeded):
-		writeRefusal(w, refuse(http.StatusGatewayTimeout, t.show+": upstream timed out"))
+		writeRefusal(w, route.Refuse(http.StatusGatewayTimeout, t.Show+": upstream timed out"))
 	default:
-		h.log.Warn("upstream failed", "url", t.show, "err", err)
-		writeRefusal(w, refuse(http.StatusBadGateway, t.show+": "+firstLine(err.Error())))
+		h.log.Warn("upstream failed", "url", t.Show, "err", err)
+		writeRefusal(w, route.Refuse(http.StatusBadGateway, t.Show+": "+firstLine(err.Error())))
 	}
 }
 
@@ -271,11 +288,11 @@ func firstLine(s string) string {
 	return s
 }
 
-func writeRefusal(w http.ResponseWriter, e *clientError) {
+func writeRefusal(w http.ResponseWriter, e *route.Refusal) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(e.code)
-	fmt.Fprintln(w, e.reason)
+	w.WriteHeader(e.Code)
+	fmt.Fprintln(w, e.Reason)
 }
 
 // clientIP is the host of a client's address.

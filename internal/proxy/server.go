@@ -90,7 +90,7 @@ func NewServer(cfg *cacheconf.Config, log *slog.Logger) (*Server, error) {
 	}
 	c := cache.New(st, up, copts)
 	s.cache = c
-	s.handler = NewHandler(cfg, c, s.access, log)
+	s.handler = NewHandler(c, Policy{Routes: &cfg.Table, ClientAllowed: cfg.ClientAllowed, WriteTimeout: cfg.WriteTimeout}, s.access, log)
 	s.http = &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 30 * time.Second,

@@ -1,4 +1,4 @@
-package proxy
+package route_test
 
 import (
 	"bufio"
@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"vzpkg2/internal/cacheconf"
+	"vzpkg2/internal/route"
 	"vzpkg2/internal/cachekey"
 )
 
@@ -56,56 +57,56 @@ func FuzzResolve(f *testing.F) {
 		if !ok {
 			return
 		}
-		if strings.ContainsRune(tg.key, 0) {
-			t.Fatalf("%q: key %q contains NUL", requestTarget, tg.key)
+		if strings.ContainsRune(tg.Key, 0) {
+			t.Fatalf("%q: key %q contains NUL", requestTarget, tg.Key)
 		}
-		keyPath, _, _ := strings.Cut(tg.key, "?")
+		keyPath, _, _ := strings.Cut(tg.Key, "?")
 		_, p, _ := strings.Cut(keyPath, "/")
 		for _, seg := range strings.Split(p, "/") {
 			if seg == "." || seg == ".." || strings.Contains(seg, `\`) {
-				t.Fatalf("%q: key %q has segment %q", requestTarget, tg.key, seg)
+				t.Fatalf("%q: key %q has segment %q", requestTarget, tg.Key, seg)
 			}
 		}
-		if !strings.HasSuffix(keyPath, cachekey.EscapePath(tg.path)) {
-			t.Fatalf("%q: key %q does not end with the path %q", requestTarget, tg.key, tg.path)
+		if !strings.HasSuffix(keyPath, cachekey.EscapePath(tg.Path)) {
+			t.Fatalf("%q: key %q does not end with the path %q", requestTarget, tg.Key, tg.Path)
 		}
-		if i := strings.IndexFunc(tg.show, func(r rune) bool { return r <= ' ' || r == 0x7f }); i >= 0 {
-			t.Fatalf("%q: logged URL %q has %q: the access log record would not be one field", requestTarget, tg.show, tg.show[i])
+		if i := strings.IndexFunc(tg.Show, func(r rune) bool { return r <= ' ' || r == 0x7f }); i >= 0 {
+			t.Fatalf("%q: logged URL %q has %q: the access log record would not be one field", requestTarget, tg.Show, tg.Show[i])
 		}
-		if len(tg.urls) == 0 {
-			t.Fatalf("%q: no upstream URL for key %q", requestTarget, tg.key)
+		if len(tg.URLs) == 0 {
+			t.Fatalf("%q: no upstream URL for key %q", requestTarget, tg.Key)
 		}
-		for _, raw := range tg.urls {
+		for _, raw := range tg.URLs {
 			u, err := url.Parse(raw)
 			if err != nil {
 				t.Fatalf("%q: upstream URL %q does not parse: %v", requestTarget, raw, err)
 			}
-			if u.User != nil || u.Fragment != "" || !strings.HasSuffix(u.Path, tg.path) {
-				t.Fatalf("%q: upstream URL %q is not host %q with path %q", requestTarget, raw, u.Host, tg.path)
+			if u.User != nil || u.Fragment != "" || !strings.HasSuffix(u.Path, tg.Path) {
+				t.Fatalf("%q: upstream URL %q is not host %q with path %q", requestTarget, raw, u.Host, tg.Path)
 			}
 			if !cfg.Allowed(cachekey.CanonicalHost(u.Scheme, u.Host), u.Path) && !isMirror(cfg, u) {
 				t.Fatalf("%q: upstream URL %q: host %q is neither in allowed_locations nor a path_map mirror", requestTarget, raw, u.Host)
 			}
 		}
-		again, ok := resolveTarget(cfg, tg.urls[0])
-		if !ok || again.key != tg.key || !slices.Equal(again.urls, tg.urls) {
+		again, ok := resolveTarget(cfg, tg.URLs[0])
+		if !ok || again.Key != tg.Key || !slices.Equal(again.URLs, tg.URLs) {
 			t.Fatalf("%q resolves to key %q, urls %q; its upstream URL %q resolves to key %q, urls %q (accepted %v)",
-				requestTarget, tg.key, tg.urls, tg.urls[0], again.key, again.urls, ok)
+				requestTarget, tg.Key, tg.URLs, tg.URLs[0], again.Key, again.URLs, ok)
 		}
 	})
 }
 
 // resolveTarget parses a GET request for requestTarget the way the server
 // does and resolves it.
-func resolveTarget(cfg *cacheconf.Config, requestTarget string) (target, bool) {
+func resolveTarget(cfg *cacheconf.Config, requestTarget string) (route.Target, bool) {
 	r, err := http.ReadRequest(bufio.NewReader(strings.NewReader("GET " + requestTarget + " HTTP/1.1\r\nHost: cacher:3142\r\n\r\n")))
 	if err != nil {
-		return target{}, false // the server answers 400 itself
+		return route.Target{}, false // the server answers 400 itself
 	}
 	if !r.URL.IsAbs() && r.URL.Host == "" && r.URL.Path == "/" {
-		return target{}, false // the usage page
+		return route.Target{}, false // the usage page
 	}
-	t, cerr := resolve(cfg, r.URL)
+	t, cerr := cfg.Resolve(r.URL)
 	return t, cerr == nil
 }
 

@@ -1,4 +1,4 @@
-package proxy
+package route_test
 
 import (
 	"bufio"
@@ -71,21 +71,21 @@ func TestResolve(t *testing.T) {
 				}
 				t.Fatal(err)
 			}
-			got, cerr := resolve(cfg, r.URL)
+			got, cerr := cfg.Resolve(r.URL)
 			if tc.wantCode != 0 {
-				if cerr == nil || cerr.code != tc.wantCode {
+				if cerr == nil || cerr.Code != tc.wantCode {
 					t.Fatalf("got %+v, %v; want refusal %d", got, cerr, tc.wantCode)
 				}
 				return
 			}
 			if cerr != nil {
-				t.Fatalf("got refusal %d %s", cerr.code, cerr.reason)
+				t.Fatalf("got refusal %d %s", cerr.Code, cerr.Reason)
 			}
-			if got.key != tc.wantKey {
-				t.Errorf("got key %q, want %q", got.key, tc.wantKey)
+			if got.Key != tc.wantKey {
+				t.Errorf("got key %q, want %q", got.Key, tc.wantKey)
 			}
-			if strings.Join(got.urls, " ") != strings.Join(tc.wantURLs, " ") {
-				t.Errorf("got urls %q, want %q", got.urls, tc.wantURLs)
+			if strings.Join(got.URLs, " ") != strings.Join(tc.wantURLs, " ") {
+				t.Errorf("got urls %q, want %q", got.URLs, tc.wantURLs)
 			}
 		})
 	}
