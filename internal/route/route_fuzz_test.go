@@ -9,8 +9,8 @@ import (
 	"testing"
 
 	"vzpkg2/internal/cacheconf"
-	"vzpkg2/internal/route"
 	"vzpkg2/internal/cachekey"
+	"vzpkg2/internal/route"
 )
 
 // FuzzResolve feeds arbitrary request targets to resolve. Whatever it
