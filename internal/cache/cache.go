@@ -18,7 +18,6 @@ import (
 	"vzpkg2/internal/expect"
 	"vzpkg2/internal/repofmt"
 	"vzpkg2/internal/store"
-	"vzpkg2/internal/upstream"
 )
 
 // Status says how a request was answered; it is what the access log shows.
@@ -62,7 +61,42 @@ type Checker interface {
 
 // Fetcher gets files from upstream mirrors; *upstream.Client is one.
 type Fetcher interface {
-	Get(ctx context.Context, f upstream.Fetch) (*upstream.Response, error)
+	// Get returns the first of f.URLs that answers 200 (or 304 when f.Cond
+	// is set); an error wrapping a *StatusError says what upstream answered.
+	Get(ctx context.Context, f Fetch) (*Response, error)
+}
+
+// Conditions make a GET conditional on the copy the cache holds.
+type Conditions struct {
+	LastModified time.Time
+	ETag         string
+}
+
+// Fetch is one file to get.
+type Fetch struct {
+	URLs []string   // mirrors, tried in order
+	Cond Conditions // when set, the GET is conditional on the cached copy
+	// NoHTML refuses a text/html answer (a captive portal's or a mirror's
+	// error page where a package was expected) and tries the next mirror.
+	NoHTML bool
+	// Head asks with HEAD: the answer has the headers and no body.
+	Head bool
+}
+
+// StatusError is an upstream answer that is neither a body nor "not modified".
+type StatusError struct {
+	URL  string
+	Code int
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("upstream %s answered %d %s", e.URL, e.Code, http.StatusText(e.Code))
+}
+
+// Response is an upstream answer: 200 with a body, or 304.
+type Response struct {
+	*http.Response
+	URL string // the mirror URL that answered (before redirects)
 }
 
 // Cache answers requests from a store, filling it from upstream.
@@ -92,8 +126,9 @@ type Cache struct {
 
 // Options configure a Cache.
 type Options struct {
-	VolatileTTL time.Duration // volatile files are served without revalidation this long
-	FillTimeout time.Duration // a whole fill is abandoned after this long (0: 6 hours)
+	Now         func() time.Time // the clock; nil is time.Now
+	VolatileTTL time.Duration    // volatile files are served without revalidation this long
+	FillTimeout time.Duration    // a whole fill is abandoned after this long (0: 6 hours)
 	// MaxFileSize bounds a file whose size the metadata does not promise
 	// (0: DefaultMaxFileSize); a promised file is bounded by its size.
 	MaxFileSize int64
@@ -117,11 +152,14 @@ func New(s store.Store, up Fetcher, o Options) *Cache {
 	if o.MaxFileSize == 0 {
 		o.MaxFileSize = DefaultMaxFileSize
 	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 	base, stop := context.WithCancel(context.Background())
 	return &Cache{
 		store: s, up: up, log: o.Logger,
 		volatileTTL: o.VolatileTTL, fillTimeout: o.FillTimeout, maxFileSize: o.MaxFileSize, offline: o.Offline, expect: o.Expect, check: o.Check,
-		now: time.Now, inflight: map[string]*fill{}, avoid: map[string]map[string]time.Time{},
+		now: o.Now, inflight: map[string]*fill{}, avoid: map[string]map[string]time.Time{},
 		fillBase: base, stopAll: stop,
 	}
 }
@@ -176,7 +214,7 @@ func (r *Result) Close() error {
 	return nil
 }
 
-// Get answers req. Errors are ErrOffline, an *upstream.StatusError, or
+// Get answers req. Errors are ErrOffline, a *StatusError, or
 // another upstream or store failure.
 func (c *Cache) Get(ctx context.Context, req Request) (*Result, error) {
 	obj, err := c.open(ctx, req.Key)
@@ -195,9 +233,9 @@ func (c *Cache) Get(ctx context.Context, req Request) (*Result, error) {
 		}
 		return c.head(ctx, req)
 	}
-	var cond upstream.Conditions
+	var cond Conditions
 	if obj != nil {
-		cond = upstream.Conditions{LastModified: obj.Info().LastModified, ETag: obj.Info().ETag}
+		cond = Conditions{LastModified: obj.Info().LastModified, ETag: obj.Info().ETag}
 	}
 	f, res := c.join(ctx, req, cond)
 	if res != nil {
@@ -252,7 +290,7 @@ func (c *Cache) wait(ctx context.Context, req Request, f *fill, obj store.Object
 // head answers a HEAD request for a file not cached with upstream's
 // headers: a HEAD must not start a download.
 func (c *Cache) head(ctx context.Context, req Request) (*Result, error) {
-	resp, err := c.up.Get(ctx, upstream.Fetch{URLs: c.mirrors(req.Key, req.URLs), Head: true, NoHTML: req.Class == repofmt.Immutable})
+	resp, err := c.up.Get(ctx, Fetch{URLs: c.mirrors(req.Key, req.URLs), Head: true, NoHTML: req.Class == repofmt.Immutable})
 	if err != nil {
 		return nil, err
 	}
@@ -364,10 +402,10 @@ func (c *Cache) fresh(class repofmt.Class, info store.Info) bool {
 // join returns the fill under way for req.Key, starting one if there is none,
 // with a reference the caller releases. When a fill committed while the
 // caller was looking, it returns the fresh object instead.
-func (c *Cache) join(ctx context.Context, req Request, cond upstream.Conditions) (*fill, *Result) {
+func (c *Cache) join(ctx context.Context, req Request, cond Conditions) (*fill, *Result) {
 	c.mu.Lock()
 	f := c.inflight[req.Key]
-	if f == nil && cond == (upstream.Conditions{}) {
+	if f == nil && cond == (Conditions{}) {
 		// A fill may have committed between the store lookup and now; fills
 		// leave the map only after their commit, so one look settles it.
 		c.mu.Unlock()
@@ -447,7 +485,7 @@ func (c *Cache) leave(f *fill) {
 // run fetches f from upstream into the store. It runs detached from any
 // client: a client hanging up never breaks the fill for the others (see
 // leave for when the last one does).
-func (c *Cache) run(ctx context.Context, f *fill, cond upstream.Conditions) {
+func (c *Cache) run(ctx context.Context, f *fill, cond Conditions) {
 	defer c.fills.Done()
 	defer f.abandon(nil)
 	ctx, cancel := context.WithTimeout(ctx, c.fillTimeout)
@@ -534,14 +572,14 @@ func (c *Cache) sizeBound(f *fill) int64 {
 // fetch gets f's file from its mirrors, those that sent a wrong file last;
 // a mirror announcing another size than the metadata promises, or more than
 // max_file_size, is skipped before any byte reaches a client.
-func (c *Cache) fetch(ctx context.Context, f *fill, cond upstream.Conditions) (*upstream.Response, error) {
+func (c *Cache) fetch(ctx context.Context, f *fill, cond Conditions) (*Response, error) {
 	req := f.req
 	urls := c.mirrors(req.Key, req.URLs)
 	var errs []error
 	for len(urls) > 0 {
 		// Packages and checksum-named files are never HTML: such an answer is
 		// a captive portal's or an error page, and the next mirror is tried.
-		resp, err := c.up.Get(ctx, upstream.Fetch{URLs: urls, Cond: cond, NoHTML: req.Class == repofmt.Immutable})
+		resp, err := c.up.Get(ctx, Fetch{URLs: urls, Cond: cond, NoHTML: req.Class == repofmt.Immutable})
 		if err != nil {
 			return nil, errors.Join(append([]error{err}, errs...)...)
 		}

@@ -21,7 +21,6 @@ import (
 	"vzpkg2/internal/repofmt"
 	"vzpkg2/internal/route"
 	"vzpkg2/internal/store"
-	"vzpkg2/internal/upstream"
 )
 
 // Policy is what the front needs to know of pkg-cacher's configuration.
@@ -258,7 +257,7 @@ func contentType(info store.Info) string {
 
 // fail answers a request the cache could not serve.
 func (h *Handler) fail(w http.ResponseWriter, t route.Target, err error) {
-	var se *upstream.StatusError
+	var se *cache.StatusError
 	switch {
 	case errors.Is(err, cache.ErrClosed):
 		writeRefusal(w, route.Refuse(http.StatusServiceUnavailable, t.Show+": pkg-cacher is shutting down"))

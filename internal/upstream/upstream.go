@@ -18,6 +18,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"vzpkg2/internal/cache"
 )
 
 // MaxRedirects is the number of redirect hops followed for one mirror.
@@ -100,45 +102,12 @@ func checkRedirect(req *http.Request, via []*http.Request, allow func(*url.URL) 
 	return nil
 }
 
-// Conditions make a GET conditional on the copy the cache holds.
-type Conditions struct {
-	LastModified time.Time
-	ETag         string
-}
-
-// Fetch is one file to get.
-type Fetch struct {
-	URLs []string   // mirrors, tried in order
-	Cond Conditions // when set, the GET is conditional on the cached copy
-	// NoHTML refuses a text/html answer (a captive portal's or a mirror's
-	// error page where a package was expected) and tries the next mirror.
-	NoHTML bool
-	// Head asks with HEAD: the answer has the headers and no body.
-	Head bool
-}
-
-// StatusError is an upstream answer that is neither a body nor "not modified".
-type StatusError struct {
-	URL  string
-	Code int
-}
-
-func (e *StatusError) Error() string {
-	return fmt.Sprintf("upstream %s answered %d %s", e.URL, e.Code, http.StatusText(e.Code))
-}
-
-// Response is an upstream answer: 200 with a body, or 304.
-type Response struct {
-	*http.Response
-	URL string // the mirror URL that answered (before redirects)
-}
-
 // Get fetches the first of f.URLs that answers 200 (or 304 when f.Cond is
 // set), following redirects, and trying the next on connection errors,
 // error statuses and refused HTML answers. The body stops with an error if
 // the upstream sends nothing for the stall timeout. The caller closes the body. All failures are returned joined, the last one
-// first; a StatusError among them tells what the upstream answered.
-func (c *Client) Get(ctx context.Context, f Fetch) (*Response, error) {
+// first; a cache.StatusError among them tells what the upstream answered.
+func (c *Client) Get(ctx context.Context, f cache.Fetch) (*cache.Response, error) {
 	var errs []error
 	for _, u := range f.URLs {
 		resp, err := c.get(ctx, u, f)
@@ -157,7 +126,7 @@ func (c *Client) Get(ctx context.Context, f Fetch) (*Response, error) {
 	return nil, errors.Join(errs...)
 }
 
-func (c *Client) get(ctx context.Context, u string, f Fetch) (*Response, error) {
+func (c *Client) get(ctx context.Context, u string, f cache.Fetch) (*cache.Response, error) {
 	cond := f.Cond
 	ctx, cancel := context.WithCancelCause(ctx)
 	method := http.MethodGet
@@ -186,14 +155,14 @@ func (c *Client) get(ctx context.Context, u string, f Fetch) (*Response, error) 
 		resp.Body.Close()
 		cancel(nil)
 		return nil, &HTMLError{URL: u, Final: resp.Request.URL.String()}
-	case resp.StatusCode == http.StatusOK || (resp.StatusCode == http.StatusNotModified && cond != (Conditions{})):
+	case resp.StatusCode == http.StatusOK || (resp.StatusCode == http.StatusNotModified && cond != (cache.Conditions{})):
 		resp.Body = newStallReader(resp.Body, c.stall, cancel)
-		return &Response{Response: resp, URL: u}, nil
+		return &cache.Response{Response: resp, URL: u}, nil
 	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	cancel(nil)
-	return nil, &StatusError{URL: u, Code: resp.StatusCode}
+	return nil, &cache.StatusError{URL: u, Code: resp.StatusCode}
 }
 
 // HTMLError is an HTML page where a package was expected.
