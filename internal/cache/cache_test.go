@@ -52,8 +52,8 @@ func TestFreshnessByClass(t *testing.T) {
 		{"/Packages/a-1-1.noarch.rpm", ""},
 	}
 	for _, step := range []struct {
-		after time.Duration // since the fill
-		want  []cache.Status      // for each of files
+		after time.Duration  // since the fill
+		want  []cache.Status // for each of files
 	}{
 		{0, []cache.Status{cache.Miss, cache.Miss, cache.Miss}},
 		{cache.MirrorListTTL - time.Second, []cache.Status{cache.Hit, cache.Hit, cache.Hit}},
