@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"vzpkg2/internal/cache"
+	"vzpkg2/internal/hitpath"
 	"vzpkg2/internal/repofmt"
 	"vzpkg2/internal/route"
 	"vzpkg2/internal/store"
@@ -29,9 +31,6 @@ type Policy struct {
 	// ClientAllowed reports whether a client may use the cache; nil allows
 	// every client.
 	ClientAllowed func(net.IP) bool
-	// WriteTimeout drops a client that takes longer to accept 1 MiB of an
-	// answer (or a smaller write).
-	WriteTimeout time.Duration
 }
 
 // Handler serves clients from a Cache.
@@ -49,15 +48,50 @@ func NewHandler(c *cache.Cache, pol Policy, access *AccessLog, log *slog.Logger)
 	return &Handler{pol: pol, cache: c, access: access, log: log, stats: newMetrics()}
 }
 
-// clientAllowed reports whether the client at addr (host and port) may use
-// the cache.
-func (h *Handler) clientAllowed(ip net.IP) bool {
+// ClientAllowed reports whether the client at ip may use the cache.
+func (h *Handler) ClientAllowed(ip net.IP) bool {
 	return ip == nil || h.pol.ClientAllowed == nil || h.pol.ClientAllowed(ip)
+}
+
+// Hit returns the cached file that answers a GET or HEAD of u without
+// upstream, with the URL to log, or nil (for hitpath).
+func (h *Handler) Hit(u *url.URL) (store.Object, string) {
+	if isLocal(u) {
+		return nil, ""
+	}
+	t, refused := h.pol.Routes.Resolve(u)
+	if refused != nil {
+		return nil, ""
+	}
+	return h.cache.Hit(context.Background(), request(t, false)), t.Show
+}
+
+// Answering counts a hit in flight (for hitpath).
+func (h *Handler) Answering() { h.inFlight.Add(1) }
+
+// Answered logs a hit hitpath answered.
+func (h *Handler) Answered(client string, ok bool, code int, n int64, show string) {
+	status := cache.Hit
+	if !ok {
+		h.log.Warn("cannot read cached file", "url", show)
+		status = cache.Pass
+	}
+	h.record(client, status, code, n, show)
+}
+
+// isLocal reports whether u is one of pkg-cacher's own pages.
+func isLocal(u *url.URL) bool {
+	return !u.IsAbs() && u.Host == "" && (u.Path == "/" || u.Path == "/metrics")
+}
+
+// request is the cache request for t.
+func request(t route.Target, head bool) cache.Request {
+	return cache.Request{Key: t.Key, URLs: t.URLs, Class: repofmt.Classify(t.Path, t.Query), Head: head}
 }
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	cw := &countingWriter{ResponseWriter: w, conn: connOf(r.Context())}
+	cw := &countingWriter{ResponseWriter: w, conn: hitpath.ConnOf(r.Context())}
 	status, show := cache.Pass, r.RequestURI
 	h.inFlight.Add(1)
 	// Deferred, so an aborted response is logged too. A small response
@@ -65,7 +99,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		h.record(clientIP(r.RemoteAddr), status, cw.code(), cw.n, show)
 		if cw.conn != nil {
-			cw.conn.send()
+			cw.conn.Send()
 		}
 	}()
 	status, show = h.serve(cw, r)
@@ -81,7 +115,7 @@ func (h *Handler) record(client string, status cache.Status, code int, n int64, 
 
 // serve answers r and returns what the access log records.
 func (h *Handler) serve(w *countingWriter, r *http.Request) (cache.Status, string) {
-	if ip := net.ParseIP(clientIP(r.RemoteAddr)); !h.clientAllowed(ip) {
+	if ip := net.ParseIP(clientIP(r.RemoteAddr)); !h.ClientAllowed(ip) {
 		writeRefusal(w, route.Refuse(http.StatusForbidden, "client "+ip.String()+" is not in allowed_hosts"))
 		return cache.Pass, r.RequestURI
 	}
@@ -101,12 +135,12 @@ func (h *Handler) serve(w *countingWriter, r *http.Request) (cache.Status, strin
 		writeRefusal(w, route.Refuse(http.StatusBadRequest, "a GET or HEAD request with a body is refused"))
 		return cache.Pass, r.RequestURI
 	}
-	if !r.URL.IsAbs() && r.URL.Host == "" && r.URL.Path == "/" {
-		h.usage(w, r)
-		return cache.Pass, r.RequestURI
-	}
-	if !r.URL.IsAbs() && r.URL.Host == "" && r.URL.Path == "/metrics" {
-		h.stats.serve(w, h.cache)
+	if isLocal(r.URL) {
+		if r.URL.Path == "/" {
+			h.usage(w, r)
+		} else {
+			h.stats.serve(w, h.cache)
+		}
 		return cache.Pass, r.RequestURI
 	}
 	t, cerr := h.pol.Routes.Resolve(r.URL)
@@ -114,7 +148,7 @@ func (h *Handler) serve(w *countingWriter, r *http.Request) (cache.Status, strin
 		writeRefusal(w, cerr)
 		return cache.Pass, r.RequestURI
 	}
-	res, err := h.cache.Get(r.Context(), cache.Request{Key: t.Key, URLs: t.URLs, Class: repofmt.Classify(t.Path, t.Query), Head: r.Method == http.MethodHead})
+	res, err := h.cache.Get(r.Context(), request(t, r.Method == http.MethodHead))
 	if err != nil {
 		h.fail(w, t, err)
 		return cache.Pass, t.Show
@@ -136,9 +170,10 @@ func (h *Handler) serve(w *countingWriter, r *http.Request) (cache.Status, strin
 // come from http.ServeContent, the copy from the kernel's sendfile.
 func serveObject(w http.ResponseWriter, r *http.Request, obj store.Object) {
 	info := obj.Info()
-	setContentType(w, info)
-	if info.SHA256 != "" {
-		w.Header().Set("ETag", `"`+info.SHA256+`"`)
+	contentType, etag := hitpath.Headers(info)
+	w.Header().Set("Content-Type", contentType)
+	if etag != "" {
+		w.Header().Set("ETag", etag)
 	}
 	var content io.ReadSeeker = obj
 	if f, ok := obj.(interface{ OSFile() *os.File }); ok && f.OSFile() != nil {
@@ -243,16 +278,8 @@ func (f flushWriter) Write(p []byte) (int, error) {
 }
 
 func setContentType(w http.ResponseWriter, info store.Info) {
-	w.Header().Set("Content-Type", contentType(info))
-}
-
-// contentType is the Content-Type a stored file is served with: upstream's,
-// unless it had none or one no header may carry.
-func contentType(info store.Info) string {
-	if info.ContentType == "" || !validValue(info.ContentType) {
-		return "application/octet-stream"
-	}
-	return info.ContentType
+	contentType, _ := hitpath.Headers(info)
+	w.Header().Set("Content-Type", contentType)
 }
 
 // fail answers a request the cache could not serve.
@@ -307,7 +334,7 @@ func clientIP(addr string) string {
 // io.ReaderFrom, so http.ServeContent still reaches sendfile.
 type countingWriter struct {
 	http.ResponseWriter
-	conn   *batchConn // the client's connection; nil outside Server.Serve
+	conn   *hitpath.Conn // the client's connection; nil outside hitpath.Listener
 	status int
 	n      int64
 }
@@ -329,7 +356,7 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 }
 
 func (c *countingWriter) ReadFrom(src io.Reader) (int64, error) {
-	if lr, ok := src.(*io.LimitedReader); ok && lr.N <= smallBody {
+	if lr, ok := src.(*io.LimitedReader); ok && lr.N <= hitpath.SmallBody {
 		return c.copySmall(lr)
 	}
 	if c.status == 0 {
@@ -340,18 +367,13 @@ func (c *countingWriter) ReadFrom(src io.Reader) (int64, error) {
 	return n, err
 }
 
-// smallBody is the size up to which a body is copied through memory rather
-// than sendfile: for small files one write carrying headers and body costs
-// less than a header write followed by sendfile.
-const smallBody = 64 << 10
+var smallBuffers = sync.Pool{New: func() any { return new([hitpath.SmallBody]byte) }}
 
-var smallBuffers = sync.Pool{New: func() any { return new([smallBody]byte) }}
-
-// copySmall sends the at most smallBody bytes of lr with the headers in one
-// write to the connection: through net/http's buffers into the batchConn,
+// copySmall sends the at most hitpath.SmallBody bytes of lr with the headers in one
+// write to the connection: through net/http's buffers into the hitpath.Conn,
 // which ServeHTTP sends after the access-log record.
 func (c *countingWriter) copySmall(lr *io.LimitedReader) (int64, error) {
-	buf := smallBuffers.Get().(*[smallBody]byte)
+	buf := smallBuffers.Get().(*[hitpath.SmallBody]byte)
 	defer smallBuffers.Put(buf)
 	n, err := io.ReadFull(lr, buf[:lr.N])
 	if err == io.ErrUnexpectedEOF {
@@ -359,7 +381,7 @@ func (c *countingWriter) copySmall(lr *io.LimitedReader) (int64, error) {
 	}
 	if n > 0 {
 		if c.conn != nil {
-			c.conn.gather() // sent by ServeHTTP
+			c.conn.Gather() // sent by ServeHTTP
 		}
 		_, werr := c.Write(buf[:n])
 		if werr == nil && c.conn != nil {

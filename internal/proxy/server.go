@@ -16,6 +16,7 @@ import (
 	"vzpkg2/internal/cache"
 	"vzpkg2/internal/cacheconf"
 	"vzpkg2/internal/expect"
+	"vzpkg2/internal/hitpath"
 	"vzpkg2/internal/signed"
 	"vzpkg2/internal/store"
 	"vzpkg2/internal/store/disk"
@@ -90,12 +91,12 @@ func NewServer(cfg *cacheconf.Config, log *slog.Logger) (*Server, error) {
 	}
 	c := cache.New(st, up, copts)
 	s.cache = c
-	s.handler = NewHandler(c, Policy{Routes: &cfg.Table, ClientAllowed: cfg.ClientAllowed, WriteTimeout: cfg.WriteTimeout}, s.access, log)
+	s.handler = NewHandler(c, Policy{Routes: &cfg.Table, ClientAllowed: cfg.ClientAllowed}, s.access, log)
 	s.http = &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       120 * time.Second,
-		ConnContext:       withConn,
+		ConnContext:       hitpath.ConnContext,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	if cfg.AllowAll {
@@ -107,7 +108,7 @@ func NewServer(cfg *cacheconf.Config, log *slog.Logger) (*Server, error) {
 // Serve answers clients on ln until ctx is done, then shuts down gracefully.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer s.close()
-	hits := newHitListener(ln, s.handler, s.http)
+	hits := hitpath.Listen(ln, s.handler, s.http, s.cfg.WriteTimeout)
 	defer hits.Close()
 	errc := make(chan error, 1)
 	go func() { errc <- s.http.Serve(hits) }()
@@ -124,7 +125,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := s.http.Shutdown(shutCtx)
-	hits.shutdown(shutCtx)
+	hits.Shutdown(shutCtx)
 	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}

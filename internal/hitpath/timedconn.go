@@ -1,4 +1,4 @@
-package proxy
+package hitpath
 
 import (
 	"io"
