@@ -12,7 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"vzpkg2/internal/cacheconf"
-	"vzpkg2/internal/proxy"
+	"vzpkg2/internal/cacheserver"
 	"vzpkg2/internal/store/disk"
 )
 
@@ -58,7 +58,7 @@ http://cacher:3142/HTTPS///HOST/PATH.`,
 				level = slog.LevelDebug
 			}
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
-			srv, err := proxy.NewServer(cfg, log)
+			srv, err := cacheserver.New(cfg, log)
 			if err != nil {
 				return err
 			}
@@ -145,7 +145,7 @@ func newVersion() *cobra.Command {
 		Short: "print the version",
 		Args:  cobra.NoArgs,
 		Run: func(cmd *cobra.Command, _ []string) {
-			fmt.Fprintln(cmd.OutOrStdout(), "pkg-cacher", proxy.Version)
+			fmt.Fprintln(cmd.OutOrStdout(), "pkg-cacher", cacheserver.Version)
 		},
 	}
 }

@@ -1,4 +1,8 @@
-package proxy
+// Package cacheserver assembles pkg-cacher from its configuration: the
+// disk store, the upstream client, what metadata promises, the signature
+// checker, the cache, the access log and the HTTP front with its fast path
+// for hits; and runs it until its context ends, then shuts it down.
+package cacheserver
 
 import (
 	"context"
@@ -17,6 +21,7 @@ import (
 	"vzpkg2/internal/cacheconf"
 	"vzpkg2/internal/expect"
 	"vzpkg2/internal/hitpath"
+	"vzpkg2/internal/proxy"
 	"vzpkg2/internal/signed"
 	"vzpkg2/internal/store"
 	"vzpkg2/internal/store/disk"
@@ -31,17 +36,17 @@ type Server struct {
 	cfg     *cacheconf.Config
 	store   *disk.Store
 	cache   *cache.Cache
-	access  *AccessLog
-	handler *Handler
+	access  *proxy.AccessLog
+	handler *proxy.Handler
 	logFile *os.File // access.log, nil when logging to stderr
 	http    *http.Server
 	log     *slog.Logger
 	expect  *expect.Index // checksums the cached metadata promises
 }
 
-// NewServer loads cfg's extra CA certificates, opens the store (cleaning
+// New loads cfg's extra CA certificates, opens the store (cleaning
 // leftovers of a crash) and the access log named by cfg.
-func NewServer(cfg *cacheconf.Config, log *slog.Logger) (*Server, error) {
+func New(cfg *cacheconf.Config, log *slog.Logger) (*Server, error) {
 	opts := upstream.Options{
 		ConnectTimeout: cfg.ConnectTimeout,
 		StallTimeout:   cfg.FetchTimeout,
@@ -77,7 +82,7 @@ func NewServer(cfg *cacheconf.Config, log *slog.Logger) (*Server, error) {
 		}
 		accessOut = s.logFile
 	}
-	s.access = NewAccessLog(accessOut)
+	s.access = proxy.NewAccessLog(accessOut)
 	up := upstream.New(opts)
 	s.expect = expect.New()
 	copts := cache.Options{VolatileTTL: cfg.VolatileTTL, MaxFileSize: cfg.MaxFileSize, Offline: cfg.OfflineMode, Expect: s.expect, Logger: log}
@@ -91,7 +96,7 @@ func NewServer(cfg *cacheconf.Config, log *slog.Logger) (*Server, error) {
 	}
 	c := cache.New(st, up, copts)
 	s.cache = c
-	s.handler = NewHandler(c, Policy{Routes: &cfg.Table, ClientAllowed: cfg.ClientAllowed}, s.access, log)
+	s.handler = proxy.NewHandler(c, proxy.Policy{Routes: &cfg.Table, ClientAllowed: cfg.ClientAllowed}, s.access, log)
 	s.http = &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 30 * time.Second,

@@ -1,4 +1,4 @@
-package proxy
+package cacheserver
 
 import (
 	"bufio"
@@ -56,7 +56,7 @@ func startCacherOn(t *testing.T, ln net.Listener, upstreamHostPort string, dir s
 		t.Fatal(err)
 	}
 	var logBuf syncBuffer
-	srv, err := NewServer(cfg, slog.New(slog.NewTextHandler(&logBuf, nil)))
+	srv, err := New(cfg, slog.New(slog.NewTextHandler(&logBuf, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package proxy
+package cacheserver
 
 import (
 	"bufio"
@@ -208,7 +208,7 @@ func TestShutdownClosesIdleHitConnections(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := NewServer(cfg, slog.New(slog.DiscardHandler))
+	srv, err := New(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package proxy
+package cacheserver
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"vzpkg2/internal/proxy"
 	"vzpkg2/internal/repotest"
 )
 
@@ -113,7 +114,7 @@ func TestAccessLogGathersUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	l := NewAccessLog(f)
+	l := proxy.NewAccessLog(f)
 	now := time.Date(2026, 11, 28, 6, 50, 0, 123_456_789, time.UTC)
 	read := func() string {
 		b, err := os.ReadFile(name)

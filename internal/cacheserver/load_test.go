@@ -1,4 +1,4 @@
-package proxy
+package cacheserver
 
 // Load and fault tests: a thousand connections at once, clients that send
 // headers slowly or hang up mid-download, upstreams that never answer. They
@@ -196,7 +196,7 @@ func TestLoadThousandConnections(t *testing.T) {
 // passing its HTTP server to tune, and returns its address.
 func startTuned(t *testing.T, cfg *cacheconf.Config, tune func(*http.Server)) string {
 	t.Helper()
-	srv, err := NewServer(cfg, slog.New(slog.DiscardHandler))
+	srv, err := New(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -378,10 +378,12 @@ func TestClientHangupDoesNotCancelFill(t *testing.T) {
 				t.Fatal("upstream never got the request")
 			}
 			stayed := make([]chan []byte, tc.others)
+			joined := make(chan struct{}, tc.others) // a client has its answer's header: it is in the download
 			for i := range stayed {
 				stayed[i] = make(chan []byte, 1)
 				go func() {
 					resp, err := http.Get(url)
+					joined <- struct{}{}
 					if err != nil {
 						stayed[i] <- nil
 						return
@@ -390,6 +392,9 @@ func TestClientHangupDoesNotCancelFill(t *testing.T) {
 					resp.Body.Close()
 					stayed[i] <- b
 				}()
+			}
+			for range tc.others {
+				<-joined
 			}
 			resp, err := http.ReadResponse(bufio.NewReader(quitter), nil)
 			if err != nil {

@@ -1,4 +1,4 @@
-package proxy
+package cacheserver
 
 import (
 	"bytes"
@@ -110,7 +110,7 @@ func TestHTTPSUpstreamVerified(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if srv, err := NewServer(cfg, slog.New(slog.DiscardHandler)); err == nil {
+		if srv, err := New(cfg, slog.New(slog.DiscardHandler)); err == nil {
 			srv.close()
 			t.Errorf("NewServer with ca_file=%s: no error", file)
 		} else if !strings.Contains(err.Error(), "ca_file") || !strings.Contains(err.Error(), file) {
