@@ -249,3 +249,36 @@ func TestMountTmpfs(t *testing.T) {
 		t.Error("still on a tmpfs after UnmountUnder")
 	}
 }
+
+// TestPackDoesNotFollowLinks packs a root holding symbolic links to a
+// directory outside it, absolute and relative: each is packed as a link,
+// and nothing of the outside directory is in the archive.
+func TestPackDoesNotFollowLinks(t *testing.T) {
+	base := t.TempDir()
+	outside := filepath.Join(base, "outside")
+	os.MkdirAll(filepath.Join(outside, "etc"), 0o755)
+	os.WriteFile(filepath.Join(outside, "etc/shadow"), []byte("root:OUTSIDE-SECRET:19000::::::\n"), 0o600)
+	root := filepath.Join(base, "root")
+	os.MkdirAll(filepath.Join(root, "var"), 0o755)
+	os.Symlink(outside, filepath.Join(root, "abs"))
+	os.Symlink("../../../../../../.."+outside, filepath.Join(root, "var/rel"))
+	os.Symlink(filepath.Join(outside, "etc/shadow"), filepath.Join(root, "shadow"))
+	var buf bytes.Buffer
+	if err := Pack(root, &buf, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	h := readAll(t, buf.Bytes())
+	for name, target := range map[string]string{"./abs": outside, "./var/rel": "../../../../../../.." + outside, "./shadow": filepath.Join(outside, "etc/shadow")} {
+		if e := h[name]; e == nil || e.Typeflag != tar.TypeSymlink || e.Linkname != target {
+			t.Errorf("%s: want a symbolic link to %s, got %+v", name, target, e)
+		}
+	}
+	for name := range h {
+		if strings.HasPrefix(name, "./abs/") || strings.HasPrefix(name, "./var/rel/") {
+			t.Errorf("packed %s, from outside the root", name)
+		}
+	}
+	if bytes.Contains(buf.Bytes(), []byte("OUTSIDE-SECRET")) {
+		t.Error("the archive holds the content of a file outside the root")
+	}
+}
