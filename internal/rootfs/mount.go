@@ -65,6 +65,18 @@ func (m *Mounts) Mount(root, rel, src, fstype string, flags uintptr) error {
 		m.points = m.points[:len(m.points)-1]
 		return fmt.Errorf("%s: %w", what, err)
 	}
+	// A mount under a shared one (systemd makes / shared) is shared with
+	// its source's peers: a mount made later on top of it, say on dev/shm
+	// of a bound /dev, would appear on the host's /dev/shm too. As a slave
+	// it receives the host's mounts and sends none back.
+	mfd, err := openMountPoint(root, rel)
+	if err == nil {
+		err = unix.Mount("", fmt.Sprintf("/proc/self/fd/%d", mfd), "", unix.MS_REC|unix.MS_SLAVE, "")
+		unix.Close(mfd)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: make it a slave mount: %w", what, err)
+	}
 	return nil
 }
 

@@ -282,3 +282,41 @@ func TestPackDoesNotFollowLinks(t *testing.T) {
 		t.Error("the archive holds the content of a file outside the root")
 	}
 }
+
+// TestMountDoesNotPropagateOut binds a shared directory (as /dev is on a
+// systemd host) into a root and mounts a tmpfs on a directory of the bind:
+// the tmpfs must stay in the root, not appear in the shared source too.
+// (Needs root.)
+func TestMountDoesNotPropagateOut(t *testing.T) {
+	base := t.TempDir()
+	host, root := filepath.Join(base, "host"), filepath.Join(base, "root")
+	os.MkdirAll(host, 0o755)
+	os.MkdirAll(root, 0o755)
+	t.Cleanup(func() { UnmountUnder(base) })
+	if err := MountTmpfs(host, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("", host, "", syscall.MS_SHARED, ""); err != nil {
+		t.Fatal(err)
+	}
+	os.Mkdir(filepath.Join(host, "shm"), 0o755)
+	var m Mounts
+	if err := m.Mount(root, "dev", host, "", syscall.MS_BIND|syscall.MS_REC); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Mount(root, "dev/shm", "tmpfs", "tmpfs", 0); err != nil {
+		t.Fatal(err)
+	}
+	if !OnTmpfs(filepath.Join(root, "dev/shm")) {
+		t.Fatal("no tmpfs on dev/shm in the root")
+	}
+	if got, _ := MountsUnder(host); len(got) != 1 {
+		t.Errorf("mounts under the shared source: got %v, want only itself (the tmpfs on the root's dev/shm propagated out)", got)
+	}
+	if err := m.Unmount(); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := MountsUnder(root); len(got) != 0 {
+		t.Errorf("left mounted in the root: %v", got)
+	}
+}
