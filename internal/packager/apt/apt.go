@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net/url"
 	"os"
 	"os/exec"
@@ -250,21 +251,54 @@ func (Apt) Update(ctx context.Context, root string, def *tmpl.Definition, env pa
 // aptEnv is what apt-get needs in a chroot beyond rootfs.Command's environment.
 var aptEnv = []string{"DEBIAN_FRONTEND=noninteractive"}
 
-// Query lists root's packages with the host's dpkg-query.
+// Query lists root's installed packages from its dpkg database, read
+// inside the root (a var/lib/dpkg leading out of it is refused, never read):
+// the status file, then the journal in updates/ that dpkg would apply first,
+// as dpkg-query reads them.
 func (Apt) Query(ctx context.Context, root string) ([]packager.Package, error) {
-	out, err := exec.CommandContext(ctx, "dpkg-query", "--admindir="+filepath.Join(root, "var/lib/dpkg"),
-		"-W", "-f", "${db:Status-Abbrev}\t${Package}\t${Version}\t${Architecture}\n").Output()
+	r, err := os.OpenRoot(root)
 	if err != nil {
-		return nil, fmt.Errorf("list packages of %s: dpkg-query: %w", root, err)
+		return nil, err
 	}
-	var pkgs []packager.Package
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		f := strings.Split(line, "\t")
-		if len(f) != 4 || !strings.HasPrefix(f[0], "ii") {
-			continue
+	defer r.Close()
+	const admin = "var/lib/dpkg"
+	installed := map[string]packager.Package{} // by name and architecture
+	files := []string{admin + "/status"}
+	journal, err := fs.ReadDir(r.FS(), admin+"/updates")
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("list packages of %s: %w", root, err)
+	}
+	for _, e := range journal { // sorted by name; dpkg names them 0000, 0001 ...
+		if strings.Trim(e.Name(), "0123456789") == "" && e.Type().IsRegular() {
+			files = append(files, admin+"/updates/"+e.Name())
 		}
-		pkgs = append(pkgs, packager.Package{Name: f[1], Version: f[2], Arch: f[3]})
 	}
+	for _, f := range files {
+		data, err := r.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("list packages of %s: %w", root, err)
+		}
+		for _, para := range strings.Split(string(data), "\n\n") {
+			fields := map[string]string{}
+			for _, line := range strings.Split(para, "\n") {
+				if k, v, ok := strings.Cut(line, ":"); ok && line[0] != ' ' && line[0] != '\t' {
+					fields[k] = strings.TrimSpace(v)
+				}
+			}
+			if fields["Package"] == "" {
+				continue
+			}
+			p := packager.Package{Name: fields["Package"], Version: fields["Version"], Arch: fields["Architecture"]}
+			key := p.Name + "\x00" + p.Arch
+			// "ii" in dpkg -l: wanted installed, and installed.
+			if st := strings.Fields(fields["Status"]); len(st) == 3 && st[0] == "install" && st[2] == "installed" {
+				installed[key] = p
+			} else {
+				delete(installed, key)
+			}
+		}
+	}
+	pkgs := slices.Collect(maps.Values(installed))
 	slices.SortFunc(pkgs, func(a, b packager.Package) int {
 		return strings.Compare(a.Name+"\x00"+a.Arch, b.Name+"\x00"+b.Arch)
 	})
