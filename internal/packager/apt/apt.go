@@ -1,5 +1,6 @@
 // Package apt builds and updates Debian and Ubuntu roots: mmdebstrap
-// bootstraps them, apt-get in a chroot updates them, dpkg-query lists them.
+// bootstraps them, apt-get in a chroot updates them, their dpkg status file
+// lists them. Every file it reads or writes in a root is resolved inside it.
 package apt
 
 import (
@@ -180,7 +181,9 @@ func (a Apt) debootstrap(ctx context.Context, root string, def *tmpl.Definition,
 // Update runs apt-get in a chroot of root (with /proc and /dev mounted) from
 // the definition's mirrors through env.Cacher, whatever the root's own
 // sources say. The root's excludes file follows the definition's path
-// filters first, and what they leave out goes at the end.
+// filters first, and what they leave out goes at the end. Meanwhile a
+// policy-rc.d keeps the packages' scripts from starting services in the
+// chroot (as mmdebstrap's does during a bootstrap).
 func (Apt) Update(ctx context.Context, root string, def *tmpl.Definition, env packager.Env) (err error) {
 	filters, err := pathFilters(def)
 	if err != nil {
@@ -200,6 +203,11 @@ func (Apt) Update(ctx context.Context, root string, def *tmpl.Definition, env pa
 	}
 	defer func() { err = errors.Join(err, m.Unmount()) }()
 
+	restorePolicy, err := borrow(r, "usr/sbin/policy-rc.d", []byte(policyRCD), 0o755)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, restorePolicy()) }()
 	if env.Cacher == nil {
 		// Straight to the mirrors: the root needs the host's name servers meanwhile.
 		restore, err := borrowFile(r, "/etc/resolv.conf")
@@ -414,10 +422,22 @@ func runCmd(ctx context.Context, env packager.Env, cmd *exec.Cmd) error {
 	return nil
 }
 
+// policyRCD is the policy-rc.d that forbids invoke-rc.d to start anything.
+const policyRCD = "#!/bin/sh\n# Written by vzpkg for an update: no service starts in the chroot.\nexit 101\n"
+
 // borrowFile puts the host's file name into r (replacing a file or
 // symlink there) and returns the function that puts r's own back.
 func borrowFile(r *os.Root, name string) (restore func() error, err error) {
-	dst := strings.TrimPrefix(name, "/")
+	data, err := os.ReadFile(name)
+	if err != nil {
+		return nil, err
+	}
+	return borrow(r, strings.TrimPrefix(name, "/"), data, 0o644)
+}
+
+// borrow puts a file holding data at dst in r (replacing a file or symlink
+// there) and returns the function that puts r's own back.
+func borrow(r *os.Root, dst string, data []byte, perm fs.FileMode) (restore func() error, err error) {
 	saved := dst + ".vzpkg-saved"
 	had := false
 	if _, err := r.Lstat(dst); err == nil {
@@ -432,7 +452,7 @@ func borrowFile(r *os.Root, name string) (restore func() error, err error) {
 		}
 		return r.Rename(saved, dst)
 	}
-	if err := rootfs.CopyFile(r, name, dst); err != nil {
+	if err := rootfs.WriteFile(r, dst, data, perm); err != nil {
 		return nil, errors.Join(err, restore())
 	}
 	return restore, nil

@@ -60,7 +60,7 @@ func TestUpdateOfHostileRootStaysInside(t *testing.T) {
 				}
 				root, sentinel := filepath.Join(base, "root"), filepath.Join(base, "sentinel")
 				rootfstest.Sentinel(t, sentinel)
-				for _, d := range []string{"etc/apt/trusted.gpg.d", "etc/dpkg/dpkg.cfg.d", "var/lib", "tmp"} {
+				for _, d := range []string{"etc/apt/trusted.gpg.d", "etc/dpkg/dpkg.cfg.d", "var/lib", "tmp", "usr/sbin"} {
 					if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 						t.Fatal(err)
 					}
