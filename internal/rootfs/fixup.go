@@ -47,10 +47,10 @@ func Fixup(root string, names []string) error {
 	defer r.Close()
 	for _, n := range names {
 		if err := fixups[n](r); err != nil {
-			return fmt.Errorf("fixup %s: %w", n, err)
+			return fmt.Errorf("fixup %s: %w", n, Explain(root, err))
 		}
 	}
-	return r.RemoveAll("usr/sbin/policy-rc.d")
+	return Explain(root, r.RemoveAll("usr/sbin/policy-rc.d"))
 }
 
 func aptClean(r *os.Root) error {

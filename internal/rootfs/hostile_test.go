@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -89,26 +91,38 @@ func TestHostileRootStaysInside(t *testing.T) {
 					before = after // each step answers for its own changes
 				}
 
-				if err := rootfs.Fixup(root, fixups); err != nil {
-					t.Logf("fixups refused: %v", err)
+				// A step may refuse a root only when the link is on its way:
+				// refusing is never a way around doing the work.
+				refused := func(step string, err error, onItsWay ...string) {
+					t.Helper()
+					if err != nil && !slices.Contains(onItsWay, link) {
+						t.Errorf("%s failed where the link is not on its way: %v", step, err)
+					} else if err != nil && !strings.Contains(err.Error(), "symbolic link") {
+						t.Errorf("%s refused without saying that a symbolic link is why: %v", step, err)
+					} else if err != nil {
+						t.Logf("%s refused: %v", step, err)
+					}
+				}
+				err := rootfs.Fixup(root, fixups)
+				refused("fixups", err, "etc", "etc/systemd/system", "var/log")
+				if err == nil && link != "etc" {
+					if got, err := os.ReadFile(filepath.Join(root, "etc/hostname")); err != nil || len(got) != 0 {
+						t.Errorf("after the fixups, the root's etc/hostname holds %q (%v), want it empty", got, err)
+					}
 				}
 				unchanged("fixups")
 
-				if err := (apt.Apt{}).ConfigureRepos(root, def, cacher); err != nil {
-					t.Logf("repository configuration refused: %v", err)
-				}
+				err = (apt.Apt{}).ConfigureRepos(root, def, cacher)
+				refused("repository configuration", err, "etc", "etc/apt")
 				unchanged("repository configuration")
 
 				m, err := rootfs.MountAPI(root)
-				if err != nil {
-					t.Logf("API mounts refused: %v", err)
-				}
+				refused("API mounts", err, "proc", "dev")
 				// The mounts the in-container commands add go through Mount too.
 				var more rootfs.Mounts
 				for _, mnt := range []struct{ src, dir, fstype string }{{"sysfs", "sys", "sysfs"}, {"tmpfs", "dev/shm", "tmpfs"}} {
-					if err := more.Mount(root, mnt.dir, mnt.src, mnt.fstype, unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC); err != nil {
-						t.Logf("%s mount refused: %v", mnt.dir, err)
-					}
+					err := more.Mount(root, mnt.dir, mnt.src, mnt.fstype, unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC)
+					refused(mnt.dir+" mount", err, mnt.dir, path.Dir(mnt.dir))
 				}
 				if out := rootfstest.Outside(rootfstest.NewMounts(t, mounts, base), root); len(out) > 0 {
 					t.Errorf("API mounts outside the root: %v", out)

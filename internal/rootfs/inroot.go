@@ -2,6 +2,7 @@ package rootfs
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 )
@@ -63,4 +64,14 @@ func RemoveGlobs(r *os.Root, patterns ...string) error {
 		}
 	}
 	return nil
+}
+
+// Explain adds to an error of an os.Root of root what a user needs when
+// the root refused to follow a symbolic link: which path, and why.
+func Explain(root string, err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) && pe.Err != nil && pe.Err.Error() == "path escapes from parent" {
+		return fmt.Errorf("%w: a symbolic link on the way to %s in %s is absolute or leads out of it, and vzpkg follows neither in a root", err, pe.Path, root)
+	}
+	return err
 }

@@ -185,6 +185,7 @@ func (a Apt) debootstrap(ctx context.Context, root string, def *tmpl.Definition,
 // policy-rc.d keeps the packages' scripts from starting services in the
 // chroot (as mmdebstrap's does during a bootstrap).
 func (Apt) Update(ctx context.Context, root string, def *tmpl.Definition, env packager.Env) (err error) {
+	defer func() { err = rootfs.Explain(root, err) }()
 	filters, err := pathFilters(def)
 	if err != nil {
 		return err
@@ -263,7 +264,8 @@ var aptEnv = []string{"DEBIAN_FRONTEND=noninteractive"}
 // inside the root (a var/lib/dpkg leading out of it is refused, never read):
 // the status file, then the journal in updates/ that dpkg would apply first,
 // as dpkg-query reads them.
-func (Apt) Query(ctx context.Context, root string) ([]packager.Package, error) {
+func (Apt) Query(ctx context.Context, root string) (_ []packager.Package, err error) {
+	defer func() { err = rootfs.Explain(root, err) }()
 	r, err := os.OpenRoot(root)
 	if err != nil {
 		return nil, err
@@ -316,7 +318,8 @@ func (Apt) Query(ctx context.Context, root string) ([]packager.Package, error) {
 // ConfigureRepos renames the root's sources (sources.list, sources.list.d/*)
 // to *.disabled and writes a sources.list with the same repositories through
 // cacher. With cacher nil, the root keeps the mirrors mmdebstrap wrote.
-func (Apt) ConfigureRepos(root string, def *tmpl.Definition, cacher *url.URL) error {
+func (Apt) ConfigureRepos(root string, def *tmpl.Definition, cacher *url.URL) (err error) {
+	defer func() { err = rootfs.Explain(root, err) }()
 	if cacher == nil {
 		return nil
 	}
