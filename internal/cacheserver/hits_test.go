@@ -4,18 +4,24 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"vzpkg2/internal/cacheconf"
+	"vzpkg2/internal/hitpath"
 	"vzpkg2/internal/repotest"
 )
 
@@ -235,5 +241,86 @@ func TestShutdownClosesIdleHitConnections(t *testing.T) {
 	}
 	if err := closedByServer(conn, 10*time.Second); err != nil {
 		t.Errorf("the idle connection after shutdown: %v", err)
+	}
+}
+
+// TestHitPathBytesEqualNetHTTP sends every shape of request the hit path
+// answers, pipelined on one connection, once to pkg-cacher and once to the
+// same front served by net/http alone: the bytes that come back are the
+// same, Date aside.
+func TestHitPathBytesEqualNetHTTP(t *testing.T) {
+	root := t.TempDir()
+	writeRandom(t, root, "/pool/main/s/small_1_all.deb", 10_000)
+	writeRandom(t, root, "/pool/main/b/big_1_amd64.deb", 300_000)
+	primary := writeRandom(t, root, "/repodata/primary.xml.gz", 20_000)
+	sum := sha256.Sum256(primary)
+	repodata := "/local/repodata/" + hex.EncodeToString(sum[:]) + "-primary.xml.gz" // checked against its name
+	if err := os.Rename(filepath.Join(root, "repodata/primary.xml.gz"), filepath.Join(root, strings.TrimPrefix(repodata, "/local"))); err != nil {
+		t.Fatal(err)
+	}
+	up := repotest.NewUpstream(t, root)
+	dir := t.TempDir()
+	cfg, err := cacheconf.Load("", []string{
+		"cache_dir=" + filepath.Join(dir, "cache"), "logdir=" + filepath.Join(dir, "log"),
+		"allowed_locations=" + up.HostPort(), "path_map=local " + up.HostPort(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fast, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { srv.Serve(ctx, fast); close(done) }()
+	defer func() { cancel(); <-done }()
+	plain := httptest.NewUnstartedServer(srv.handler)
+	plain.Config.ConnContext = hitpath.ConnContext
+	plain.Start()
+	defer plain.Close()
+
+	small, big := "/local/pool/main/s/small_1_all.deb", "/local/pool/main/b/big_1_amd64.deb"
+	for _, p := range []string{small, big, repodata, "/" + up.HostPort() + "/pool/main/s/small_1_all.deb"} {
+		get(t, "http://"+fast.Addr().String()+p)
+	}
+	host := "Host: cacher:3142\r\n"
+	raw := "GET " + small + " HTTP/1.1\r\n" + host + "\r\n" +
+		"GET http://" + up.HostPort() + "/pool/main/s/small_1_all.deb HTTP/1.1\r\nHost: " + up.HostPort() + "\r\nUser-Agent: Debian APT-HTTP/1.3 (2.6.1)\r\nCache-Control: max-age=0\r\n\r\n" +
+		"HEAD " + small + " HTTP/1.1\r\n" + host + "\r\n" +
+		"HEAD " + big + " HTTP/1.1\r\n" + host + "\r\n" +
+		"GET " + big + " HTTP/1.1\r\n" + host + "Accept: */*\r\nUser-Agent: libdnf\r\nCache-Control: no-cache\r\nPragma: no-cache\r\n\r\n" +
+		"GET " + repodata + " HTTP/1.1\r\n" + host + "Accept-Encoding: gzip\r\nAccept-Language: en\r\n\r\n" +
+		"GET " + small + " HTTP/1.1\r\n" + host + "Connection: keep-alive\r\nProxy-Connection: Keep-Alive\r\n\r\n" +
+		"GET " + small + " HTTP/1.1\r\n" + host + "User-Agent: curl/7.88.1\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+	exchangeAll := func(addr string) []byte {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(30 * time.Second))
+		io.WriteString(conn, raw)
+		b, err := io.ReadAll(conn) // the last request closes the connection
+		if err != nil {
+			t.Fatal(err)
+		}
+		return regexp.MustCompile(`(?m)^Date: [^\r]*\r\n`).ReplaceAll(b, nil)
+	}
+	got, want := exchangeAll(fast.Addr().String()), exchangeAll(plain.Listener.Addr().String())
+	if !bytes.Equal(got, want) {
+		i := 0
+		for i < min(len(got), len(want)) && got[i] == want[i] {
+			i++
+		}
+		t.Errorf("the hit path's answers (%d bytes) differ from net/http's (%d bytes) at byte %d:\nhit path: %q\nnet/http: %q",
+			len(got), len(want), i, got[max(0, i-200):min(len(got), i+100)], want[max(0, i-200):min(len(want), i+100)])
+	}
+	if n := bytes.Count(got, []byte("X-Cache: HIT")); n != 8 {
+		t.Errorf("%d answers say X-Cache: HIT, want all 8", n)
 	}
 }
