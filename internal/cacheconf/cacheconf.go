@@ -1,26 +1,28 @@
 // Package cacheconf reads pkg-cacher's configuration: pkg-cacher.conf files in the
 // original `key = value` format and `key=value` overrides from the command line.
 //
-// Format: one `key = value` per line; `#` starts a comment; a line ending in `\`
-// continues on the next; list values are separated by `,` or `;`. Every error
-// names the file and line it came from and how to fix it.
+// Format: package keyvalue's (one `key = value` per line, `#` comments, `\`
+// continues a line, the last of a key set twice wins); list values are
+// separated by `,` or `;`. Every error names the file and line it came from
+// and how to fix it.
 package cacheconf
 
 import (
-	"bufio"
-	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net"
 	"net/url"
 	"os"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"vzpkg2/internal/keyvalue"
 	"vzpkg2/internal/route"
+	"vzpkg2/internal/suggest"
 )
 
 // DefaultFile is read when no -c flag is given and the file exists.
@@ -74,19 +76,9 @@ func Defaults() *Config {
 	return c
 }
 
-// Error is a configuration error at a place in a file (or on the command line).
-type Error struct {
-	File string // file name, or "command line"
-	Line int    // 1-based; 0 when unknown
-	Msg  string
-}
-
-func (e *Error) Error() string {
-	if e.Line > 0 {
-		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
-	}
-	return fmt.Sprintf("%s: %s", e.File, e.Msg)
-}
+// Error is a configuration error at a place in a file (or on the command
+// line).
+type Error = keyvalue.Error
 
 // Load reads file (when not empty) over the defaults, then applies overrides of
 // the form key=value. A missing DefaultFile is not an error.
@@ -107,7 +99,7 @@ func Load(file string, overrides []string) (*Config, error) {
 		if !ok {
 			return nil, &Error{File: "command line", Msg: fmt.Sprintf("argument %d %q is not key=value (example: daemon_port=3142)", i+1, o)}
 		}
-		if err := c.set(strings.TrimSpace(k), strings.TrimSpace(v)); err != nil {
+		if err := c.set(keyvalue.Key(k), strings.TrimSpace(v)); err != nil {
 			return nil, &Error{File: "command line", Msg: err.Error()}
 		}
 	}
@@ -116,107 +108,8 @@ func Load(file string, overrides []string) (*Config, error) {
 
 // Parse applies the settings in r (named name in errors) to c.
 func (c *Config) Parse(name string, r io.Reader) error {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	var (
-		pending   strings.Builder
-		starts    []int // offset in pending where each of the entry's lines starts
-		startLine int
-		line      int
-	)
-	flush := func() error {
-		entry := pending.String()
-		pending.Reset()
-		text := strings.TrimSpace(entry)
-		if text == "" {
-			starts = starts[:0]
-			return nil
-		}
-		k, v, ok := strings.Cut(text, "=")
-		if !ok {
-			return &Error{File: name, Line: startLine, Msg: fmt.Sprintf("%q is not a `key = value` line", text)}
-		}
-		if err := c.set(strings.TrimSpace(k), strings.TrimSpace(v)); err != nil {
-			return &Error{File: name, Line: startLine + lineOf(entry, starts, err), Msg: err.Error()}
-		}
-		starts = starts[:0]
-		return nil
-	}
-	for sc.Scan() {
-		line++
-		text := sc.Text()
-		if i := strings.IndexByte(text, '#'); i >= 0 {
-			text = text[:i]
-		}
-		if pending.Len() == 0 {
-			startLine = line
-		}
-		starts = append(starts, pending.Len())
-		trimmed := strings.TrimRight(text, " \t\r")
-		if strings.HasSuffix(trimmed, `\`) {
-			pending.WriteString(strings.TrimSuffix(trimmed, `\`))
-			pending.WriteByte(' ')
-			continue
-		}
-		pending.WriteString(trimmed)
-		if err := flush(); err != nil {
-			return err
-		}
-	}
-	if err := sc.Err(); err != nil {
-		// The entry that could not be read starts at the line after the
-		// last one read, or earlier if that one was continued.
-		if pending.Len() == 0 {
-			startLine = line + 1
-		}
-		msg := fmt.Sprintf("read: %v", err)
-		if errors.Is(err, bufio.ErrTooLong) {
-			msg = "line longer than 1 MiB (split it with a `\\` at the end of each part)"
-		}
-		return &Error{File: name, Line: startLine, Msg: msg}
-	}
-	return flush()
+	return keyvalue.Parse(name, r, c.set)
 }
-
-// badItem is an error about one item of a list value: in an entry
-// continued over several lines, the error names the line holding the item.
-type badItem struct {
-	item string
-	err  error
-}
-
-func (e *badItem) Error() string { return e.err.Error() }
-func (e *badItem) Unwrap() error { return e.err }
-
-// lineOf is the index of the line of a continued entry, whose lines start at
-// starts, that holds the item err is about (0: the first line).
-func lineOf(entry string, starts []int, err error) int {
-	var bi *badItem
-	if !errors.As(err, &bi) {
-		return 0
-	}
-	at := strings.IndexByte(entry, '=')
-	for {
-		i := strings.Index(entry[at+1:], bi.item)
-		if i < 0 {
-			return 0
-		}
-		at += 1 + i
-		end := at + len(bi.item)
-		if separator(entry[at-1]) && (end == len(entry) || separator(entry[end])) {
-			break // the item as a whole, not part of another
-		}
-	}
-	n := 0
-	for i, s := range starts {
-		if s <= at {
-			n = i
-		}
-	}
-	return n
-}
-
-func separator(c byte) bool { return c == ' ' || c == '\t' || c == ',' || c == ';' || c == '=' }
 
 // keys documents every key; the example config lists the same.
 var keys = map[string]string{
@@ -238,16 +131,10 @@ var keys = map[string]string{
 }
 
 func knownKeys() string {
-	var ks []string
-	for k := range keys {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return strings.Join(ks, ", ")
+	return strings.Join(slices.Sorted(maps.Keys(keys)), ", ")
 }
 
 func (c *Config) set(key, val string) error {
-	key = strings.ToLower(key)
 	var err error
 	switch key {
 	case "cache_dir":
@@ -286,7 +173,7 @@ func (c *Config) set(key, val string) error {
 			}
 			loc, err := parseLocation(item)
 			if err != nil {
-				return &badItem{item, fmt.Errorf("allowed_locations: %w", err)}
+				return keyvalue.Item(item, fmt.Errorf("allowed_locations: %w", err))
 			}
 			c.AllowedLocations = append(c.AllowedLocations, loc)
 		}
@@ -299,7 +186,7 @@ func (c *Config) set(key, val string) error {
 			}
 			n, err := parseNet(item)
 			if err != nil {
-				return &badItem{item, fmt.Errorf("allowed_hosts: %w", err)}
+				return keyvalue.Item(item, fmt.Errorf("allowed_hosts: %w", err))
 			}
 			c.AllowedHosts = append(c.AllowedHosts, n)
 		}
@@ -318,7 +205,7 @@ func (c *Config) set(key, val string) error {
 	case "verify_signatures":
 		c.VerifySignatures = splitList(val)
 	default:
-		return fmt.Errorf("unknown key %q%s (known keys: %s)", key, suggest(key), knownKeys())
+		return fmt.Errorf("unknown key %q%s (known keys: %s)", key, suggestKey(key), knownKeys())
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", key, err)
@@ -326,39 +213,12 @@ func (c *Config) set(key, val string) error {
 	return nil
 }
 
-// suggest returns ` (did you mean "x"?)` for a near miss.
-func suggest(key string) string {
-	best, bestD := "", 3
-	for k := range keys {
-		if d := distance(key, k); d < bestD || (d == bestD && k < best) {
-			best, bestD = k, d
-		}
+// suggestKey returns ` (did you mean "x"?)` for a near miss.
+func suggestKey(key string) string {
+	if k := suggest.Nearest(key, slices.Sorted(maps.Keys(keys))); k != "" {
+		return fmt.Sprintf(" (did you mean %q?)", k)
 	}
-	if best == "" {
-		return ""
-	}
-	return fmt.Sprintf(" (did you mean %q?)", best)
-}
-
-// distance is the Levenshtein distance between a and b.
-func distance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
+	return ""
 }
 
 func splitList(v string) []string {
@@ -425,21 +285,21 @@ func parsePathMap(v string) ([]route.PathMap, error) {
 		}
 		item := strings.TrimSpace(entry)
 		if len(f) < 2 {
-			return nil, &badItem{item, fmt.Errorf("entry %q has no mirror (write: path_map = debian deb.debian.org/debian)", item)}
+			return nil, keyvalue.Item(item, fmt.Errorf("entry %q has no mirror (write: path_map = debian deb.debian.org/debian)", item))
 		}
 		name := f[0]
 		if strings.ContainsAny(name, "/.:") {
-			return nil, &badItem{item, fmt.Errorf("name %q must be one path segment without '.', ':' or '/' (it would look like a host)", name)}
+			return nil, keyvalue.Item(item, fmt.Errorf("name %q must be one path segment without '.', ':' or '/' (it would look like a host)", name))
 		}
 		if seen[name] {
-			return nil, &badItem{item, fmt.Errorf("name %q is mapped twice (list all its mirrors in one entry)", name)}
+			return nil, keyvalue.Item(item, fmt.Errorf("name %q is mapped twice (list all its mirrors in one entry)", name))
 		}
 		seen[name] = true
 		pm := route.PathMap{Name: name}
 		for _, m := range f[1:] {
 			u, err := parseMirror(m)
 			if err != nil {
-				return nil, &badItem{item, err}
+				return nil, keyvalue.Item(item, err)
 			}
 			pm.Mirrors = append(pm.Mirrors, u)
 		}

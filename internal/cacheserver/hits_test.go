@@ -259,14 +259,7 @@ func TestHitPathBytesEqualNetHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	up := repotest.NewUpstream(t, root)
-	dir := t.TempDir()
-	cfg, err := cacheconf.Load("", []string{
-		"cache_dir=" + filepath.Join(dir, "cache"), "logdir=" + filepath.Join(dir, "log"),
-		"allowed_locations=" + up.HostPort(), "path_map=local " + up.HostPort(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := testConfig(t, up.HostPort(), "")
 	srv, err := New(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)

@@ -223,14 +223,7 @@ func TestSlowClientsDoNotStarveOthers(t *testing.T) {
 	root := t.TempDir()
 	want := writeRandom(t, root, "/pool/a_1_all.deb", 50_000)
 	up := repotest.NewUpstream(t, root)
-	dir := t.TempDir()
-	cfg, err := cacheconf.Load("", []string{
-		"cache_dir=" + filepath.Join(dir, "cache"), "logdir=" + filepath.Join(dir, "log"),
-		"allowed_locations=" + up.HostPort(), "path_map=local " + up.HostPort(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := testConfig(t, up.HostPort(), "")
 	// pkg-cacher's own timeouts are tens of seconds; the test shortens them
 	// after checking that they are set at all.
 	const headerTimeout, idleTimeout = 2 * time.Second, time.Second

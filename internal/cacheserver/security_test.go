@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"vzpkg2/internal/cacheconf"
 	"vzpkg2/internal/repotest"
 )
 
@@ -147,14 +146,7 @@ func TestMalformedHeadsRefused(t *testing.T) {
 // the timeout again.
 func TestLongSlowHeadKeepsOneHeaderTimeout(t *testing.T) {
 	up := repotest.NewUpstream(t, t.TempDir())
-	dir := t.TempDir()
-	cfg, err := cacheconf.Load("", []string{
-		"cache_dir=" + filepath.Join(dir, "cache"), "logdir=" + filepath.Join(dir, "log"),
-		"allowed_locations=" + up.HostPort(), "path_map=local " + up.HostPort(),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := testConfig(t, up.HostPort(), "")
 	const headerTimeout = 2 * time.Second
 	addr := startTuned(t, cfg, func(s *http.Server) { s.ReadHeaderTimeout = headerTimeout })
 

@@ -46,15 +46,7 @@ func startCacherOn(t *testing.T, ln net.Listener, upstreamHostPort string, dir s
 		dir = t.TempDir()
 	}
 	c := &cacher{dir: filepath.Join(dir, "cache"), logs: filepath.Join(dir, "log")}
-	args := append([]string{
-		"cache_dir=" + c.dir, "logdir=" + c.logs,
-		"allowed_locations=" + upstreamHostPort,
-		"path_map=local " + upstreamHostPort,
-	}, settings...)
-	cfg, err := cacheconf.Load("", args)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := testConfig(t, upstreamHostPort, dir, settings...)
 	var logBuf syncBuffer
 	srv, err := New(cfg, slog.New(slog.NewTextHandler(&logBuf, nil)))
 	if err != nil {
@@ -72,6 +64,26 @@ func startCacherOn(t *testing.T, ln net.Listener, upstreamHostPort string, dir s
 		}
 	})
 	return c
+}
+
+// testConfig is the configuration of a pkg-cacher with its cache and logs
+// in dir (a new temporary directory when empty), allowing the upstream at
+// upstreamHostPort, with path_map "local" pointing at it; settings are
+// key=value overrides.
+func testConfig(t *testing.T, upstreamHostPort, dir string, settings ...string) *cacheconf.Config {
+	t.Helper()
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	cfg, err := cacheconf.Load("", append([]string{
+		"cache_dir=" + filepath.Join(dir, "cache"), "logdir=" + filepath.Join(dir, "log"),
+		"allowed_locations=" + upstreamHostPort,
+		"path_map=local " + upstreamHostPort,
+	}, settings...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }
 
 func (c *cacher) url(path string) string { return "http://" + c.addr + path }

@@ -60,7 +60,7 @@ func (ix *Index) learnRelease(key string, r io.Reader) error {
 	for p, c := range rel.Files() {
 		// A Release listing itself (or its signature) would pin the next
 		// Release to this one's checksum forever.
-		if c.SHA256 == "" || !clean(p) || releaseFiles[p] {
+		if c.SHA256 == "" || !repofmt.CleanPath(p) || releaseFiles[p] {
 			continue
 		}
 		ix.set(cachekey.Join(dir, p), c.Size, c.SHA256)
@@ -85,7 +85,7 @@ func (ix *Index) learnPackages(key, name string, r io.Reader) error {
 	}
 	defer body.Close()
 	return repofmt.ParsePackages(body, func(e repofmt.Entry) error {
-		if e.SHA256 != "" && clean(e.Path) {
+		if e.SHA256 != "" && repofmt.CleanPath(e.Path) {
 			ix.set(cachekey.Join(root, e.Path), e.Size, e.SHA256)
 		}
 		return nil
@@ -104,7 +104,7 @@ func (ix *Index) learnRepomd(key string, r io.Reader) error {
 		return err
 	}
 	for _, d := range md.Data {
-		if d.Checksum.Type != "sha256" || d.Base != "" || !clean(d.Href) {
+		if d.Checksum.Type != "sha256" || d.Base != "" || !repofmt.CleanPath(d.Href) {
 			continue
 		}
 		ix.set(cachekey.Join(base, d.Href), d.Size, d.Checksum.Value)
@@ -129,15 +129,9 @@ func (ix *Index) learnPrimary(key, name string, r io.Reader) error {
 	defer body.Close()
 	return repofmt.ParsePrimary(body, func(e repofmt.RPMEntry) error {
 		// A location with its own xml:base lives elsewhere: nothing to anchor it to.
-		if e.Checksum.Type == "sha256" && e.Base == "" && clean(e.Href) {
+		if e.Checksum.Type == "sha256" && e.Base == "" && repofmt.CleanPath(e.Href) {
 			ix.set(cachekey.Join(base, e.Href), e.Size, e.Checksum.Value)
 		}
 		return nil
 	})
-}
-
-// clean reports whether p is a relative path without dot segments, as every
-// key the proxy makes is.
-func clean(p string) bool {
-	return p != "" && !strings.HasPrefix(p, "/") && path.Clean(p) == p && p != ".." && !strings.HasPrefix(p, "../")
 }
