@@ -316,19 +316,44 @@ func (c *Cache) Hit(ctx context.Context, req Request) store.Object {
 // it no longer matches the repository metadata.
 func (c *Cache) open(ctx context.Context, key string) (store.Object, error) {
 	obj, err := c.store.Open(ctx, key)
-	if errors.Is(err, store.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
+	switch {
+	case errors.Is(err, store.ErrNotExist):
+	case err != nil:
 		return nil, fmt.Errorf("%w: %w", ErrStore, err)
-	}
-	if !c.matches(key, obj.Info().Size, obj.Info().SHA256) {
+	case c.matches(key, obj.Info().Size, obj.Info().SHA256):
+		return obj, nil
+	default:
 		// Replaced upstream: newer metadata promises other bytes.
 		c.log.Info("cached copy no longer matches the repository metadata; fetching it again", "key", key)
 		obj.Close()
-		return nil, nil
 	}
-	return obj, nil
+	return c.linked(ctx, key), nil
+}
+
+// linked returns the body the metadata promises for key when the store
+// holds it under another key (another mirror, path_map name or release),
+// now under key too; nil otherwise. The same bytes are never fetched twice.
+func (c *Cache) linked(ctx context.Context, key string) store.Object {
+	if c.expect == nil {
+		return nil
+	}
+	want, ok := c.expect.Expect(key)
+	if !ok {
+		return nil
+	}
+	if _, err := c.store.Link(ctx, key, store.Info{SHA256: want.SHA256, Size: want.Size, Validated: c.now()}); err != nil {
+		if !errors.Is(err, store.ErrNotExist) {
+			c.log.Warn("cannot link a stored body to a new key", "key", key, "err", err)
+		}
+		return nil
+	}
+	obj, err := c.store.Open(ctx, key)
+	if err != nil {
+		return nil
+	}
+	c.log.Debug("stored already under another key", "key", key, "sha256", want.SHA256)
+	c.learn(key) // an index under a new key promises files under new keys
+	return obj
 }
 
 // Mismatches is the number of upstream files refused because they did not

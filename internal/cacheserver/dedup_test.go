@@ -3,6 +3,8 @@ package cacheserver
 import (
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"vzpkg2/internal/repotest"
@@ -23,7 +25,9 @@ func dirBytes(t *testing.T, dir string) (files int, bytes int64) {
 }
 
 // One repository reached through two path_map names and the URL-prefix form
-// (apt fetching its indexes by-hash) is stored once.
+// (apt fetching its indexes by-hash) is stored once, and its packages are
+// fetched once: the clients of the second and third name get them from the
+// cache, since the metadata says they are the bytes it holds.
 func TestSameRepositoryThroughSeveralNamesStoredOnce(t *testing.T) {
 	root := t.TempDir()
 	repo := repotest.BuildAptRepo(t, root, "stable", []repotest.Deb{
@@ -41,6 +45,9 @@ func TestSameRepositoryThroughSeveralNamesStoredOnce(t *testing.T) {
 		apt.DownloadOnly(t, "app")
 		if len(apt.Archives(t)) != 2 {
 			t.Fatalf("client %d through %s downloaded %v", i+1, base, apt.Archives(t))
+		}
+		if n := up.CountSuffix(".deb"); n != 2 {
+			t.Errorf("after client %d through %s the upstream got %d .deb requests, want 2 (the first client's)", i+1, base, n)
 		}
 		_, size := dirBytes(t, blobs)
 		if i == 0 {
@@ -61,5 +68,34 @@ func TestSameRepositoryThroughSeveralNamesStoredOnce(t *testing.T) {
 	// sets of keys (local, mirror2) name the 4 files: InRelease, Packages, 2 debs.
 	if entries, _ := dirBytes(t, filepath.Join(c.dir, "index")); entries != 2*4 {
 		t.Errorf("%d index entries, want 8: 4 files under each of the two path_map names", entries)
+	}
+}
+
+// The same for dnf: an RPM repository under two path_map names and the
+// URL-prefix form; the second and third clients' packages come from the
+// cache, and the access log says HIT.
+func TestSameRPMRepositoryThroughSeveralNamesFetchedOnce(t *testing.T) {
+	root := t.TempDir()
+	repo := repotest.BuildRPMRepo(t, filepath.Join(root, "42"), testRPMs)
+	up := repotest.NewUpstream(t, root)
+	c := startCacher(t, up.HostPort(), "", "path_map=local "+up.HostPort()+" ; mirror2 "+up.HostPort())
+	for i, base := range []string{"/local", "/mirror2", "/" + up.HostPort()} {
+		dnf := repotest.NewDnfClient(t, "42", "", repo.Section("test", c.url(base+"/$releasever/")))
+		dnf.Install(t, "app", "tool")
+		if got := dnf.Installed(t); !slices.Equal(got, wantInstalled) {
+			t.Errorf("client %d through %s installed %q, want %q", i+1, base, got, wantInstalled)
+		}
+		if n := up.CountSuffix(".rpm"); n != 4 {
+			t.Errorf("after client %d through %s the upstream got %d .rpm requests, want 4 (the first client's)", i+1, base, n)
+		}
+	}
+	var hits int
+	for _, l := range c.accessLog(t) {
+		if strings.HasPrefix(l, "HIT 200 ") && strings.HasSuffix(l, ".rpm") {
+			hits++
+		}
+	}
+	if hits != 8 {
+		t.Errorf("access log has %d HIT records of packages, want 8 (4 for each later client)", hits)
 	}
 }

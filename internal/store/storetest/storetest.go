@@ -241,6 +241,41 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		wg.Wait()
 	})
 
+	t.Run("link names a stored body under another key", func(t *testing.T) {
+		s := newStore(t)
+		put(t, s, "a", body)
+		sumHex := hex.EncodeToString(sum[:])
+		lm := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+		info, err := s.Link(ctx, "b", store.Info{SHA256: sumHex, Size: -1, ContentType: "application/x-rpm", LastModified: lm})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Key != "b" || info.Size != int64(len(body)) || info.SHA256 != sumHex {
+			t.Errorf("Link returned %+v, want key b with the body's size and checksum", info)
+		}
+		o, err := s.Open(ctx, "b")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer o.Close()
+		if b, _ := io.ReadAll(o); !bytes.Equal(b, body) || o.Info().ContentType != "application/x-rpm" || !o.Info().LastModified.Equal(lm) {
+			t.Errorf("the linked key reads %q with info %+v, want the body and Link's metadata", b, o.Info())
+		}
+		other := sha256.Sum256([]byte("never stored"))
+		for _, bad := range []store.Info{
+			{SHA256: sumHex, Size: int64(len(body)) + 1},
+			{SHA256: hex.EncodeToString(other[:]), Size: -1},
+			{SHA256: "../../../etc/passwd", Size: -1},
+		} {
+			if _, err := s.Link(ctx, "c", bad); !errors.Is(err, store.ErrNotExist) {
+				t.Errorf("Link of %+v: got %v, want ErrNotExist", bad, err)
+			}
+		}
+		if _, err := s.Open(ctx, "c"); !errors.Is(err, store.ErrNotExist) {
+			t.Errorf("a refused Link left key c: %v", err)
+		}
+	})
+
 	t.Run("cancel keeps the committed body", func(t *testing.T) {
 		s := newStore(t)
 		put(t, s, "k", body)
