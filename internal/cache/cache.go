@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
 	"sync"
@@ -105,6 +106,7 @@ type Cache struct {
 	up          Fetcher
 	log         *slog.Logger
 	volatileTTL time.Duration
+	negativeTTL time.Duration
 	fillTimeout time.Duration
 	maxFileSize int64
 	offline     bool
@@ -114,9 +116,10 @@ type Cache struct {
 
 	mismatches atomic.Int64 // upstream files refused for not matching the metadata
 
-	mu       sync.Mutex                      // protects inflight, avoid and closed
+	mu       sync.Mutex                      // protects inflight, avoid, missing and closed
 	inflight map[string]*fill                // fills under way, by key
 	avoid    map[string]map[string]time.Time // by key: mirrors that sent wrong bytes, until when
+	missing  map[string]missing              // by key: files every mirror said do not exist
 	closed   bool                            // Close was called: no new fills
 
 	fills    sync.WaitGroup     // fill goroutines
@@ -128,6 +131,7 @@ type Cache struct {
 type Options struct {
 	Now         func() time.Time // the clock; nil is time.Now
 	VolatileTTL time.Duration    // volatile files are served without revalidation this long
+	NegativeTTL time.Duration    // a file upstream said does not exist is not asked for again this long
 	FillTimeout time.Duration    // a whole fill is abandoned after this long (0: 6 hours)
 	// MaxFileSize bounds a file whose size the metadata does not promise
 	// (0: DefaultMaxFileSize); a promised file is bounded by its size.
@@ -158,8 +162,8 @@ func New(s store.Store, up Fetcher, o Options) *Cache {
 	base, stop := context.WithCancel(context.Background())
 	return &Cache{
 		store: s, up: up, log: o.Logger,
-		volatileTTL: o.VolatileTTL, fillTimeout: o.FillTimeout, maxFileSize: o.MaxFileSize, offline: o.Offline, expect: o.Expect, check: o.Check,
-		now: o.Now, inflight: map[string]*fill{}, avoid: map[string]map[string]time.Time{},
+		volatileTTL: o.VolatileTTL, negativeTTL: o.NegativeTTL, fillTimeout: o.FillTimeout, maxFileSize: o.MaxFileSize, offline: o.Offline, expect: o.Expect, check: o.Check,
+		now: o.Now, inflight: map[string]*fill{}, avoid: map[string]map[string]time.Time{}, missing: map[string]missing{},
 		fillBase: base, stopAll: stop,
 	}
 }
@@ -226,6 +230,11 @@ func (c *Cache) Get(ctx context.Context, req Request) (*Result, error) {
 	}
 	if obj == nil && c.offline {
 		return nil, ErrOffline
+	}
+	if obj == nil {
+		if err := c.knownMissing(req.Key); err != nil {
+			return nil, err
+		}
 	}
 	if obj == nil && req.Head {
 		if f := c.joinRunning(req.Key); f != nil {
@@ -522,6 +531,7 @@ func (c *Cache) run(ctx context.Context, f *fill, cond Conditions) {
 	resp, err := c.fetch(ctx, f, cond)
 	if err != nil {
 		f.err = err
+		c.rememberMissing(f.req.Key, err)
 		c.forget(f)
 		close(f.ready)
 		return
@@ -583,6 +593,65 @@ func (c *Cache) run(ctx context.Context, f *fill, cond Conditions) {
 	}
 	c.forget(f)
 	f.finish(err)
+}
+
+// missing is a file every mirror said does not exist.
+type missing struct {
+	until time.Time
+	err   error // what upstream answered
+}
+
+// maxMissing bounds how many missing files are remembered: the keys come
+// from clients.
+const maxMissing = 10000
+
+// rememberMissing remembers for negative_ttl that the file under key does
+// not exist, when err says every mirror answered 404 or 410: a fleet
+// asking for it does not hammer the mirrors.
+func (c *Cache) rememberMissing(key string, err error) {
+	if c.negativeTTL <= 0 || !notFound(err) {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.missing) >= maxMissing {
+		now := c.now()
+		maps.DeleteFunc(c.missing, func(_ string, m missing) bool { return !now.Before(m.until) })
+		if len(c.missing) >= maxMissing {
+			return
+		}
+	}
+	c.missing[key] = missing{until: c.now().Add(c.negativeTTL), err: err}
+}
+
+// knownMissing returns what upstream answered for key when that was "not
+// found" less than negative_ttl ago.
+func (c *Cache) knownMissing(key string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, ok := c.missing[key]
+	if !ok {
+		return nil
+	}
+	if !c.now().Before(m.until) {
+		delete(c.missing, key)
+		return nil
+	}
+	return m.err
+}
+
+// notFound reports whether err is made of 404 and 410 answers only.
+func notFound(err error) bool {
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range joined.Unwrap() {
+			if !notFound(e) {
+				return false
+			}
+		}
+		return len(joined.Unwrap()) > 0
+	}
+	var se *StatusError
+	return errors.As(err, &se) && (se.Code == http.StatusNotFound || se.Code == http.StatusGone)
 }
 
 // sizeBound is the most bytes f may receive: the size the metadata

@@ -49,6 +49,7 @@ type Config struct {
 	route.Table                    // path_map, allowed_locations
 	AllowedHosts     []*net.IPNet  // client networks allowed to use the cache; empty = all
 	VolatileTTL      time.Duration // how long index files are served without revalidation
+	NegativeTTL      time.Duration // how long a file upstream said does not exist is not asked for again
 	FetchTimeout     time.Duration // give up on an upstream that sends no byte for this long
 	WriteTimeout     time.Duration // drop a client that takes longer to accept 1 MiB (or a smaller write)
 	MaxFileSize      int64         // bytes a file no metadata gives the size of may have
@@ -64,6 +65,7 @@ func Defaults() *Config {
 		DaemonPort:     3142,
 		LogDir:         "/var/log/pkg-cacher",
 		VolatileTTL:    30 * time.Second,
+		NegativeTTL:    30 * time.Second,
 		FetchTimeout:   60 * time.Second,
 		WriteTimeout:   60 * time.Second,
 		MaxFileSize:    8 << 30,
@@ -122,6 +124,7 @@ var keys = map[string]string{
 	"allowed_locations": "hosts or host/path prefixes, or *",
 	"allowed_hosts":     "client addresses or CIDR networks, or *",
 	"volatile_ttl":      "seconds (or a duration like 30s) index files are fresh",
+	"negative_ttl":      "seconds a file upstream answered 404 for is answered 404 without asking again (0: always ask)",
 	"fetch_timeout":     "seconds without a byte before an upstream is abandoned",
 	"write_timeout":     "seconds a client may take to accept 1 MiB of an answer before it is dropped",
 	"max_file_size":     "largest file fetched when no metadata gives its size (bytes, or with K, M, G, T)",
@@ -192,6 +195,8 @@ func (c *Config) set(key, val string) error {
 		}
 	case "volatile_ttl":
 		c.VolatileTTL, err = parseSeconds(val)
+	case "negative_ttl":
+		c.NegativeTTL, err = parseSeconds(val)
 	case "fetch_timeout":
 		c.FetchTimeout, err = parseTimeout(val)
 	case "connect_timeout":

@@ -83,7 +83,7 @@ func TestExampleConfigIsDefaults(t *testing.T) {
 	d := Defaults()
 	if len(c.AllowedLocations) != len(d.AllowedLocations) || c.CacheDir != d.CacheDir || c.DaemonPort != d.DaemonPort ||
 		c.VolatileTTL != d.VolatileTTL || c.FetchTimeout != d.FetchTimeout || c.LogDir != d.LogDir || c.CAFile != d.CAFile ||
-		c.WriteTimeout != d.WriteTimeout || c.MaxFileSize != d.MaxFileSize {
+		c.WriteTimeout != d.WriteTimeout || c.MaxFileSize != d.MaxFileSize || c.NegativeTTL != d.NegativeTTL {
 		t.Errorf("etc/pkg-cacher.conf does not match the built-in defaults: got %+v, want %+v", c, d)
 	}
 }

@@ -1,11 +1,13 @@
 package cacheserver
 
 import (
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"vzpkg2/internal/repotest"
 )
@@ -97,5 +99,37 @@ func TestSameRPMRepositoryThroughSeveralNamesFetchedOnce(t *testing.T) {
 	}
 	if hits != 8 {
 		t.Errorf("access log has %d HIT records of packages, want 8 (4 for each later client)", hits)
+	}
+}
+
+// A file every mirror answers 404 for is answered 404 for negative_ttl
+// without asking again, then asked for again; negative_ttl=0 asks every time.
+func TestMissingFileAskedOncePerNegativeTTL(t *testing.T) {
+	up := repotest.NewUpstream(t, t.TempDir())
+	const path = "/pool/main/m/missing/missing_1_all.deb"
+	for _, tc := range []struct {
+		ttl  string
+		want int // upstream requests for 5 client requests
+	}{{"2", 1}, {"0", 5}} {
+		t.Run("negative_ttl="+tc.ttl, func(t *testing.T) {
+			up.Reset()
+			c := startCacher(t, up.HostPort(), "", "negative_ttl="+tc.ttl)
+			for i := range 5 {
+				if resp, _ := get(t, c.url("/local"+path)); resp.StatusCode != http.StatusNotFound {
+					t.Errorf("request %d: got %d, want 404", i+1, resp.StatusCode)
+				}
+			}
+			if n := up.Count(path); n != tc.want {
+				t.Errorf("upstream got %d requests for 5 client requests, want %d", n, tc.want)
+			}
+			if tc.ttl == "0" {
+				return
+			}
+			time.Sleep(2100 * time.Millisecond)
+			get(t, c.url("/local"+path))
+			if n := up.Count(path); n != 2 {
+				t.Errorf("after negative_ttl the upstream got %d requests in all, want 2", n)
+			}
+		})
 	}
 }

@@ -85,7 +85,7 @@ func New(cfg *cacheconf.Config, log *slog.Logger) (*Server, error) {
 	s.access = proxy.NewAccessLog(accessOut)
 	up := upstream.New(opts)
 	s.expect = expect.New()
-	copts := cache.Options{VolatileTTL: cfg.VolatileTTL, MaxFileSize: cfg.MaxFileSize, Offline: cfg.OfflineMode, Expect: s.expect, Logger: log}
+	copts := cache.Options{VolatileTTL: cfg.VolatileTTL, NegativeTTL: cfg.NegativeTTL, MaxFileSize: cfg.MaxFileSize, Offline: cfg.OfflineMode, Expect: s.expect, Logger: log}
 	if len(cfg.VerifySignatures) > 0 {
 		checker, err := signed.Load(cfg.VerifySignatures, st)
 		if err != nil {
