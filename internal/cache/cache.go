@@ -112,6 +112,7 @@ type Cache struct {
 	offline     bool
 	expect      Expecter
 	check       Checker
+	served      func(key string)
 	now         func() time.Time
 
 	mismatches atomic.Int64 // upstream files refused for not matching the metadata
@@ -139,7 +140,10 @@ type Options struct {
 	Offline     bool     // never contact upstream
 	Expect      Expecter // checks bodies against repository metadata; nil checks nothing
 	Check       Checker  // refuses bodies before they are stored; nil refuses none
-	Logger      *slog.Logger
+	// Served is told the key of every file a client is answered with
+	// (for expiry's record of use); nil is told nothing.
+	Served func(key string)
+	Logger *slog.Logger
 }
 
 // DefaultMaxFileSize is the size bound of a file no metadata promises.
@@ -162,7 +166,7 @@ func New(s store.Store, up Fetcher, o Options) *Cache {
 	base, stop := context.WithCancel(context.Background())
 	return &Cache{
 		store: s, up: up, log: o.Logger,
-		volatileTTL: o.VolatileTTL, negativeTTL: o.NegativeTTL, fillTimeout: o.FillTimeout, maxFileSize: o.MaxFileSize, offline: o.Offline, expect: o.Expect, check: o.Check,
+		volatileTTL: o.VolatileTTL, negativeTTL: o.NegativeTTL, fillTimeout: o.FillTimeout, maxFileSize: o.MaxFileSize, offline: o.Offline, expect: o.Expect, check: o.Check, served: o.Served,
 		now: o.Now, inflight: map[string]*fill{}, avoid: map[string]map[string]time.Time{}, missing: map[string]missing{},
 		fillBase: base, stopAll: stop,
 	}
@@ -221,6 +225,14 @@ func (r *Result) Close() error {
 // Get answers req. Errors are ErrOffline, a *StatusError, or
 // another upstream or store failure.
 func (c *Cache) Get(ctx context.Context, req Request) (*Result, error) {
+	res, err := c.get(ctx, req)
+	if err == nil && c.served != nil && (res.Object != nil || res.Body != nil) {
+		c.served(req.Key)
+	}
+	return res, err
+}
+
+func (c *Cache) get(ctx context.Context, req Request) (*Result, error) {
 	obj, err := c.open(ctx, req.Key)
 	if err != nil {
 		return nil, err
@@ -317,6 +329,9 @@ func (c *Cache) Hit(ctx context.Context, req Request) store.Object {
 	if !c.offline && !c.fresh(req.Class, obj.Info()) {
 		obj.Close()
 		return nil
+	}
+	if c.served != nil {
+		c.served(req.Key)
 	}
 	return obj
 }

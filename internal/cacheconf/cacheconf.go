@@ -53,6 +53,9 @@ type Config struct {
 	FetchTimeout     time.Duration // give up on an upstream that sends no byte for this long
 	WriteTimeout     time.Duration // drop a client that takes longer to accept 1 MiB (or a smaller write)
 	MaxFileSize      int64         // bytes a file no metadata gives the size of may have
+	ExpireDays       int           // a file unused this many days goes unless cached metadata references it; 0: never
+	MaxSize          int64         // the cache's cap in bytes; 0: none (see MaxSizePercent)
+	MaxSizePercent   float64       // the cap as a share of cache_dir's file system; 0: none
 	ConnectTimeout   time.Duration // give up connecting to an upstream after this long
 	CAFile           string        // PEM certificates trusted for https upstreams besides the system roots
 	VerifySignatures []string      // OpenPGP keyrings InRelease, Release.gpg and repomd.xml.asc must verify with; empty: not checked
@@ -69,6 +72,7 @@ func Defaults() *Config {
 		FetchTimeout:   60 * time.Second,
 		WriteTimeout:   60 * time.Second,
 		MaxFileSize:    8 << 30,
+		ExpireDays:     30,
 		ConnectTimeout: 15 * time.Second,
 	}
 	for _, l := range DefaultAllowedLocations {
@@ -128,6 +132,8 @@ var keys = map[string]string{
 	"fetch_timeout":     "seconds without a byte before an upstream is abandoned",
 	"write_timeout":     "seconds a client may take to accept 1 MiB of an answer before it is dropped",
 	"max_file_size":     "largest file fetched when no metadata gives its size (bytes, or with K, M, G, T)",
+	"expire_days":       "days a file no cached metadata references may go unused before it is removed (0: never)",
+	"max_size":          "the cache's size cap: bytes (with K, M, G, T) or a percentage of its file system; empty: none",
 	"connect_timeout":   "seconds to connect to an upstream",
 	"ca_file":           "PEM file of CA certificates trusted for https upstreams, besides the system roots",
 	"verify_signatures": "OpenPGP keyring files signed metadata must be signed by (empty: no check)",
@@ -205,6 +211,21 @@ func (c *Config) set(key, val string) error {
 		c.WriteTimeout, err = parseTimeout(val)
 	case "max_file_size":
 		c.MaxFileSize, err = parseSize(val)
+	case "expire_days":
+		c.ExpireDays, err = strconv.Atoi(val)
+		if err != nil || c.ExpireDays < 0 {
+			return fmt.Errorf("expire_days %q is not a number of days (e.g. 30; 0 keeps files for ever)", val)
+		}
+	case "max_size":
+		c.MaxSize, c.MaxSizePercent = 0, 0
+		if pct, ok := strings.CutSuffix(val, "%"); ok {
+			c.MaxSizePercent, err = strconv.ParseFloat(strings.TrimSpace(pct), 64)
+			if err != nil || c.MaxSizePercent <= 0 || c.MaxSizePercent > 100 {
+				return fmt.Errorf("max_size %q is not a percentage from 1%% to 100%% (e.g. 80%%)", val)
+			}
+		} else if val != "" && val != "0" {
+			c.MaxSize, err = parseSize(val)
+		}
 	case "ca_file":
 		c.CAFile = val
 	case "verify_signatures":

@@ -8,11 +8,13 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"vzpkg2/internal/cacheconf"
 	"vzpkg2/internal/cacheserver"
+	"vzpkg2/internal/expire"
 	"vzpkg2/internal/store/disk"
 )
 
@@ -27,7 +29,7 @@ client of a file being downloaded receives its bytes as they arrive.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServe(), newVerify(), newVersion())
+	root.AddCommand(newServe(), newVerify(), newExpire(), newVersion())
 	return root
 }
 
@@ -136,6 +138,57 @@ running on the same cache directory. Exits 1 when damage is found and not repair
 	}
 	cmd.Flags().StringVarP(&file, "config", "c", "", "configuration file")
 	cmd.Flags().BoolVar(&repair, "repair", false, "remove damaged files")
+	return cmd
+}
+
+func newExpire() *cobra.Command {
+	var (
+		file   string
+		dryRun bool
+	)
+	cmd := &cobra.Command{
+		Use:   "expire [-c FILE] [--dry-run] [key=value ...]",
+		Short: "remove cached files no metadata references and no client has used lately",
+		Long: `Run one expiry pass over the cache directory (cache_dir), as pkg-cacher serve does every
+6 hours: a file no cached metadata references and no client has asked for in expire_days
+goes (a release nobody has updated from in that time goes with its packages); then, over
+max_size, the least recently used packages go. Each file that goes is printed with its size,
+then the space freed. pkg-cacher serve must not be running on the same cache directory.`,
+		Example: `  pkg-cacher expire --dry-run
+  pkg-cacher expire expire_days=7 max_size=20G`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := loadConfig(file, args)
+			if err != nil {
+				return err
+			}
+			st, err := disk.Open(cfg.CacheDir)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			used := expire.NewUsage()
+			usage := cacheserver.UsagePath(cfg)
+			if err := used.Load(usage); err != nil {
+				return err
+			}
+			r, err := cacheserver.Expire(cmd.Context(), cfg, st, used, time.Now(), dryRun)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			for _, info := range r.Removed {
+				fmt.Fprintf(out, "%s\t%d\n", info.Key, info.Size)
+			}
+			if dryRun {
+				fmt.Fprintf(out, "dry run: %d files would go, freeing %d bytes; %d files (%d bytes) would stay\n", len(r.Removed), r.Freed, r.Kept, r.Size)
+				return nil
+			}
+			fmt.Fprintf(out, "%d files removed, %d bytes freed; %d files (%d bytes) kept\n", len(r.Removed), r.Freed, r.Kept, r.Size)
+			return used.Save(usage)
+		},
+	}
+	cmd.Flags().StringVarP(&file, "config", "c", "", "configuration file")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print what would go, remove nothing")
 	return cmd
 }
 

@@ -17,9 +17,12 @@ import (
 	"path/filepath"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"vzpkg2/internal/cache"
 	"vzpkg2/internal/cacheconf"
 	"vzpkg2/internal/expect"
+	"vzpkg2/internal/expire"
 	"vzpkg2/internal/hitpath"
 	"vzpkg2/internal/proxy"
 	"vzpkg2/internal/signed"
@@ -42,6 +45,7 @@ type Server struct {
 	http    *http.Server
 	log     *slog.Logger
 	expect  *expect.Index // checksums the cached metadata promises
+	usage   *expire.Usage // when each cached file was last asked for
 }
 
 // New loads cfg's extra CA certificates, opens the store (cleaning
@@ -68,7 +72,10 @@ func New(cfg *cacheconf.Config, log *slog.Logger) (*Server, error) {
 	if r := st.Recovery(); r.Checked > 0 {
 		log.Warn("the cache was not closed cleanly: the files written in its last second were checked", "checked", r.Checked, "torn_removed", r.Removed)
 	}
-	s := &Server{cfg: cfg, store: st, log: log}
+	s := &Server{cfg: cfg, store: st, log: log, usage: expire.NewUsage()}
+	if err := s.usage.Load(UsagePath(cfg)); err != nil {
+		log.Warn("the record of when cached files were last used is unreadable; starting a new one", "err", err)
+	}
 	var accessOut io.Writer = os.Stderr
 	if cfg.LogDir != "" {
 		if err := os.MkdirAll(cfg.LogDir, 0o755); err != nil {
@@ -85,7 +92,7 @@ func New(cfg *cacheconf.Config, log *slog.Logger) (*Server, error) {
 	s.access = proxy.NewAccessLog(accessOut)
 	up := upstream.New(opts)
 	s.expect = expect.New()
-	copts := cache.Options{VolatileTTL: cfg.VolatileTTL, NegativeTTL: cfg.NegativeTTL, MaxFileSize: cfg.MaxFileSize, Offline: cfg.OfflineMode, Expect: s.expect, Logger: log}
+	copts := cache.Options{VolatileTTL: cfg.VolatileTTL, NegativeTTL: cfg.NegativeTTL, Served: s.served, MaxFileSize: cfg.MaxFileSize, Offline: cfg.OfflineMode, Expect: s.expect, Logger: log}
 	if len(cfg.VerifySignatures) > 0 {
 		checker, err := signed.Load(cfg.VerifySignatures, st)
 		if err != nil {
@@ -121,6 +128,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	learned := make(chan struct{})
 	go func() { s.learnCached(learnCtx); close(learned) }()
 	defer func() { stopLearning(); <-learned }()
+	if policy, err := Policy(s.cfg); err == nil && (policy.MaxAge > 0 || policy.MaxSize > 0) {
+		expired := make(chan struct{})
+		go func() { s.expirePeriodically(learnCtx); close(expired) }()
+		defer func() { stopLearning(); <-expired }()
+	}
 	s.log.Info("pkg-cacher serving", "addr", ln.Addr().String(), "cache_dir", s.cfg.CacheDir, "offline", s.cfg.OfflineMode)
 	select {
 	case err := <-errc:
@@ -160,9 +172,44 @@ func (s *Server) learnCached(ctx context.Context) {
 	s.log.Info("checksums learned from cached metadata", "files", s.expect.Len())
 }
 
+// served records that a client was answered with the file under key.
+func (s *Server) served(key string) { s.usage.Touch(key, time.Now()) }
+
+// Expiry passes run expireEvery, the first expireFirst after the start.
+const (
+	expireFirst = 10 * time.Minute
+	expireEvery = 6 * time.Hour
+)
+
+// expirePeriodically runs expiry passes until ctx ends.
+func (s *Server) expirePeriodically(ctx context.Context) {
+	t := time.NewTimer(expireFirst)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		r, err := Expire(ctx, s.cfg, s.store, s.usage, time.Now(), false)
+		if err != nil {
+			s.log.Error("expiry pass failed", "err", err)
+		} else {
+			s.log.Info("expiry pass", "removed", len(r.Removed), "freed_bytes", r.Freed, "kept", r.Kept, "cache_bytes", r.Size)
+		}
+		if err := s.usage.Save(UsagePath(s.cfg)); err != nil {
+			s.log.Warn("cannot save the record of when cached files were last used", "err", err)
+		}
+		t.Reset(expireEvery)
+	}
+}
+
 func (s *Server) close() {
 	if s.cache != nil {
 		s.cache.Close() // before the store: no commit after it
+	}
+	if err := s.usage.Save(UsagePath(s.cfg)); err != nil {
+		s.log.Warn("cannot save the record of when cached files were last used", "err", err)
 	}
 	s.store.Close()
 	if s.access != nil {
@@ -171,4 +218,35 @@ func (s *Server) close() {
 	if s.logFile != nil {
 		s.logFile.Close()
 	}
+}
+
+// UsagePath is where the record of when cached files were last used is kept.
+func UsagePath(cfg *cacheconf.Config) string { return filepath.Join(cfg.CacheDir, "usage") }
+
+// Policy is the expiry policy cfg gives: expire_days, and max_size in bytes
+// (a percentage of cache_dir's file system turned into bytes now).
+func Policy(cfg *cacheconf.Config) (expire.Policy, error) {
+	p := expire.Policy{MaxAge: time.Duration(cfg.ExpireDays) * 24 * time.Hour, MaxSize: cfg.MaxSize}
+	if cfg.MaxSizePercent > 0 {
+		var fs unix.Statfs_t
+		if err := unix.Statfs(cfg.CacheDir, &fs); err != nil {
+			return p, fmt.Errorf("max_size: size of the file system of %s: %w", cfg.CacheDir, err)
+		}
+		p.MaxSize = int64(float64(fs.Blocks) * float64(fs.Bsize) * cfg.MaxSizePercent / 100)
+	}
+	return p, nil
+}
+
+// Expire runs one expiry pass over st at now (see package expire), then
+// removes the bodies no key names any more.
+func Expire(ctx context.Context, cfg *cacheconf.Config, st *disk.Store, used *expire.Usage, now time.Time, dryRun bool) (expire.Report, error) {
+	p, err := Policy(cfg)
+	if err != nil {
+		return expire.Report{}, err
+	}
+	r, err := expire.Run(ctx, st, used, now, p, dryRun)
+	if err == nil && !dryRun && len(r.Removed) > 0 {
+		_, _, err = st.GC(ctx)
+	}
+	return r, err
 }

@@ -61,6 +61,15 @@ func (ix *Index) Expect(key string) (Sum, bool) {
 	return Sum{Size: e.size, SHA256: hex.EncodeToString(e.sum[:])}, true
 }
 
+// Listed reports whether metadata this Index learned from lists the file
+// under key (a name that says its own checksum does not count).
+func (ix *Index) Listed(key string) bool {
+	ix.mu.RLock()
+	_, ok := ix.sums[keyHash(key)]
+	ix.mu.RUnlock()
+	return ok
+}
+
 // withSize is the checksum a key names, with the size learned for it if any.
 func (ix *Index) withSize(key, sum string) Sum {
 	ix.mu.RLock()

@@ -15,18 +15,8 @@ import (
 // by-hash names), a Packages or Sources index's package files, a repomd.xml's
 // repodata files, a primary.xml's RPMs. Other files are not opened.
 func (ix *Index) Learn(key string, open func() (io.ReadCloser, error)) error {
-	name := ix.kindOf(key)
-	var learn func(io.Reader) error
-	switch {
-	case name == "InRelease" || name == "Release":
-		learn = func(r io.Reader) error { return ix.learnRelease(key, r) }
-	case isIndex(name, "Packages") || isIndex(name, "Sources"):
-		learn = func(r io.Reader) error { return ix.learnPackages(key, name, r) }
-	case name == "repomd.xml":
-		learn = func(r io.Reader) error { return ix.learnRepomd(key, r) }
-	case isIndex(name[strings.LastIndexByte(name, '-')+1:], "primary.xml"): // [CHECKSUM-]primary.xml[.gz]
-		learn = func(r io.Reader) error { return ix.learnPrimary(key, name, r) }
-	default:
+	learn := ix.learner(key)
+	if learn == nil {
 		return nil
 	}
 	f, err := open()
@@ -36,6 +26,34 @@ func (ix *Index) Learn(key string, open func() (io.ReadCloser, error)) error {
 	defer f.Close()
 	if err := learn(f); err != nil {
 		return fmt.Errorf("%s: %w", key, err)
+	}
+	return nil
+}
+
+// LearnAs is Learn for the file under key read as the index called name
+// (e.g. "Packages.xz"): for a by-hash file whose Release is gone.
+func (ix *Index) LearnAs(key, name string, open func() (io.ReadCloser, error)) error {
+	ix.setKind(key, name)
+	return ix.Learn(key, open)
+}
+
+// IsIndex reports whether the file under key is metadata that lists other
+// files: what Learn reads.
+func (ix *Index) IsIndex(key string) bool { return ix.learner(key) != nil }
+
+// learner returns what learns from the file under key, or nil when it lists
+// nothing.
+func (ix *Index) learner(key string) func(io.Reader) error {
+	name := ix.kindOf(key)
+	switch {
+	case name == "InRelease" || name == "Release":
+		return func(r io.Reader) error { return ix.learnRelease(key, r) }
+	case isIndex(name, "Packages") || isIndex(name, "Sources"):
+		return func(r io.Reader) error { return ix.learnPackages(key, name, r) }
+	case name == "repomd.xml":
+		return func(r io.Reader) error { return ix.learnRepomd(key, r) }
+	case isIndex(name[strings.LastIndexByte(name, '-')+1:], "primary.xml"): // [CHECKSUM-]primary.xml[.gz]
+		return func(r io.Reader) error { return ix.learnPrimary(key, name, r) }
 	}
 	return nil
 }
