@@ -14,6 +14,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"vzpkg2/internal/expect"
@@ -116,6 +117,7 @@ type Cache struct {
 	now         func() time.Time
 
 	mismatches atomic.Int64 // upstream files refused for not matching the metadata
+	full       atomic.Bool  // the last store write failed for want of space
 
 	mu       sync.Mutex                      // protects inflight, avoid, missing and closed
 	inflight map[string]*fill                // fills under way, by key
@@ -561,6 +563,7 @@ func (c *Cache) run(ctx context.Context, f *fill, cond Conditions) {
 	}
 	w, err := c.store.Create(ctx, f.req.Key)
 	if err != nil {
+		c.diskFull(err)
 		f.err = err
 		c.forget(f)
 		close(f.ready)
@@ -592,6 +595,7 @@ func (c *Cache) run(ctx context.Context, f *fill, cond Conditions) {
 		info := f.info // readers share f.info: commit a copy
 		info.Validated = c.now()
 		_, err = w.Commit(ctx, info)
+		c.diskFull(err)
 		if err == nil && c.expect != nil {
 			// Before the last byte reaches the clients: apt asks for the
 			// packages an index lists right after it has the index.
@@ -603,6 +607,7 @@ func (c *Cache) run(ctx context.Context, f *fill, cond Conditions) {
 	switch {
 	case errors.Is(err, errAbandoned):
 		c.log.Debug("fill abandoned, nothing stored", "key", f.req.Key, "url", resp.URL)
+	case c.diskFull(err):
 	case err != nil:
 		c.log.Warn("fill failed, nothing stored", "key", f.req.Key, "url", resp.URL, "err", err)
 	}
@@ -667,6 +672,21 @@ func notFound(err error) bool {
 	}
 	var se *StatusError
 	return errors.As(err, &se) && (se.Code == http.StatusNotFound || se.Code == http.StatusGone)
+}
+
+// diskFull reports whether err is the cache's disk being full (or out of
+// quota). That is logged once, when it starts, and once when a file is
+// stored again, not for every fill that fails meanwhile: serving from the
+// cache goes on.
+func (c *Cache) diskFull(err error) bool {
+	full := errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+	switch {
+	case full && c.full.CompareAndSwap(false, true):
+		c.log.Error("the cache's disk is full: new files are not stored (their clients get an error) until space is freed; cached files are still served", "err", err)
+	case !full && err == nil && c.full.CompareAndSwap(true, false):
+		c.log.Info("the cache's disk has room again: new files are stored")
+	}
+	return full
 }
 
 // sizeBound is the most bytes f may receive: the size the metadata

@@ -1,7 +1,9 @@
 package cacheserver
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -12,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"vzpkg2/internal/cacheconf"
 	"vzpkg2/internal/expire"
 	"vzpkg2/internal/repotest"
@@ -19,11 +23,16 @@ import (
 	"vzpkg2/internal/store/disk"
 )
 
-// serve runs a pkg-cacher for cfg on a free loopback port and returns its
-// base URL and a stop function (also run when the test ends).
-func serve(t *testing.T, cfg *cacheconf.Config) (string, func()) {
+// serve runs a pkg-cacher for cfg on a free loopback port, logging to log
+// when it is not nil, and returns its base URL and a stop function (also run
+// when the test ends).
+func serve(t *testing.T, cfg *cacheconf.Config, log ...*syncBuffer) (string, func()) {
 	t.Helper()
-	srv, err := New(cfg, slog.New(slog.DiscardHandler))
+	h := slog.DiscardHandler
+	if len(log) > 0 {
+		h = slog.NewTextHandler(log[0], nil)
+	}
+	srv, err := New(cfg, slog.New(h))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,5 +225,52 @@ func TestSizeCapKeepsRecentlyUsed(t *testing.T) {
 	}
 	if _, bytes := dirBytes(t, filepath.Join(cfg.CacheDir, "blobs")); bytes > 450<<10 {
 		t.Errorf("the cache's bodies take %d bytes, over max_size %d", bytes, 450<<10)
+	}
+}
+
+// A full disk fails the fills that need space, cleanly for their clients
+// and with nothing partial kept, while cached files are still served; it is
+// logged once, not per request.
+func TestDiskFull(t *testing.T) {
+	dir := t.TempDir()
+	cacheDir := filepath.Join(dir, "cache")
+	if err := os.MkdirAll(cacheDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", cacheDir, "tmpfs", 0, "size=2m"); err != nil {
+		t.Skipf("needs root to mount a small tmpfs: %v", err)
+	}
+	t.Cleanup(func() { unix.Unmount(cacheDir, unix.MNT_DETACH) })
+	root := t.TempDir()
+	small := writeRandom(t, root, "/pool/small_1_all.deb", 10_000)
+	writeRandom(t, root, "/pool/big_1_all.deb", 4<<20)
+	up := repotest.NewUpstream(t, root)
+	cfg := testConfig(t, up.HostPort(), dir)
+	var log syncBuffer
+	base, _ := serve(t, cfg, &log)
+	if resp, _ := get(t, base+"/local/pool/small_1_all.deb"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("small file: got %d", resp.StatusCode)
+	}
+	for i := range 3 {
+		resp, err := http.Get(base + "/local/pool/big_1_all.deb")
+		if err == nil {
+			var n int64
+			n, err = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if err == nil && resp.StatusCode == http.StatusOK {
+				t.Fatalf("request %d: got a whole-looking answer of %d bytes for a file the full disk cannot hold", i+1, n)
+			}
+		}
+	}
+	resp, body := get(t, base+"/local/pool/small_1_all.deb")
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Cache") != "HIT" || !bytes.Equal(body, small) {
+		t.Errorf("cached file on a full disk: got %d %s with %d bytes, want 200 HIT with %d", resp.StatusCode, resp.Header.Get("X-Cache"), len(body), len(small))
+	}
+	waitFor(t, "the failed fills' temp files to go", func() bool { return countFiles(t, filepath.Join(cacheDir, "tmp")) == 0 })
+	if n := countFiles(t, filepath.Join(cacheDir, "blobs")); n != 1 {
+		t.Errorf("the store holds %d bodies, want 1 (the small file; nothing partial)", n)
+	}
+	if n := strings.Count(log.String(), "disk is full"); n != 1 {
+		t.Errorf("the log says the disk is full %d times, want once:\n%s", n, log.String())
 	}
 }
