@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -29,7 +30,7 @@ client of a file being downloaded receives its bytes as they arrive.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServe(), newVerify(), newExpire(), newVersion())
+	root.AddCommand(newServe(), newVerify(), newExpire(), newImport(), newVersion())
 	return root
 }
 
@@ -189,6 +190,55 @@ then the space freed. pkg-cacher serve must not be running on the same cache dir
 	}
 	cmd.Flags().StringVarP(&file, "config", "c", "", "configuration file")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print what would go, remove nothing")
+	return cmd
+}
+
+func newImport() *cobra.Command {
+	var file string
+	cmd := &cobra.Command{
+		Use:   "import [-c FILE] [key=value ...] DIR...",
+		Short: "adopt package files from other caches into the cache",
+		Long: `Adopt the package files (.deb, .udeb, .rpm, .drpm) found under each DIR — an apt-cacher-ng
+cache, a /var/cache/apt/archives, an old pkg-cacher cache — whose bytes a repository index
+in the cache lists, under every URL that lists them: they are never fetched again. Files no
+cached index lists are skipped; files whose name an index lists with other bytes are
+corrupt and left out. Each file's fate is printed, then the counts. Fetch the repositories'
+indexes through pkg-cacher first (apt-get update, dnf makecache), so that it knows them.
+pkg-cacher serve must not be running on the same cache directory. Arguments with a = are
+settings; the others are directories.`,
+		Example: `  pkg-cacher import /var/cache/apt-cacher-ng /var/cache/apt/archives`,
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var settings, dirs []string
+			for _, a := range args {
+				if k, _, ok := strings.Cut(a, "="); ok && !strings.ContainsAny(k, "/.") {
+					settings = append(settings, a)
+				} else {
+					dirs = append(dirs, a)
+				}
+			}
+			if len(dirs) == 0 {
+				return errors.New("no directory to import from")
+			}
+			cfg, err := loadConfig(file, settings)
+			if err != nil {
+				return err
+			}
+			st, err := disk.Open(cfg.CacheDir)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			out := cmd.OutOrStdout()
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			r, err := cacheserver.Import(cmd.Context(), st, dirs, log, func(file, fate string) {
+				fmt.Fprintf(out, "%s: %s\n", file, fate)
+			})
+			fmt.Fprintf(out, "%d adopted (%d bytes), %d skipped, %d corrupt\n", r.Adopted, r.Bytes, r.Skipped, r.Corrupt)
+			return err
+		},
+	}
+	cmd.Flags().StringVarP(&file, "config", "c", "", "configuration file")
 	return cmd
 }
 

@@ -274,3 +274,60 @@ func TestDiskFull(t *testing.T) {
 		t.Errorf("the log says the disk is full %d times, want once:\n%s", n, log.String())
 	}
 }
+
+// Import adopts the package files whose bytes a cached index lists, skips
+// those no index lists and leaves out those an index lists with other
+// bytes; an adopted package is then never fetched.
+func TestImport(t *testing.T) {
+	root := t.TempDir()
+	repo := repotest.BuildAptRepo(t, root, "stable", []repotest.Deb{
+		{Name: "app", Version: "1.0-1", Depends: []string{"lib"}, Size: 20 << 10},
+		{Name: "lib", Version: "1.0-1", Size: 30 << 10},
+	})
+	up := repotest.NewUpstream(t, root)
+	dir := t.TempDir()
+	cfg := testConfig(t, up.HostPort(), dir)
+	base, stop := serve(t, cfg)
+	apt := repotest.NewAptClient(t, repo.SourcesLine(base+"/local"), "")
+	apt.Update(t)
+	stop()
+
+	from := t.TempDir() // as in /var/cache/apt/archives
+	copyFile := func(rel, name string, cut int) {
+		b, err := os.ReadFile(filepath.Join(root, rel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(from, name), b[:len(b)-cut], 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copyFile(repo.Debs["app"], filepath.Base(repo.Debs["app"]), 0)
+	copyFile(repo.Debs["lib"], filepath.Base(repo.Debs["lib"]), 100) // truncated
+	writeRandom(t, from, "other_1_all.deb", 5000)
+	st, err := disk.Open(cfg.CacheDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fates := map[string]string{}
+	r, err := Import(context.Background(), st, []string{from}, slog.New(slog.DiscardHandler), func(file, fate string) { fates[filepath.Base(file)] = fate })
+	st.Close()
+	if err != nil || r.Adopted != 1 || r.Skipped != 1 || r.Corrupt != 1 {
+		t.Fatalf("import: %+v, %v (%q); want 1 adopted, 1 skipped, 1 corrupt", r, err, fates)
+	}
+	if fates[filepath.Base(repo.Debs["app"])] != "adopted" || fates[filepath.Base(repo.Debs["lib"])] != "corrupt" {
+		t.Errorf("fates %q: want app adopted, the truncated lib corrupt", fates)
+	}
+
+	up.Reset()
+	base, _ = serve(t, cfg)
+	apt = repotest.NewAptClient(t, repo.SourcesLine(base+"/local"), "")
+	apt.Update(t)
+	apt.DownloadOnly(t, "app")
+	if n := up.Count("/" + repo.Debs["app"]); n != 0 {
+		t.Errorf("the upstream got %d requests for the adopted package, want 0", n)
+	}
+	if n := up.Count("/" + repo.Debs["lib"]); n != 1 {
+		t.Errorf("the upstream got %d requests for the package whose copy was corrupt, want 1", n)
+	}
+}

@@ -149,27 +149,34 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return nil
 }
 
-// learnCached reads the metadata already in the store, Release and
-// repomd.xml files first (they say which by-hash files are indexes), so that
-// files are checked from the first request after a restart.
+// learnCached reads the metadata already in the store, so that files are
+// checked from the first request after a restart.
 func (s *Server) learnCached(ctx context.Context) {
+	if learnStore(ctx, s.store, s.expect, s.log) == nil {
+		s.log.Info("checksums learned from cached metadata", "files", s.expect.Len())
+	}
+}
+
+// learnStore lets ix learn from the metadata in st, Release and repomd.xml
+// files first (they say which by-hash files are indexes).
+func learnStore(ctx context.Context, st *disk.Store, ix *expect.Index, log *slog.Logger) error {
 	for _, first := range []bool{true, false} {
-		err := s.store.Walk(ctx, func(info store.Info) error {
+		err := st.Walk(ctx, func(info store.Info) error {
 			base := path.Base(info.Key)
 			if top := base == "InRelease" || base == "Release" || base == "repomd.xml"; top != first {
 				return nil
 			}
-			open := func() (io.ReadCloser, error) { return s.store.Open(ctx, info.Key) }
-			if err := s.expect.Learn(info.Key, open); err != nil {
-				s.log.Warn("cannot read cached repository metadata", "key", info.Key, "err", err)
+			open := func() (io.ReadCloser, error) { return st.Open(ctx, info.Key) }
+			if err := ix.Learn(info.Key, open); err != nil {
+				log.Warn("cannot read cached repository metadata", "key", info.Key, "err", err)
 			}
 			return nil
 		})
 		if err != nil {
-			return
+			return err
 		}
 	}
-	s.log.Info("checksums learned from cached metadata", "files", s.expect.Len())
+	return nil
 }
 
 // served records that a client was answered with the file under key.
