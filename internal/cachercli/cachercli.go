@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"vzpkg2/internal/cacheconf"
 	"vzpkg2/internal/cacheserver"
 	"vzpkg2/internal/expire"
+	"vzpkg2/internal/precache"
 	"vzpkg2/internal/store/disk"
 )
 
@@ -30,7 +32,7 @@ client of a file being downloaded receives its bytes as they arrive.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServe(), newVerify(), newExpire(), newImport(), newVersion())
+	root.AddCommand(newServe(), newVerify(), newExpire(), newImport(), newPrecache(), newVersion())
 	return root
 }
 
@@ -239,6 +241,66 @@ settings; the others are directories.`,
 		},
 	}
 	cmd.Flags().StringVarP(&file, "config", "c", "", "configuration file")
+	return cmd
+}
+
+func newPrecache() *cobra.Command {
+	var from string
+	cmd := &cobra.Command{
+		Use:   "precache [--from FILE] INDEX-URL [PACKAGE ...]",
+		Short: "fetch through a running pkg-cacher the packages an index lists by name",
+		Long: `Fetch INDEX-URL — a Packages or Sources index, or a primary.xml (compressed or not), at the
+URL a client reaches it by through pkg-cacher — and then every file it lists for the named
+packages, through the same pkg-cacher, so that a fleet's first install finds them cached.
+--from FILE adds the first word of each line of FILE as a name (a template's .manifest, say).
+Shows a progress line on a terminal, a line per file otherwise. Exits 1 when a name is not
+in the index.`,
+		Example: `  pkg-cacher precache http://127.0.0.1:3142/deb.debian.org/debian/dists/bookworm/main/binary-amd64/Packages.xz hello curl
+  pkg-cacher precache --from /vz/template/cache/debian-12-x86_64-minimal.manifest \
+      http://127.0.0.1:3142/deb.debian.org/debian/dists/bookworm/main/binary-amd64/Packages.xz`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			names := args[1:]
+			if from != "" {
+				b, err := os.ReadFile(from)
+				if err != nil {
+					return err
+				}
+				for _, line := range strings.Split(string(b), "\n") {
+					if f := strings.Fields(line); len(f) > 0 && !strings.HasPrefix(f[0], "#") {
+						names = append(names, f[0])
+					}
+				}
+			}
+			if len(names) == 0 {
+				return errors.New("no package named (give names, or --from FILE)")
+			}
+			out := cmd.OutOrStdout()
+			tty := false
+			if f, ok := out.(*os.File); ok {
+				if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+					tty = true
+				}
+			}
+			progress := func(done, total int, file string) {
+				switch {
+				case tty && file != "":
+					fmt.Fprintf(out, "\r\x1b[K[%d/%d] %s", done+1, total, file)
+				case tty:
+					fmt.Fprint(out, "\r\x1b[K")
+				case file != "":
+					fmt.Fprintf(out, "[%d/%d] %s\n", done+1, total, file)
+				}
+			}
+			r, err := precache.Run(cmd.Context(), &http.Client{}, args[0], names, progress)
+			fmt.Fprintf(out, "%d files fetched (%d bytes)\n", r.Fetched, r.Bytes)
+			if err == nil && len(r.Missing) > 0 {
+				err = fmt.Errorf("the index lists no package called %s", strings.Join(r.Missing, ", "))
+			}
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&from, "from", "", "file whose lines start with package names")
 	return cmd
 }
 

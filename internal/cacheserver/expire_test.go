@@ -18,6 +18,7 @@ import (
 
 	"vzpkg2/internal/cacheconf"
 	"vzpkg2/internal/expire"
+	"vzpkg2/internal/precache"
 	"vzpkg2/internal/repotest"
 	"vzpkg2/internal/store"
 	"vzpkg2/internal/store/disk"
@@ -329,5 +330,35 @@ func TestImport(t *testing.T) {
 	}
 	if n := up.Count("/" + repo.Debs["lib"]); n != 1 {
 		t.Errorf("the upstream got %d requests for the package whose copy was corrupt, want 1", n)
+	}
+}
+
+// Precache fetches through pkg-cacher what an index lists for the names
+// given; an install afterwards fetches no package from upstream.
+func TestPrecache(t *testing.T) {
+	root := t.TempDir()
+	repo := repotest.BuildAptRepo(t, root, "stable", []repotest.Deb{
+		{Name: "app", Version: "1.0-1", Depends: []string{"lib"}, Size: 20 << 10},
+		{Name: "lib", Version: "1.0-1", Size: 30 << 10},
+		{Name: "other", Version: "1", Size: 1 << 10},
+	})
+	up := repotest.NewUpstream(t, root)
+	base, _ := serve(t, testConfig(t, up.HostPort(), ""))
+	var seen []string
+	r, err := precache.Run(context.Background(), http.DefaultClient, base+"/local/dists/stable/main/binary-amd64/Packages.xz",
+		[]string{"app", "lib", "nope"}, func(done, total int, file string) {
+			if file != "" {
+				seen = append(seen, file)
+			}
+		})
+	if err != nil || r.Fetched != 2 || !slices.Equal(r.Missing, []string{"nope"}) || len(seen) != 2 {
+		t.Fatalf("precache: %+v, %v, progress %q; want 2 fetched, nope missing", r, err, seen)
+	}
+	up.Reset()
+	apt := repotest.NewAptClient(t, repo.SourcesLine(base+"/local"), "")
+	apt.Update(t)
+	apt.DownloadOnly(t, "app")
+	if n := up.CountSuffix(".deb"); n != 0 {
+		t.Errorf("after precache, installing app fetched %d packages from upstream, want 0", n)
 	}
 }
