@@ -245,15 +245,16 @@ func Policy(cfg *cacheconf.Config) (expire.Policy, error) {
 }
 
 // Expire runs one expiry pass over st at now (see package expire), then
-// removes the bodies no key names any more.
+// removes the bodies no key names any more: those of the files it removed,
+// and those replaced by newer versions (index files) since the last pass.
 func Expire(ctx context.Context, cfg *cacheconf.Config, st *disk.Store, used *expire.Usage, now time.Time, dryRun bool) (expire.Report, error) {
 	p, err := Policy(cfg)
 	if err != nil {
 		return expire.Report{}, err
 	}
 	r, err := expire.Run(ctx, st, used, now, p, dryRun)
-	if err == nil && !dryRun && len(r.Removed) > 0 {
-		_, _, err = st.GC(ctx)
+	if err == nil && !dryRun {
+		_, r.Freed, err = st.GC(ctx)
 	}
 	return r, err
 }
