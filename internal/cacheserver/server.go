@@ -15,6 +15,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -158,21 +159,28 @@ func (s *Server) learnCached(ctx context.Context) {
 }
 
 // learnStore lets ix learn from the metadata in st, Release and repomd.xml
-// files first (they say which by-hash files are indexes).
+// files first (they say which by-hash files are indexes). It walks the
+// store's index once.
 func learnStore(ctx context.Context, st *disk.Store, ix *expect.Index, log *slog.Logger) error {
-	for _, first := range []bool{true, false} {
-		err := st.Walk(ctx, func(info store.Info) error {
-			base := path.Base(info.Key)
-			if top := base == "InRelease" || base == "Release" || base == "repomd.xml"; top != first {
-				return nil
-			}
-			open := func() (io.ReadCloser, error) { return st.Open(ctx, info.Key) }
-			if err := ix.Learn(info.Key, open); err != nil {
-				log.Warn("cannot read cached repository metadata", "key", info.Key, "err", err)
-			}
-			return nil
-		})
-		if err != nil {
+	var top, rest []string
+	err := st.Walk(ctx, func(info store.Info) error {
+		switch base := path.Base(info.Key); {
+		case base == "InRelease" || base == "Release" || base == "repomd.xml":
+			top = append(top, info.Key)
+		case ix.IsIndex(info.Key) || strings.Contains(info.Key, "/by-hash/"):
+			rest = append(rest, info.Key)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, key := range append(top, rest...) {
+		open := func() (io.ReadCloser, error) { return st.Open(ctx, key) }
+		if err := ix.Learn(key, open); err != nil {
+			log.Warn("cannot read cached repository metadata", "key", key, "err", err)
+		}
+		if err := ctx.Err(); err != nil {
 			return err
 		}
 	}
