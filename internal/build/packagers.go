@@ -1,0 +1,57 @@
+package build
+
+import (
+	"context"
+	"net/url"
+
+	"vzpkg2/internal/packager"
+	"vzpkg2/internal/packager/apt"
+	"vzpkg2/internal/tmpl"
+)
+
+// Packagers returns the registry of the package-manager backends vzpkg
+// has: a template's `packager:` names one.
+func Packagers() *packager.Registry {
+	return packager.NewRegistry(map[string]packager.Packager{
+		tmpl.PackagerApt: apt.Backend{},
+	})
+}
+
+// packagerFor returns the backend of a definition, ready for a build.
+func packagerFor(def *tmpl.Definition) (specPackager, error) {
+	p, err := Packagers().Lookup(def.Packager)
+	if err != nil {
+		return specPackager{}, err
+	}
+	return specPackager{p: p, spec: packager.NewSpec(def)}, nil
+}
+
+// specPackager is a backend with the Spec of the definition being built:
+// the build's steps call it with the definition, it hands the backend the
+// Spec.
+type specPackager struct {
+	p    packager.Packager
+	spec *packager.Spec
+}
+
+func (s specPackager) Bootstrap(ctx context.Context, root string, _ *tmpl.Definition, env packager.Env) error {
+	return s.p.Bootstrap(ctx, root, s.spec, env)
+}
+
+// Update upgrades every package and installs what the set lacks.
+func (s specPackager) Update(ctx context.Context, root string, _ *tmpl.Definition, env packager.Env) error {
+	_, err := s.p.Update(ctx, root, s.spec, env, nil)
+	return err
+}
+
+func (s specPackager) Query(ctx context.Context, root string) ([]packager.Package, error) {
+	return s.p.Query(ctx, root)
+}
+
+func (s specPackager) ConfigureRepos(root string, _ *tmpl.Definition, cacher *url.URL) error {
+	return s.p.ConfigureRepos(context.Background(), root, s.spec, cacher)
+}
+
+func (s specPackager) Dummy(ctx context.Context, dir string, d tmpl.Dummy) (string, error) {
+	return s.p.Dummy(ctx, dir, s.spec, packager.Dummy{Name: d.Name, Version: d.Version, Provides: d.Provides})
+}
