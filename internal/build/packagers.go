@@ -6,6 +6,7 @@ import (
 
 	"vzpkg2/internal/packager"
 	"vzpkg2/internal/packager/apt"
+	"vzpkg2/internal/packager/dnf"
 	"vzpkg2/internal/tmpl"
 )
 
@@ -14,6 +15,7 @@ import (
 func Packagers() *packager.Registry {
 	return packager.NewRegistry(map[string]packager.Packager{
 		tmpl.PackagerApt: apt.Backend{},
+		tmpl.PackagerDnf: dnf.Dnf{},
 	})
 }
 
