@@ -246,6 +246,63 @@ func TestCreateCacheDnfThroughPkgCacher(t *testing.T) {
 	})
 }
 
+// TestInterruptedDnfBuildLeavesNothing stops vzpkg with SIGTERM while dnf
+// downloads into the root (the API file systems mounted in it): the cache
+// directory must be left empty and nothing mounted.
+func TestInterruptedDnfBuildLeavesNothing(t *testing.T) {
+	repoDir := t.TempDir()
+	repotest.BuildSignedRPMRepo(t, filepath.Join(repoDir, "1"), repotest.SystemRPMs(t, "1.0"), repotest.NewRPMSigner(t))
+	up := repotest.NewUpstream(t, repoDir)
+	stalled, release := make(chan struct{}, 1), make(chan struct{})
+	defer close(release)
+	up.SetHandler(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		if strings.HasSuffix(r.URL.Path, ".rpm") {
+			select {
+			case stalled <- struct{}{}:
+			default:
+			}
+			<-release
+		}
+		next.ServeHTTP(w, r)
+	})
+	c := startCacherFor(t, strings.TrimPrefix(up.URL(), "http://"))
+	tree := dnfTree(t, up.URL()+"/1/")
+	out := t.TempDir()
+	cmd := exec.Command(filepath.Join(bin, "vzpkg"), "--templates", tree, "create", "cache", dnfTemplate, "--cache-dir", out, "--cacher", c.url, "--quiet")
+	tmp := t.TempDir() // where the build's private dnf directory goes
+	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-stalled:
+	case <-time.After(time.Minute):
+		cmd.Process.Kill()
+		t.Fatal("dnf did not ask for a package within a minute")
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("an interrupted build exited 0")
+		}
+	case <-time.After(2 * time.Minute):
+		cmd.Process.Kill()
+		t.Fatal("vzpkg did not stop within 2 minutes of SIGTERM")
+	}
+	if left, _ := os.ReadDir(out); len(left) != 0 {
+		t.Errorf("the interrupted build left %v in the cache directory", left)
+	}
+	if mounts, _ := rootfs.MountsUnder(out); len(mounts) != 0 {
+		t.Errorf("the interrupted build left mounts: %v", mounts)
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Errorf("the interrupted build left %v in TMPDIR", left)
+	}
+}
+
 // rpmMisses counts the .rpm requests pkg-cacher had to fetch upstream.
 func rpmMisses(t *testing.T, c *cacher) int {
 	t.Helper()

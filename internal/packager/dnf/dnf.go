@@ -340,7 +340,8 @@ type session struct {
 	env     packager.Env
 	spec    *packager.Spec
 	dir     string   // private, on the host
-	inRoot  string   // private, in the root: dir's own path
+	inRoot  string   // private, in the root: "/var/tmp/vzpkg-dnf-…"
+	hostLog string   // inRoot's path on the host, for the log dnf opens there
 	args    []string // dnf's options
 	mounts  *rootfs.Mounts
 	rootDir *os.Root
@@ -388,19 +389,24 @@ func newSession(ctx context.Context, root string, spec *packager.Spec, env packa
 	if s.rootDir, err = os.OpenRoot(root); err != nil {
 		return nil, err
 	}
-	// dnf puts its cache and logs under the installroot (but for one log,
-	// which it opens before it reads its configuration): the same path,
-	// private both on the host and in the root.
-	s.inRoot = s.dir
+	// dnf puts its cache and logs under the installroot, in a directory of
+	// the session's there; but it opens one log (hawkey.log) before it reads
+	// its configuration, at the same path on the host: that one is made
+	// private on the host too.
+	s.inRoot = "/var/tmp/" + filepath.Base(s.dir)
+	if err := os.Mkdir(s.inRoot, 0o700); err != nil {
+		return nil, err
+	}
+	s.hostLog = s.inRoot
+	if err := os.Mkdir(filepath.Join(s.inRoot, "log"), 0o700); err != nil {
+		return nil, err
+	}
 	for _, d := range []string{s.inRoot[1:] + "/cache", s.inRoot[1:] + "/log", "var/lib/dnf", db[1:]} {
 		if err := s.rootDir.MkdirAll(d, 0o755); err != nil {
 			return nil, err
 		}
 	}
 	if err := s.rootDir.Chmod(s.inRoot[1:], 0o700); err != nil {
-		return nil, err
-	}
-	if err := os.Mkdir(filepath.Join(s.dir, "log"), 0o700); err != nil {
 		return nil, err
 	}
 
@@ -487,6 +493,10 @@ func (s *session) close() error {
 	if s.dir != "" {
 		errs = append(errs, os.RemoveAll(s.dir))
 		s.dir = ""
+	}
+	if s.hostLog != "" {
+		errs = append(errs, os.RemoveAll(s.hostLog))
+		s.hostLog = ""
 	}
 	return errors.Join(errs...)
 }
