@@ -24,8 +24,9 @@ import (
 
 const dnfTemplate = "vztest-1-x86_64-minimal"
 
-// startCacherFor starts pkg-cacher allowing the upstream host:port.
-func startCacherFor(t *testing.T, upstream string) *cacher {
+// startCacherFor starts pkg-cacher allowing the upstream host:port, with
+// settings added to its command line.
+func startCacherFor(t *testing.T, upstream string, settings ...string) *cacher {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -35,8 +36,9 @@ func startCacherFor(t *testing.T, upstream string) *cacher {
 	ln.Close()
 	dir := t.TempDir()
 	c := &cacher{url: fmt.Sprintf("http://127.0.0.1:%d/", port), logs: filepath.Join(dir, "log")}
-	cmd := exec.Command(filepath.Join(bin, "pkg-cacher"), "serve", "cache_dir="+filepath.Join(dir, "cache"),
-		"logdir="+c.logs, "daemon_addr=127.0.0.1", fmt.Sprint("daemon_port=", port), "allowed_locations="+upstream)
+	args := append([]string{"serve", "cache_dir=" + filepath.Join(dir, "cache"), "logdir=" + c.logs, "daemon_addr=127.0.0.1",
+		fmt.Sprint("daemon_port=", port), "allowed_locations=" + upstream}, settings...)
+	cmd := exec.Command(filepath.Join(bin, "pkg-cacher"), args...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -244,6 +246,55 @@ func TestCreateCacheDnfThroughPkgCacher(t *testing.T) {
 			t.Errorf("the build left mounts: %v", mounts)
 		}
 	})
+}
+
+// TestUpdateCacheDnf updates a dnf template: unchanged while the
+// repository is, repacked with the diff and the previous file kept as -old
+// when the repository gains a newer vz-motd.
+func TestUpdateCacheDnf(t *testing.T) {
+	repoDir := t.TempDir()
+	signer := repotest.NewRPMSigner(t)
+	repotest.BuildSignedRPMRepo(t, filepath.Join(repoDir, "1"), repotest.SystemRPMs(t, "1.0"), signer)
+	up := repotest.NewUpstream(t, repoDir)
+	// Index files are revalidated on every request: the repository changes
+	// within seconds.
+	c := startCacherFor(t, strings.TrimPrefix(up.URL(), "http://"), "volatile_ttl=0")
+	tree := dnfTree(t, up.URL()+"/1/")
+	out := t.TempDir()
+	if _, err := vzpkgTree(t, tree, "create", "cache", dnfTemplate, "--cache-dir", out, "--cacher", c.url, "--quiet"); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(out, dnfTemplate+".tar.gz")
+	before, _ := os.Stat(path)
+	stdout, err := vzpkgTree(t, tree, "update", "cache", dnfTemplate, "--cache-dir", out, "--cacher", c.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := os.Stat(path); !strings.Contains(stdout, "is up to date") || !after.ModTime().Equal(before.ModTime()) {
+		t.Errorf("update of an unchanged template repacked it: %q", stdout)
+	}
+	if _, err := os.Stat(path + "-old"); err == nil {
+		t.Error("an unchanged update left a -old file")
+	}
+
+	repotest.BuildSignedRPMRepo(t, filepath.Join(repoDir, "1"), repotest.SystemRPMs(t, "1.1")[3:4], signer)
+	stdout, err = vzpkgTree(t, tree, "update", "cache", dnfTemplate, "--cache-dir", out, "--cacher", c.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stdout, "~ vz-motd 1.0-1 -> 1.1-1") {
+		t.Errorf("update did not print the upgrade of vz-motd:\n%s", stdout)
+	}
+	if _, err := os.Stat(path + "-old"); err != nil {
+		t.Errorf("the previous template was not kept: %v", err)
+	}
+	root := extract(t, path)
+	if motd, _ := os.ReadFile(filepath.Join(root, "etc/motd")); string(motd) != "vz-motd 1.1\n" {
+		t.Errorf("/etc/motd of the updated template: %q", motd)
+	}
+	if repos, _ := filepath.Glob(filepath.Join(root, "etc/yum.repos.d/*")); len(repos) != 2 {
+		t.Errorf("repository files after the update: %q, want vzpkg.repo and vztest.repo.disabled", repos)
+	}
 }
 
 // TestInterruptedDnfBuildLeavesNothing stops vzpkg with SIGTERM while dnf
