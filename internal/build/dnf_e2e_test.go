@@ -297,6 +297,46 @@ func TestUpdateCacheDnf(t *testing.T) {
 	}
 }
 
+// TestBatchCreateAndUpdate runs create cache with a template that builds
+// and one that cannot, then update cache --all: the batch goes on past the
+// failure, summarises, and exits non-zero only when a template failed.
+func TestBatchCreateAndUpdate(t *testing.T) {
+	repoDir := t.TempDir()
+	repotest.BuildSignedRPMRepo(t, filepath.Join(repoDir, "1"), repotest.SystemRPMs(t, "1.0"), repotest.NewRPMSigner(t))
+	up := repotest.NewUpstream(t, repoDir)
+	c := startCacherFor(t, strings.TrimPrefix(up.URL(), "http://"))
+	tree := dnfTree(t, up.URL()+"/1/")
+	// A second template, from a set of its own naming a package the
+	// repository does not have.
+	cfg := filepath.Join(tree, "vztest/1/config.yaml")
+	data, _ := os.ReadFile(cfg)
+	os.WriteFile(cfg, append(data, []byte("sets:\n  broken:\n    packages: [vz-no-such-package]\n")...), 0o644)
+	out := t.TempDir()
+	stdout, err := vzpkgTree(t, tree, "create", "cache", "vztest-1-x86_64-broken", dnfTemplate, "--cache-dir", out, "--cacher", c.url, "--quiet")
+	if err == nil || !strings.Contains(err.Error(), "vzpkg: vztest-1-x86_64-broken: ") {
+		t.Errorf("a batch with a failing template: %v, want an error naming it", err)
+	}
+	if !strings.Contains(stdout, "1 of 2 templates done; failed: vztest-1-x86_64-broken\n") {
+		t.Errorf("the batch's summary:\n%s", stdout)
+	}
+	if _, ok := findFile(out, dnfTemplate+".tar.gz"); !ok {
+		t.Errorf("the template after the failed one was not built")
+	}
+	stdout, err = vzpkgTree(t, tree, "update", "cache", "--all", "--cache-dir", out, "--cacher", c.url, "--quiet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stdout, dnfTemplate+".tar.gz is up to date") || !strings.HasSuffix(stdout, "1 of 1 templates done\n") {
+		t.Errorf("update cache --all printed:\n%s", stdout)
+	}
+}
+
+func findFile(dir, name string) (string, bool) {
+	p := filepath.Join(dir, name)
+	_, err := os.Stat(p)
+	return p, err == nil
+}
+
 // TestInterruptedDnfBuildLeavesNothing stops vzpkg with SIGTERM while dnf
 // downloads into the root (the API file systems mounted in it): the cache
 // directory must be left empty and nothing mounted.
