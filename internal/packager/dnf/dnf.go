@@ -69,7 +69,11 @@ func (d Dnf) Bootstrap(ctx context.Context, root string, spec *packager.Spec, en
 		return err
 	}
 	defer func() { err = errors.Join(err, s.close()) }()
-	if err := s.dnf(ctx, append([]string{"install"}, append(slices.Clone(spec.Packages), env.Dummies...)...)...); err != nil {
+	// No transaction history: it would hold the build's times, and two
+	// builds of the same packages must be the same bytes. (dnf in the
+	// container records its own transactions.)
+	install := append([]string{"--setopt=history_record=False", "install"}, spec.Packages...)
+	if err := s.dnf(ctx, append(install, env.Dummies...)...); err != nil {
 		return err
 	}
 	return hooks(ctx, env, spec, root, tmpl.PhaseExtract, tmpl.PhaseEssential, tmpl.PhaseCustomize)
