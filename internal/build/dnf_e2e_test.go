@@ -411,3 +411,40 @@ func rpmMisses(t *testing.T, c *cacher) int {
 	}
 	return n
 }
+
+// TestCreateCacheAlmaLinux9FromMirrorsNetwork builds the shipped
+// almalinux-9-x86_64-minimal from the real mirrors through pkg-cacher, when
+// they answer; otherwise it is skipped, saying so. (Needs root, the
+// network and minutes.)
+func TestCreateCacheAlmaLinux9FromMirrorsNetwork(t *testing.T) {
+	const name = "almalinux-9-x86_64-minimal"
+	const probe = "https://repo.almalinux.org/almalinux/9/BaseOS/x86_64/os/repodata/repomd.xml"
+	client := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{Proxy: nil}}
+	resp, err := client.Head(probe)
+	if err != nil {
+		t.Skipf("skipped: mirrors not reachable (%v)", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Skipf("skipped: mirrors not reachable (%s answers %s)", probe, resp.Status)
+	}
+	c := startCacher(t)
+	out := t.TempDir()
+	if _, err := vzpkg(t, "create", "cache", name, "--cache-dir", out, "--cacher", c.url, "--quiet"); err != nil {
+		t.Fatal(err)
+	}
+	root := extract(t, filepath.Join(out, name+".tar.gz"))
+	m, err := rootfs.MountAPI(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Unmount()
+	// The template's own rpm reads the database the build left.
+	got, err := rootfs.Command(t.Context(), root, nil, "rpm", "-q", "--qf", "%{NAME}\n", "bash", "dnf", "kernel", "almalinux-release").CombinedOutput()
+	if err != nil || string(got) != "bash\ndnf\nkernel\nalmalinux-release\n" {
+		t.Errorf("rpm -q in the template: %v\n%s", err, got)
+	}
+	if repos, _ := filepath.Glob(filepath.Join(root, "etc/yum.repos.d/*.repo")); len(repos) != 1 || filepath.Base(repos[0]) != "vzpkg.repo" {
+		t.Errorf("repository files: %q, want vzpkg.repo only", repos)
+	}
+}
