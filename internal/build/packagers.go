@@ -3,6 +3,7 @@ package build
 import (
 	"context"
 	"net/url"
+	"slices"
 
 	"vzpkg2/internal/packager"
 	"vzpkg2/internal/packager/apt"
@@ -25,7 +26,34 @@ func packagerFor(def *tmpl.Definition) (specPackager, error) {
 	if err != nil {
 		return specPackager{}, err
 	}
-	return specPackager{p: p, spec: packager.NewSpec(def)}, nil
+	return specPackager{p: p, spec: newSpec(def)}, nil
+}
+
+// newSpec describes the template def for a backend.
+func newSpec(def *tmpl.Definition) *packager.Spec {
+	s := &packager.Spec{
+		Name: def.Name, Arch: def.Arch, ArchName: def.ArchName,
+		Suite: def.Suite, Releasever: def.Releasever, Variant: def.Variant, Bootstrap: def.Bootstrap,
+		Keys: slices.Clone(def.Keys), Packages: slices.Clone(def.Packages),
+		PathExclude: slices.Clone(def.PathExclude), PathInclude: slices.Clone(def.PathInclude),
+	}
+	if s.ArchName == "" {
+		s.ArchName = s.Arch
+	}
+	for _, r := range def.Repos {
+		s.Repos = append(s.Repos, packager.Repo{Name: r.Name, Mirrors: slices.Clone(r.Mirrors), Suites: slices.Clone(r.Suites),
+			Components: slices.Clone(r.Components), Metalink: r.Metalink, Mirrorlist: r.Mirrorlist, Keys: slices.Clone(r.Keys)})
+	}
+	for _, d := range def.Dummies {
+		s.Dummies = append(s.Dummies, packager.Dummy{Name: d.Name, Version: d.Version, Provides: slices.Clone(d.Provides)})
+	}
+	if len(def.Hooks) > 0 {
+		s.Hooks = map[string][]string{}
+		for ph, hs := range def.Hooks {
+			s.Hooks[string(ph)] = slices.Clone(hs)
+		}
+	}
+	return s
 }
 
 // specPackager is a backend with the Spec of the definition being built:

@@ -19,8 +19,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-
-	"vzpkg2/internal/tmpl"
 )
 
 // Packager is one package-manager family. Every method that runs a package
@@ -59,8 +57,8 @@ type Packager interface {
 }
 
 // Spec is what a backend knows of a template: a packager-neutral
-// description built from the template's definition. Fields a backend does
-// not use are ignored by it.
+// description, which the build makes from the template's definition.
+// Fields a backend does not use are ignored by it.
 type Spec struct {
 	Name     string // the template's name, for messages
 	Arch     string // vzpkg's (and rpm's) architecture name, e.g. "x86_64"
@@ -135,33 +133,6 @@ func SortPackages(pkgs []Package) {
 	slices.SortFunc(pkgs, func(a, b Package) int {
 		return strings.Compare(a.Name+"\x00"+a.Arch, b.Name+"\x00"+b.Arch)
 	})
-}
-
-// NewSpec describes the template def for a backend.
-func NewSpec(def *tmpl.Definition) *Spec {
-	s := &Spec{
-		Name: def.Name, Arch: def.Arch, ArchName: def.ArchName,
-		Suite: def.Suite, Releasever: def.Releasever, Variant: def.Variant, Bootstrap: def.Bootstrap,
-		Keys: slices.Clone(def.Keys), Packages: slices.Clone(def.Packages),
-		PathExclude: slices.Clone(def.PathExclude), PathInclude: slices.Clone(def.PathInclude),
-	}
-	if s.ArchName == "" {
-		s.ArchName = s.Arch
-	}
-	for _, r := range def.Repos {
-		s.Repos = append(s.Repos, Repo{Name: r.Name, Mirrors: slices.Clone(r.Mirrors), Suites: slices.Clone(r.Suites),
-			Components: slices.Clone(r.Components), Metalink: r.Metalink, Mirrorlist: r.Mirrorlist, Keys: slices.Clone(r.Keys)})
-	}
-	for _, d := range def.Dummies {
-		s.Dummies = append(s.Dummies, Dummy{Name: d.Name, Version: d.Version, Provides: slices.Clone(d.Provides)})
-	}
-	if len(def.Hooks) > 0 {
-		s.Hooks = map[string][]string{}
-		for ph, hs := range def.Hooks {
-			s.Hooks[string(ph)] = slices.Clone(hs)
-		}
-	}
-	return s
 }
 
 // Registry maps packager names (a template's `packager:`) to backends. It is
