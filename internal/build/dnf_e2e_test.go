@@ -57,15 +57,18 @@ func startCacherFor(t *testing.T, upstream string, settings ...string) *cacher {
 	}
 }
 
-// dnfTree writes a template tree for the repository at baseURL (holding
-// RPM-GPG-KEY-repotest) and returns its path.
-func dnfTree(t *testing.T, baseURL string) string {
+// dnfTree writes a template tree for the repositories at upstream/1/ and
+// upstream/2/ (releases 1 and 2, each holding RPM-GPG-KEY-repotest) and
+// returns its path.
+func dnfTree(t *testing.T, upstream string) string {
 	t.Helper()
 	tree := t.TempDir()
-	dir := filepath.Join(tree, "vztest", "1", "x86_64")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
+	for _, v := range []string{"1", "2"} {
+		if err := os.MkdirAll(filepath.Join(tree, "vztest", v, "x86_64"), 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
+	baseURL := upstream + "/${releasever}/"
 	config := `packager: dnf
 use_cacher: true
 keys:
@@ -90,6 +93,7 @@ sets:
 	files := map[string]string{
 		"vztest/config.yaml":   config,
 		"vztest/1/config.yaml": "releasever: \"1\"\n",
+		"vztest/2/config.yaml": "releasever: \"2\"\n",
 	}
 	for name, content := range files {
 		if err := os.WriteFile(filepath.Join(tree, name), []byte(content), 0o644); err != nil {
@@ -125,7 +129,7 @@ func TestCreateCacheDnfThroughPkgCacher(t *testing.T) {
 	up := repotest.NewUpstream(t, repoDir)
 	host := strings.TrimPrefix(up.URL(), "http://")
 	c := startCacherFor(t, host)
-	tree := dnfTree(t, up.URL()+"/1/")
+	tree := dnfTree(t, up.URL())
 
 	out1 := t.TempDir()
 	stdout, err := vzpkgTree(t, tree, "create", "cache", dnfTemplate, "--cache-dir", out1, "--cacher", c.url)
@@ -229,6 +233,24 @@ func TestCreateCacheDnfThroughPkgCacher(t *testing.T) {
 		}
 	})
 
+	t.Run("the same file name in another release", func(t *testing.T) {
+		// Release 2 has a vz-motd of the same name, version and file name
+		// as release 1's, with other content: pkg-cacher must not serve
+		// the one it cached for release 1.
+		rpms := repotest.SystemRPMs(t, "1.0")
+		rpms[3].Text["/etc/motd"] = "vz-motd 1.0 of release 2\n"
+		repotest.BuildSignedRPMRepo(t, filepath.Join(repoDir, "2"), rpms, signer)
+		out := t.TempDir()
+		const name = "vztest-2-x86_64-minimal"
+		if _, err := vzpkgTree(t, tree, "create", "cache", name, "--cache-dir", out, "--cacher", c.url, "--quiet"); err != nil {
+			t.Fatal(err)
+		}
+		root := extract(t, filepath.Join(out, name+".tar.gz"))
+		if motd, _ := os.ReadFile(filepath.Join(root, "etc/motd")); string(motd) != "vz-motd 1.0 of release 2\n" {
+			t.Errorf("/etc/motd of the release 2 template: %q", motd)
+		}
+	})
+
 	t.Run("second build makes no upstream package request and the same bytes", func(t *testing.T) {
 		before := up.CountSuffix(".rpm")
 		out2 := t.TempDir()
@@ -260,7 +282,7 @@ func TestUpdateCacheDnf(t *testing.T) {
 	// Index files are revalidated on every request: the repository changes
 	// within seconds.
 	c := startCacherFor(t, strings.TrimPrefix(up.URL(), "http://"), "volatile_ttl=0")
-	tree := dnfTree(t, up.URL()+"/1/")
+	tree := dnfTree(t, up.URL())
 	out := t.TempDir()
 	if _, err := vzpkgTree(t, tree, "create", "cache", dnfTemplate, "--cache-dir", out, "--cacher", c.url, "--quiet"); err != nil {
 		t.Fatal(err)
@@ -306,7 +328,7 @@ func TestBatchCreateAndUpdate(t *testing.T) {
 	repotest.BuildSignedRPMRepo(t, filepath.Join(repoDir, "1"), repotest.SystemRPMs(t, "1.0"), repotest.NewRPMSigner(t))
 	up := repotest.NewUpstream(t, repoDir)
 	c := startCacherFor(t, strings.TrimPrefix(up.URL(), "http://"))
-	tree := dnfTree(t, up.URL()+"/1/")
+	tree := dnfTree(t, up.URL())
 	// A second template, from a set of its own naming a package the
 	// repository does not have.
 	cfg := filepath.Join(tree, "vztest/1/config.yaml")
@@ -358,7 +380,7 @@ func TestInterruptedDnfBuildLeavesNothing(t *testing.T) {
 		next.ServeHTTP(w, r)
 	})
 	c := startCacherFor(t, strings.TrimPrefix(up.URL(), "http://"))
-	tree := dnfTree(t, up.URL()+"/1/")
+	tree := dnfTree(t, up.URL())
 	out := t.TempDir()
 	cmd := exec.Command(filepath.Join(bin, "vzpkg"), "--templates", tree, "create", "cache", dnfTemplate, "--cache-dir", out, "--cacher", c.url, "--quiet")
 	tmp := t.TempDir() // where the build's private dnf directory goes
