@@ -57,3 +57,25 @@ func testEnv() packager.Env {
 	}
 	return packager.Env{}
 }
+
+// TestForeignArchNeedsQemu bootstraps an aarch64 root on an x86_64 host
+// without qemu-user-static's binfmt handler: vzpkg must say what to install,
+// and leave the root empty.
+func TestForeignArchNeedsQemu(t *testing.T) {
+	if hostArch(t) != "x86_64" {
+		t.Skipf("skipped: the host is %s, not x86_64", hostArch(t))
+	}
+	if _, err := os.Stat("/proc/sys/fs/binfmt_misc/qemu-aarch64"); err == nil {
+		t.Skip("skipped: qemu-user-static's aarch64 handler is registered here")
+	}
+	root := t.TempDir()
+	spec := &packager.Spec{Name: "vztest-1-aarch64", Arch: "aarch64", Releasever: "1", Packages: []string{"vz-dash"},
+		Repos: []packager.Repo{{Name: "base", Mirrors: []string{"http://127.0.0.1:9/1/"}}}, Keys: []string{"http://127.0.0.1:9/k"}}
+	err := dnf.Dnf{}.Bootstrap(t.Context(), root, spec, packager.Env{})
+	if err == nil || !strings.Contains(err.Error(), "qemu-user-static") {
+		t.Errorf("Bootstrap of aarch64 on x86_64 without qemu: %v, want an error naming qemu-user-static", err)
+	}
+	if left, _ := os.ReadDir(root); len(left) != 0 {
+		t.Errorf("the refused bootstrap left %v in the root", left)
+	}
+}
