@@ -77,6 +77,8 @@ repos:
   base:
     mirrors:
       - ` + baseURL + `
+hooks:
+  customize: [_hooks/mark.sh]
 fixups:
   - machine-id-empty
   - dnf-clean
@@ -99,6 +101,11 @@ sets:
 		if err := os.WriteFile(filepath.Join(tree, name), []byte(content), 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+	hook := filepath.Join(tree, "vztest/_hooks/mark.sh")
+	os.MkdirAll(filepath.Dir(hook), 0o755)
+	if err := os.WriteFile(hook, []byte("#!/bin/sh\nread m < \"$1/etc/motd\" && echo \"customized after $m\" > \"$1/etc/vz-hook\"\n"), 0o755); err != nil {
+		t.Fatal(err)
 	}
 	return tree
 }
@@ -191,6 +198,9 @@ func TestCreateCacheDnfThroughPkgCacher(t *testing.T) {
 		}
 		if string(out) != "42\nvz-motd 1.0\npost of 1 ran\n" {
 			t.Errorf("the shell printed %q; want 42, the motd and the %%post scriptlet's mark", out)
+		}
+		if mark, _ := os.ReadFile(filepath.Join(root, "etc/vz-hook")); string(mark) != "customized after vz-motd 1.0\n" {
+			t.Errorf("the customize hook's mark: %q, want it written after the packages were installed", mark)
 		}
 	})
 

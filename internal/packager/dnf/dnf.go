@@ -537,7 +537,7 @@ func (s *session) fetchKey(ctx context.Context, k string, n int) (string, error)
 		if err != nil {
 			return "", err
 		}
-		client := &http.Client{Transport: &http.Transport{Proxy: nil}}
+		client := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
 		resp, err := client.Do(req)
 		if err != nil {
 			return "", fmt.Errorf("fetch key %s: %w", k, err)
