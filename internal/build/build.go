@@ -22,7 +22,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"vzpkg2/internal/packager"
-	"vzpkg2/internal/packager/apt"
 	"vzpkg2/internal/rootfs"
 	"vzpkg2/internal/tmpl"
 )
@@ -51,14 +50,6 @@ type Result struct {
 	Packages []packager.Package
 	Changed  bool     // a new file was published
 	Diff     []string // update: the manifest changes, "+ name version", "- ...", "~ name old -> new"
-}
-
-// packagerFor returns the packager of a definition.
-func packagerFor(def *tmpl.Definition) (packager.Packager, error) {
-	if def.Packager == tmpl.PackagerApt {
-		return apt.Apt{}, nil
-	}
-	return nil, fmt.Errorf("%s: vzpkg cannot build %s templates yet (only apt: Debian, Ubuntu)", def.Name, def.Packager)
 }
 
 // Create builds def and publishes it in opt.CacheDir, replacing an existing
@@ -135,7 +126,7 @@ func Update(ctx context.Context, def *tmpl.Definition, opt Options) (*Result, er
 type builder struct {
 	def  *tmpl.Definition
 	opt  Options
-	pkgr packager.Packager
+	pkgr specPackager
 	work string // private directory on the cache's file system
 	root string // work/root: the template's tree
 
