@@ -15,6 +15,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -154,6 +155,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // checked from the first request after a restart.
 func (s *Server) learnCached(ctx context.Context) {
 	if learnStore(ctx, s.store, s.expect, s.log) == nil {
+		// Parsing the cached indexes of a large cache leaves a heap several
+		// times what the checksums take: give it back to the system now
+		// rather than over the next minutes.
+		debug.FreeOSMemory()
 		s.log.Info("checksums learned from cached metadata", "files", s.expect.Len())
 	}
 }
