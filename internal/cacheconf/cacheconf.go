@@ -47,7 +47,7 @@ type Config struct {
 	LogDir           string        // access.log goes here; empty logs to stderr only
 	OfflineMode      bool          // serve only cached files, never contact upstream
 	route.Table                    // path_map, allowed_locations
-	AllowedHosts     []*net.IPNet  // client networks allowed to use the cache; empty = all
+	Clients          Clients       // who may use the cache
 	VolatileTTL      time.Duration // how long index files are served without revalidation
 	NegativeTTL      time.Duration // how long a file upstream said does not exist is not asked for again
 	FetchTimeout     time.Duration // give up on an upstream that sends no byte for this long
@@ -73,6 +73,7 @@ func Defaults() *Config {
 		WriteTimeout:   60 * time.Second,
 		MaxFileSize:    8 << 30,
 		ExpireDays:     30,
+		Clients:        Clients{Allow: []AddrRange{every(false)}, Allow6: []AddrRange{every(true)}},
 		ConnectTimeout: 15 * time.Second,
 	}
 	for _, l := range DefaultAllowedLocations {
@@ -126,7 +127,10 @@ var keys = map[string]string{
 	"offline_mode":      "0 or 1",
 	"path_map":          "NAME MIRROR [MIRROR...] ; NAME ...",
 	"allowed_locations": "hosts or host/path prefixes, or *",
-	"allowed_hosts":     "client addresses or CIDR networks, or *",
+	"allowed_hosts":     "IPv4 clients allowed: addresses, CIDR networks, a-b ranges, or *",
+	"denied_hosts":      "IPv4 clients refused among the allowed ones",
+	"allowed_hosts_6":   "IPv6 clients allowed: addresses, CIDR networks, a-b ranges, or *",
+	"denied_hosts_6":    "IPv6 clients refused among the allowed ones",
 	"volatile_ttl":      "seconds (or a duration like 30s) index files are fresh",
 	"negative_ttl":      "seconds a file upstream answered 404 for is answered 404 without asking again (0: always ask)",
 	"fetch_timeout":     "seconds without a byte before an upstream is abandoned",
@@ -187,18 +191,13 @@ func (c *Config) set(key, val string) error {
 			c.AllowedLocations = append(c.AllowedLocations, loc)
 		}
 	case "allowed_hosts":
-		c.AllowedHosts = nil
-		for _, item := range splitList(val) {
-			if item == "*" {
-				c.AllowedHosts = nil
-				break
-			}
-			n, err := parseNet(item)
-			if err != nil {
-				return keyvalue.Item(item, fmt.Errorf("allowed_hosts: %w", err))
-			}
-			c.AllowedHosts = append(c.AllowedHosts, n)
-		}
+		c.Clients.Allow, err = parseRanges(val, false)
+	case "denied_hosts":
+		c.Clients.Deny, err = parseRanges(val, false)
+	case "allowed_hosts_6":
+		c.Clients.Allow6, err = parseRanges(val, true)
+	case "denied_hosts_6":
+		c.Clients.Deny6, err = parseRanges(val, true)
 	case "volatile_ttl":
 		c.VolatileTTL, err = parseSeconds(val)
 	case "negative_ttl":
@@ -367,25 +366,6 @@ func parseLocation(item string) (route.Location, error) {
 	return loc, nil
 }
 
-func parseNet(item string) (*net.IPNet, error) {
-	if strings.Contains(item, "/") {
-		_, n, err := net.ParseCIDR(item)
-		if err != nil {
-			return nil, fmt.Errorf("%q is not a CIDR network (e.g. 10.0.0.0/8)", item)
-		}
-		return n, nil
-	}
-	ip := net.ParseIP(item)
-	if ip == nil {
-		return nil, fmt.Errorf("%q is not an IP address or CIDR network (e.g. 192.168.1.0/24)", item)
-	}
-	bits := 128
-	if ip.To4() != nil {
-		ip, bits = ip.To4(), 32
-	}
-	return &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)}, nil
-}
-
 // validHostname reports whether h is a DNS name. Its last label is not all
 // digits (RFC 3696 2), so 1.2.3.4.5.6 is neither a name nor an address.
 func validHostname(h string) bool {
@@ -403,19 +383,6 @@ func validHostname(h string) bool {
 		}
 	}
 	return true
-}
-
-// ClientAllowed reports whether a client at ip may use the cache.
-func (c *Config) ClientAllowed(ip net.IP) bool {
-	if len(c.AllowedHosts) == 0 {
-		return true
-	}
-	for _, n := range c.AllowedHosts {
-		if n.Contains(ip) {
-			return true
-		}
-	}
-	return false
 }
 
 // ListenAddr is the address to listen on.
