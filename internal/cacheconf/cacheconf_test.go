@@ -4,6 +4,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -84,7 +85,8 @@ func TestExampleConfigIsDefaults(t *testing.T) {
 	d := Defaults()
 	if len(c.AllowedLocations) != len(d.AllowedLocations) || c.CacheDir != d.CacheDir || c.DaemonPort != d.DaemonPort ||
 		c.VolatileTTL != d.VolatileTTL || c.FetchTimeout != d.FetchTimeout || c.LogDir != d.LogDir || c.CAFile != d.CAFile ||
-		c.WriteTimeout != d.WriteTimeout || c.MaxFileSize != d.MaxFileSize || c.NegativeTTL != d.NegativeTTL {
+		c.WriteTimeout != d.WriteTimeout || c.MaxFileSize != d.MaxFileSize || c.NegativeTTL != d.NegativeTTL ||
+		!reflect.DeepEqual(c.PathMap, d.PathMap) || !reflect.DeepEqual(c.Clients, d.Clients) || c.CleanCache != d.CleanCache {
 		t.Errorf("etc/pkg-cacher.conf does not match the built-in defaults: got %+v, want %+v", c, d)
 	}
 }

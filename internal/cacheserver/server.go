@@ -59,6 +59,9 @@ func New(cfg *cacheconf.Config, log *slog.Logger) (*Server, error) {
 		UserAgent:      "pkg-cacher/" + Version,
 		Logger:         log,
 		AllowRedirect:  cfg.AllowedURL,
+		Proxy:          cfg.Proxy(),
+		Dial:           cfg.Interface,
+		Limit:          cfg.Limit,
 	}
 	if cfg.CAFile != "" {
 		roots, err := upstream.SystemRootsPlus(cfg.CAFile)
@@ -66,6 +69,10 @@ func New(cfg *cacheconf.Config, log *slog.Logger) (*Server, error) {
 			return nil, fmt.Errorf("ca_file: %w", err)
 		}
 		opts.RootCAs = roots
+	}
+	up, err := upstream.New(opts)
+	if err != nil {
+		return nil, err
 	}
 	st, err := disk.Open(cfg.CacheDir)
 	if err != nil {
@@ -92,7 +99,7 @@ func New(cfg *cacheconf.Config, log *slog.Logger) (*Server, error) {
 		accessOut = s.logFile
 	}
 	s.access = proxy.NewAccessLog(accessOut)
-	up := upstream.New(opts)
+
 	s.expect = expect.New()
 	copts := cache.Options{VolatileTTL: cfg.VolatileTTL, NegativeTTL: cfg.NegativeTTL, Served: s.served, MaxFileSize: cfg.MaxFileSize, Offline: cfg.OfflineMode, Expect: s.expect, Logger: log}
 	if len(cfg.VerifySignatures) > 0 {
@@ -105,7 +112,7 @@ func New(cfg *cacheconf.Config, log *slog.Logger) (*Server, error) {
 	}
 	c := cache.New(st, up, copts)
 	s.cache = c
-	s.handler = proxy.NewHandler(c, proxy.Policy{Routes: &cfg.Table, ClientAllowed: cfg.ClientAllowed}, s.access, log)
+	s.handler = proxy.NewHandler(c, proxy.Policy{Routes: &cfg.Table, ClientAllowed: cfg.ClientAllowed, AdminEmail: cfg.AdminEmail, MovedText: cfg.CGIAdvice}, s.access, log)
 	s.http = &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 30 * time.Second,
@@ -130,7 +137,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	learned := make(chan struct{})
 	go func() { s.learnCached(learnCtx); close(learned) }()
 	defer func() { stopLearning(); <-learned }()
-	if policy, err := Policy(s.cfg); err == nil && (policy.MaxAge > 0 || policy.MaxSize > 0) {
+	if policy, err := Policy(s.cfg); err == nil && s.cfg.CleanCache && (policy.MaxAge > 0 || policy.MaxSize > 0) {
 		expired := make(chan struct{})
 		go func() { s.expirePeriodically(learnCtx); close(expired) }()
 		defer func() { stopLearning(); <-expired }()
