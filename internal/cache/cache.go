@@ -104,12 +104,9 @@ type Response struct {
 // Cache answers requests from a store, filling it from upstream.
 type Cache struct {
 	store       store.Store
-	up          Fetcher
+	tun         atomic.Pointer[tunables] // what a reload may change
 	log         *slog.Logger
-	volatileTTL time.Duration
-	negativeTTL time.Duration
 	fillTimeout time.Duration
-	maxFileSize int64
 	offline     bool
 	expect      Expecter
 	check       Checker
@@ -130,18 +127,24 @@ type Cache struct {
 	fillBase context.Context    // parent of every fill's context
 }
 
-// Options configure a Cache.
-type Options struct {
-	Now         func() time.Time // the clock; nil is time.Now
-	VolatileTTL time.Duration    // volatile files are served without revalidation this long
-	NegativeTTL time.Duration    // a file upstream said does not exist is not asked for again this long
-	FillTimeout time.Duration    // a whole fill is abandoned after this long (0: 6 hours)
+// Tunables are the settings a Cache takes anew while it serves (Retune):
+// fills under way finish with the ones they started with.
+type Tunables struct {
+	VolatileTTL time.Duration // volatile files are served without revalidation this long
+	NegativeTTL time.Duration // a file upstream said does not exist is not asked for again this long
 	// MaxFileSize bounds a file whose size the metadata does not promise
 	// (0: DefaultMaxFileSize); a promised file is bounded by its size.
 	MaxFileSize int64
-	Offline     bool     // never contact upstream
-	Expect      Expecter // checks bodies against repository metadata; nil checks nothing
-	Check       Checker  // refuses bodies before they are stored; nil refuses none
+}
+
+// Options configure a Cache.
+type Options struct {
+	Tunables
+	Now         func() time.Time // the clock; nil is time.Now
+	FillTimeout time.Duration    // a whole fill is abandoned after this long (0: 6 hours)
+	Offline     bool             // never contact upstream
+	Expect      Expecter         // checks bodies against repository metadata; nil checks nothing
+	Check       Checker          // refuses bodies before they are stored; nil refuses none
 	// Served is told the key of every file a client is answered with
 	// (for expiry's record of use); nil is told nothing.
 	Served func(key string)
@@ -159,19 +162,33 @@ func New(s store.Store, up Fetcher, o Options) *Cache {
 	if o.FillTimeout == 0 {
 		o.FillTimeout = 6 * time.Hour
 	}
-	if o.MaxFileSize == 0 {
-		o.MaxFileSize = DefaultMaxFileSize
-	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
 	base, stop := context.WithCancel(context.Background())
-	return &Cache{
-		store: s, up: up, log: o.Logger,
-		volatileTTL: o.VolatileTTL, negativeTTL: o.NegativeTTL, fillTimeout: o.FillTimeout, maxFileSize: o.MaxFileSize, offline: o.Offline, expect: o.Expect, check: o.Check, served: o.Served,
+	c := &Cache{
+		store: s, log: o.Logger,
+		fillTimeout: o.FillTimeout, offline: o.Offline, expect: o.Expect, check: o.Check, served: o.Served,
 		now: o.Now, inflight: map[string]*fill{}, avoid: map[string]map[string]time.Time{}, missing: map[string]missing{},
 		fillBase: base, stopAll: stop,
 	}
+	c.Retune(up, o.Tunables)
+	return c
+}
+
+// tunables is what the Cache runs with now.
+type tunables struct {
+	Tunables
+	up Fetcher
+}
+
+// Retune makes the Cache fetch with up and use t from now on; fills under
+// way go on as they started.
+func (c *Cache) Retune(up Fetcher, t Tunables) {
+	if t.MaxFileSize == 0 {
+		t.MaxFileSize = DefaultMaxFileSize
+	}
+	c.tun.Store(&tunables{Tunables: t, up: up})
 }
 
 // ErrClosed is returned for files not cached once the Cache is closed.
@@ -313,7 +330,7 @@ func (c *Cache) wait(ctx context.Context, req Request, f *fill, obj store.Object
 // head answers a HEAD request for a file not cached with upstream's
 // headers: a HEAD must not start a download.
 func (c *Cache) head(ctx context.Context, req Request) (*Result, error) {
-	resp, err := c.up.Get(ctx, Fetch{URLs: c.mirrors(req.Key, req.URLs), Head: true, NoHTML: req.Class == repofmt.Immutable})
+	resp, err := c.tun.Load().up.Get(ctx, Fetch{URLs: c.mirrors(req.Key, req.URLs), Head: true, NoHTML: req.Class == repofmt.Immutable})
 	if err != nil {
 		return nil, err
 	}
@@ -440,7 +457,7 @@ const MirrorListTTL = 5 * time.Second
 
 // fresh reports whether a cached object may be served without asking upstream.
 func (c *Cache) fresh(class repofmt.Class, info store.Info) bool {
-	ttl := c.volatileTTL
+	ttl := c.tun.Load().VolatileTTL
 	switch class {
 	case repofmt.Immutable:
 		return true
@@ -629,7 +646,8 @@ const maxMissing = 10000
 // not exist, when err says every mirror answered 404 or 410: a fleet
 // asking for it does not hammer the mirrors.
 func (c *Cache) rememberMissing(key string, err error) {
-	if c.negativeTTL <= 0 || !notFound(err) {
+	ttl := c.tun.Load().NegativeTTL
+	if ttl <= 0 || !notFound(err) {
 		return
 	}
 	c.mu.Lock()
@@ -641,7 +659,7 @@ func (c *Cache) rememberMissing(key string, err error) {
 			return
 		}
 	}
-	c.missing[key] = missing{until: c.now().Add(c.negativeTTL), err: err}
+	c.missing[key] = missing{until: c.now().Add(ttl), err: err}
 }
 
 // knownMissing returns what upstream answered for key when that was "not
@@ -695,7 +713,7 @@ func (c *Cache) sizeBound(f *fill) int64 {
 	if f.promised() {
 		return f.want.Size
 	}
-	return c.maxFileSize
+	return c.tun.Load().MaxFileSize
 }
 
 // fetch gets f's file from its mirrors, those that sent a wrong file last;
@@ -708,7 +726,7 @@ func (c *Cache) fetch(ctx context.Context, f *fill, cond Conditions) (*Response,
 	for len(urls) > 0 {
 		// Packages and checksum-named files are never HTML: such an answer is
 		// a captive portal's or an error page, and the next mirror is tried.
-		resp, err := c.up.Get(ctx, Fetch{URLs: urls, Cond: cond, NoHTML: req.Class == repofmt.Immutable})
+		resp, err := c.tun.Load().up.Get(ctx, Fetch{URLs: urls, Cond: cond, NoHTML: req.Class == repofmt.Immutable})
 		if err != nil {
 			return nil, errors.Join(append([]error{err}, errs...)...)
 		}
@@ -717,8 +735,8 @@ func (c *Cache) fetch(ctx context.Context, f *fill, cond Conditions) (*Response,
 			return resp, nil
 		case f.promised() && resp.ContentLength != f.want.Size:
 			errs = append(errs, c.mismatch(req.Key, resp.URL, fmt.Sprintf("Content-Length %d, the metadata gives %d", resp.ContentLength, f.want.Size)))
-		case !f.promised() && resp.ContentLength > c.maxFileSize:
-			errs = append(errs, fmt.Errorf("upstream %s announces %d bytes, more than max_file_size (%d)", resp.URL, resp.ContentLength, c.maxFileSize))
+		case !f.promised() && resp.ContentLength > c.sizeBound(f):
+			errs = append(errs, fmt.Errorf("upstream %s announces %d bytes, more than max_file_size (%d)", resp.URL, resp.ContentLength, c.sizeBound(f)))
 		default:
 			return resp, nil
 		}

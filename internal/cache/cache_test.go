@@ -42,7 +42,7 @@ func TestFreshnessByClass(t *testing.T) {
 	now := time.Now()
 	var after atomic.Int64 // since the fill
 	c := cache.New(st, newUpstream(t, upstream.Options{ConnectTimeout: 5 * time.Second, StallTimeout: 5 * time.Second, Logger: log}),
-		cache.Options{VolatileTTL: 30 * time.Second, Logger: log, Now: func() time.Time { return now.Add(time.Duration(after.Load())) }})
+		cache.Options{Tunables: cache.Tunables{VolatileTTL: 30 * time.Second}, Logger: log, Now: func() time.Time { return now.Add(time.Duration(after.Load())) }})
 
 	files := []struct {
 		path, query string

@@ -9,8 +9,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -92,12 +94,41 @@ http://cacher:3142/HTTPS///HOST/PATH.`,
 				}
 				return err
 			}
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer func() { signal.Stop(hup); close(hup) }()
+			go reloadOnHUP(hup, srv, file, args, log)
 			return srv.Serve(cmd.Context(), ln)
 		},
 	}
 	cmd.Flags().StringVarP(&file, "config", "c", "", "configuration file")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "log upstream retries and other details")
 	return cmd
+}
+
+// reloadOnHUP re-reads the configuration (file and args, as at start) and
+// reopens the access log at each signal on hup: logrotate's postrotate and
+// systemctl reload send SIGHUP. A configuration with an error is refused,
+// logged, and the running one kept.
+func reloadOnHUP(hup <-chan os.Signal, srv *cacheserver.Server, file string, args []string, log *slog.Logger) {
+	for range hup {
+		if err := srv.ReopenLog(); err != nil {
+			log.Error("access log not reopened", "err", err)
+		}
+		cfg, err := loadConfig(file, args)
+		if err != nil {
+			log.Error("configuration not reloaded: the running one is kept", "err", err)
+			continue
+		}
+		for _, w := range cfg.Warnings {
+			log.Warn(w)
+		}
+		if err := srv.Reload(cfg); err != nil {
+			log.Warn("configuration reloaded in part", "err", err)
+			continue
+		}
+		log.Info("configuration reloaded")
+	}
 }
 
 // loadConfig reads file (default: cacheconf.DefaultFile when it exists) and

@@ -2,7 +2,10 @@ package cachercli
 
 import (
 	"bytes"
+	"crypto/rand"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -11,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -190,6 +194,116 @@ func TestUserDropsPrivileges(t *testing.T) {
 			if f[1] != want || f[2] != want || f[3] != want {
 				t.Errorf("pkg-cacher on port 3142 runs with %s, want all %s (stderr: %s)", l, want, stderr.String())
 			}
+		}
+	}
+}
+
+// SIGHUP re-reads the configuration without dropping a download under way,
+// refuses (and logs) a configuration with an error, and reopens the access
+// log after logrotate renamed it.
+func TestReloadOnSIGHUP(t *testing.T) {
+	root := t.TempDir()
+	big := make([]byte, 4<<20)
+	rand.Read(big)
+	os.MkdirAll(filepath.Join(root, "pool"), 0o755)
+	os.WriteFile(filepath.Join(root, "pool", "big.deb"), big, 0o644)
+	os.WriteFile(filepath.Join(root, "pool", "small.deb"), []byte("small"), 0o644)
+	up := repotest.NewUpstream(t, root)
+	halfway, release := make(chan struct{}), make(chan struct{})
+	up.SetHandler(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		if r.URL.Path != "/pool/big.deb" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Content-Length", fmt.Sprint(len(big)))
+		w.Write(big[:len(big)/2])
+		w.(http.Flusher).Flush()
+		close(halfway)
+		<-release
+		w.Write(big[len(big)/2:])
+	})
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "pkg-cacher.conf")
+	write := func(acl string) {
+		os.WriteFile(conf, []byte(fmt.Sprintf("cache_dir = %s/cache\nlogdir = %s/log\nallowed_locations = %s\npath_map = local %s\nallowed_hosts = %s\n", dir, dir, up.HostPort(), up.HostPort(), acl)), 0o644)
+	}
+	write("127.0.0.0/8")
+	port := freePort(t)
+	var stderr lockedBuffer
+	cmd := exec.Command(os.Args[0], "serve", "-c", conf, "daemon_addr=127.0.0.1", fmt.Sprint("daemon_port=", port))
+	cmd.Env = append(os.Environ(), childEnv+"=1")
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	waitUp(t, base)
+	hup := func(want string) {
+		t.Helper()
+		n := strings.Count(stderr.String(), want)
+		cmd.Process.Signal(syscall.SIGHUP)
+		for deadline := time.Now().Add(10 * time.Second); strings.Count(stderr.String(), want) == n; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q in the log 10 s after SIGHUP:\n%s", want, stderr.String())
+			}
+		}
+	}
+	status := func(from, path string) int {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+		c := &http.Client{Transport: &http.Transport{DialContext: d.DialContext}, Timeout: 30 * time.Second}
+		resp, err := c.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := status("127.0.0.2", "/local/pool/small.deb"); got != 200 {
+		t.Fatalf("before the reload 127.0.0.2 got %d, want 200", got)
+	}
+
+	download := make(chan []byte)
+	go func() {
+		resp, err := http.Get(base + "/local/pool/big.deb")
+		if err != nil {
+			download <- nil
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		download <- b
+	}()
+	<-halfway
+	write("127.0.0.1")
+	hup("configuration reloaded")
+	if got := status("127.0.0.2", "/local/pool/small.deb"); got != http.StatusForbidden {
+		t.Errorf("after the reload 127.0.0.2 got %d, want 403", got)
+	}
+	close(release)
+	if b := <-download; !bytes.Equal(b, big) {
+		t.Errorf("the download under way during the reload got %d bytes, want all %d", len(b), len(big))
+	}
+
+	os.WriteFile(conf, []byte("cache_dir = /x\nallowed_hosts = bogus\n"), 0o644)
+	hup("configuration not reloaded")
+	if got := status("127.0.0.2", "/local/pool/small.deb"); got != http.StatusForbidden {
+		t.Errorf("after a refused reload 127.0.0.2 got %d, want the running configuration's 403", got)
+	}
+
+	logs := filepath.Join(dir, "log")
+	if err := os.Rename(filepath.Join(logs, "access.log"), filepath.Join(logs, "access.log.1")); err != nil {
+		t.Fatal(err)
+	}
+	hup("configuration not reloaded") // the access log is reopened all the same
+	status("127.0.0.1", "/local/pool/small.deb")
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if b, _ := os.ReadFile(filepath.Join(logs, "access.log")); strings.Contains(string(b), "/local/pool/small.deb") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no new access.log with the request after SIGHUP")
 		}
 	}
 }

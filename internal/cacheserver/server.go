@@ -16,7 +16,9 @@ import (
 	"path"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -48,29 +50,14 @@ type Server struct {
 	log     *slog.Logger
 	expect  *expect.Index // checksums the cached metadata promises
 	usage   *expire.Usage // when each cached file was last asked for
+
+	mu sync.Mutex // guards cfg and logFile, which Reload and ReopenLog replace
 }
 
 // New loads cfg's extra CA certificates, opens the store (cleaning
 // leftovers of a crash) and the access log named by cfg.
 func New(cfg *cacheconf.Config, log *slog.Logger) (*Server, error) {
-	opts := upstream.Options{
-		ConnectTimeout: cfg.ConnectTimeout,
-		StallTimeout:   cfg.FetchTimeout,
-		UserAgent:      "pkg-cacher/" + Version,
-		Logger:         log,
-		AllowRedirect:  cfg.AllowedURL,
-		Proxy:          cfg.Proxy(),
-		Dial:           cfg.Interface,
-		Limit:          cfg.Limit,
-	}
-	if cfg.CAFile != "" {
-		roots, err := upstream.SystemRootsPlus(cfg.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("ca_file: %w", err)
-		}
-		opts.RootCAs = roots
-	}
-	up, err := upstream.New(opts)
+	up, err := newUpstream(cfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -101,7 +88,7 @@ func New(cfg *cacheconf.Config, log *slog.Logger) (*Server, error) {
 	s.access = proxy.NewAccessLog(accessOut)
 
 	s.expect = expect.New()
-	copts := cache.Options{VolatileTTL: cfg.VolatileTTL, NegativeTTL: cfg.NegativeTTL, Served: s.served, MaxFileSize: cfg.MaxFileSize, Offline: cfg.OfflineMode, Expect: s.expect, Logger: log}
+	copts := cache.Options{Tunables: tunables(cfg), Served: s.served, Offline: cfg.OfflineMode, Expect: s.expect, Logger: log}
 	if len(cfg.VerifySignatures) > 0 {
 		checker, err := signed.Load(cfg.VerifySignatures, st)
 		if err != nil {
@@ -112,7 +99,7 @@ func New(cfg *cacheconf.Config, log *slog.Logger) (*Server, error) {
 	}
 	c := cache.New(st, up, copts)
 	s.cache = c
-	s.handler = proxy.NewHandler(c, proxy.Policy{Routes: &cfg.Table, ClientAllowed: cfg.ClientAllowed, AdminEmail: cfg.AdminEmail, MovedText: cfg.CGIAdvice}, s.access, log)
+	s.handler = proxy.NewHandler(c, policy(cfg), s.access, log)
 	s.http = &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 30 * time.Second,
@@ -199,6 +186,97 @@ func learnStore(ctx context.Context, st *disk.Store, ix *expect.Index, log *slog
 	return nil
 }
 
+// newUpstream is the upstream client cfg describes.
+func newUpstream(cfg *cacheconf.Config, log *slog.Logger) (*upstream.Client, error) {
+	opts := upstream.Options{
+		ConnectTimeout: cfg.ConnectTimeout,
+		StallTimeout:   cfg.FetchTimeout,
+		UserAgent:      "pkg-cacher/" + Version,
+		Logger:         log,
+		AllowRedirect:  cfg.AllowedURL,
+		Proxy:          cfg.Proxy(),
+		Dial:           cfg.Interface,
+		Limit:          cfg.Limit,
+	}
+	if cfg.CAFile != "" {
+		roots, err := upstream.SystemRootsPlus(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("ca_file: %w", err)
+		}
+		opts.RootCAs = roots
+	}
+	return upstream.New(opts)
+}
+
+// tunables are the cache's settings cfg gives.
+func tunables(cfg *cacheconf.Config) cache.Tunables {
+	return cache.Tunables{VolatileTTL: cfg.VolatileTTL, NegativeTTL: cfg.NegativeTTL, MaxFileSize: cfg.MaxFileSize}
+}
+
+// policy is the front's policy cfg gives.
+func policy(cfg *cacheconf.Config) proxy.Policy {
+	return proxy.Policy{Routes: &cfg.Table, ClientAllowed: cfg.ClientAllowed, AdminEmail: cfg.AdminEmail, MovedText: cfg.CGIAdvice}
+}
+
+// Reload makes the server answer by cfg from the next request on, as on
+// SIGHUP: access lists, path_map and allowed_locations, the upstream proxy,
+// interface and limit, TTLs and the expiry policy. Connections and
+// downloads under way go on; what only a restart changes (the cache and log
+// directories, the address, the user) is named in the error.
+func (s *Server) Reload(cfg *cacheconf.Config) error {
+	up, err := newUpstream(cfg, s.log)
+	if err != nil {
+		return err
+	}
+	s.cache.Retune(up, tunables(cfg))
+	s.handler.SetPolicy(policy(cfg))
+	old := s.cfg
+	s.mu.Lock()
+	s.cfg = cfg
+	s.mu.Unlock()
+	var fixed []string
+	for key, same := range map[string]bool{
+		"cache_dir": cfg.CacheDir == old.CacheDir, "logdir": cfg.LogDir == old.LogDir,
+		"daemon_addr": cfg.DaemonAddr == old.DaemonAddr && cfg.DaemonPort == old.DaemonPort,
+		"user":        cfg.User == old.User && cfg.Group == old.Group, "offline_mode": cfg.OfflineMode == old.OfflineMode,
+		"verify_signatures": slices.Equal(cfg.VerifySignatures, old.VerifySignatures),
+	} {
+		if !same {
+			fixed = append(fixed, key)
+		}
+	}
+	if len(fixed) > 0 {
+		slices.Sort(fixed)
+		return fmt.Errorf("reloaded, but %s only change with a restart", strings.Join(fixed, ", "))
+	}
+	return nil
+}
+
+// ReopenLog opens logdir/access.log anew (after logrotate moved it) and
+// writes there from now on.
+func (s *Server) ReopenLog() error {
+	if s.config().LogDir == "" {
+		return nil
+	}
+	f, err := os.OpenFile(filepath.Join(s.config().LogDir, "access.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("reopen access log: %w", err)
+	}
+	s.access.SetWriter(f)
+	s.mu.Lock()
+	old := s.logFile
+	s.logFile = f
+	s.mu.Unlock()
+	return old.Close()
+}
+
+// config is the configuration the server runs with now.
+func (s *Server) config() *cacheconf.Config {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cfg
+}
+
 // served records that a client was answered with the file under key.
 func (s *Server) served(key string) { s.usage.Touch(key, time.Now()) }
 
@@ -218,7 +296,7 @@ func (s *Server) expirePeriodically(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		r, err := Expire(ctx, s.cfg, s.store, s.usage, time.Now(), false)
+		r, err := Expire(ctx, s.config(), s.store, s.usage, time.Now(), false)
 		if err != nil {
 			s.log.Error("expiry pass failed", "err", err)
 		} else {
@@ -242,9 +320,11 @@ func (s *Server) close() {
 	if s.access != nil {
 		s.access.Flush()
 	}
+	s.mu.Lock()
 	if s.logFile != nil {
 		s.logFile.Close()
 	}
+	s.mu.Unlock()
 }
 
 // UsagePath is where the record of when cached files were last used is kept.

@@ -64,6 +64,15 @@ func (l *AccessLog) Record(t time.Time, client string, status cache.Status, code
 	}
 }
 
+// SetWriter writes the lines gathered so far, then writes to w from now on
+// (the log reopened after logrotate renamed it).
+func (l *AccessLog) SetWriter(w io.Writer) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.writeLocked()
+	l.w = w
+}
+
 // Flush writes the lines gathered so far.
 func (l *AccessLog) Flush() {
 	l.mu.Lock()

@@ -40,7 +40,7 @@ type Policy struct {
 
 // Handler serves clients from a Cache.
 type Handler struct {
-	pol      Policy
+	pol      atomic.Pointer[Policy] // replaced whole by SetPolicy
 	cache    *cache.Cache
 	access   *AccessLog
 	log      *slog.Logger
@@ -50,12 +50,19 @@ type Handler struct {
 
 // NewHandler returns a Handler.
 func NewHandler(c *cache.Cache, pol Policy, access *AccessLog, log *slog.Logger) *Handler {
-	return &Handler{pol: pol, cache: c, access: access, log: log, stats: newMetrics()}
+	h := &Handler{cache: c, access: access, log: log, stats: newMetrics()}
+	h.SetPolicy(pol)
+	return h
 }
+
+// SetPolicy makes h answer by pol from the next request on (a reload).
+func (h *Handler) SetPolicy(pol Policy) { h.pol.Store(&pol) }
+
+func (h *Handler) policy() *Policy { return h.pol.Load() }
 
 // ClientAllowed reports whether the client at ip may use the cache.
 func (h *Handler) ClientAllowed(ip net.IP) bool {
-	return ip == nil || h.pol.ClientAllowed == nil || h.pol.ClientAllowed(ip)
+	return ip == nil || h.policy().ClientAllowed == nil || h.policy().ClientAllowed(ip)
 }
 
 // Hit returns the cached file that answers a GET or HEAD of u without
@@ -65,10 +72,10 @@ func (h *Handler) Hit(u *url.URL) (store.Object, string) {
 		return nil, ""
 	}
 	u, legacy := stripLegacy(u)
-	if legacy && h.pol.MovedText != "" {
+	if legacy && h.policy().MovedText != "" {
 		return nil, ""
 	}
-	t, refused := h.pol.Routes.Resolve(u)
+	t, refused := h.policy().Routes.Resolve(u)
 	if refused != nil {
 		return nil, ""
 	}
@@ -170,11 +177,11 @@ func (h *Handler) serve(w *countingWriter, r *http.Request) (cache.Status, strin
 		return cache.Pass, r.RequestURI
 	}
 	u, legacy := stripLegacy(r.URL)
-	if legacy && h.pol.MovedText != "" {
-		writeRefusal(w, route.Refuse(http.StatusGone, h.pol.MovedText))
+	if legacy && h.policy().MovedText != "" {
+		writeRefusal(w, route.Refuse(http.StatusGone, h.policy().MovedText))
 		return cache.Pass, r.RequestURI
 	}
-	t, cerr := h.pol.Routes.Resolve(u)
+	t, cerr := h.policy().Routes.Resolve(u)
 	if cerr != nil {
 		writeRefusal(w, cerr)
 		return cache.Pass, r.RequestURI

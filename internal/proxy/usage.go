@@ -64,11 +64,11 @@ func (h *Handler) usage(w *countingWriter, r *http.Request) {
 	data := struct {
 		Status, Host, Allowed, Admin string
 		Maps                         []usageMap
-	}{Status: usageStatus, Host: r.Host, Allowed: h.allowedText(), Admin: h.pol.AdminEmail}
+	}{Status: usageStatus, Host: r.Host, Allowed: h.allowedText(), Admin: h.policy().AdminEmail}
 	if data.Host == "" {
 		data.Host = "cacher:3142"
 	}
-	for _, pm := range h.pol.Routes.PathMap {
+	for _, pm := range h.policy().Routes.PathMap {
 		var ms []string
 		for _, m := range pm.Mirrors {
 			ms = append(ms, m.String())
@@ -99,11 +99,11 @@ func (h *Handler) usage(w *countingWriter, r *http.Request) {
 }
 
 func (h *Handler) allowedText() string {
-	if h.pol.Routes.AllowAll {
+	if h.policy().Routes.AllowAll {
 		return "* (any host: this cache is an open proxy)"
 	}
 	var hosts []string
-	for _, l := range h.pol.Routes.AllowedLocations {
+	for _, l := range h.policy().Routes.AllowedLocations {
 		hosts = append(hosts, l.Host+l.Path)
 	}
 	return strings.Join(hosts, "\n")
