@@ -176,3 +176,49 @@ func TestMetalinkKeyedByQuery(t *testing.T) {
 		t.Errorf("upstream got %d metalink requests, want 3 (one per query)", n)
 	}
 }
+
+// dnf with a stock metalink= repo file: the metalink fetched through
+// pkg-cacher lists the mirrors through pkg-cacher too, so every file comes
+// through it, and a second client fetches no package from upstream.
+func TestMetalinkRewritten(t *testing.T) {
+	root := t.TempDir()
+	repo := repotest.BuildRPMRepo(t, filepath.Join(root, "42"), testRPMs)
+	up := repotest.NewUpstream(t, root)
+	up.SetHandler(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		if r.URL.Path != "/metalink" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/metalink+xml")
+		fmt.Fprintf(w, `<?xml version="1.0" encoding="utf-8"?>
+<metalink version="3.0" xmlns="http://www.metalinker.org/">
+ <files>
+  <file name="repomd.xml">
+   <resources maxconnections="1">
+    <url protocol="http" type="http" location="XX" preference="100">http://%s/42/repodata/repomd.xml</url>
+   </resources>
+  </file>
+ </files>
+</metalink>
+`, up.HostPort())
+	})
+	c := startCacher(t, up.HostPort(), "")
+	metalink := c.url("/" + up.HostPort() + "/metalink?repo=test-42&arch=x86_64")
+	section := strings.Replace(repo.Section("test", ""), "baseurl=\n", "metalink="+metalink+"\n", 1)
+	for i := range 2 {
+		dnf := repotest.NewDnfClient(t, "42", "", section)
+		dnf.Install(t, "app", "tool")
+		if got := dnf.Installed(t); !slices.Equal(got, wantInstalled) {
+			t.Errorf("client %d installed %q, want %q", i+1, got, wantInstalled)
+		}
+		if n := up.CountSuffix(".rpm"); n != 4 {
+			t.Errorf("after client %d the upstream served %d .rpm requests, want 4 (the second client none)", i+1, n)
+		}
+	}
+	log := strings.Join(c.accessLog(t), "\n")
+	for _, want := range []string{"/metalink", "/42/repodata/repomd.xml", "-primary.xml", ".rpm"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("pkg-cacher's access log has no %s request: not every file came through it:\n%s", want, log)
+		}
+	}
+}

@@ -79,7 +79,11 @@ func (h *Handler) Hit(u *url.URL) (store.Object, string) {
 	if refused != nil {
 		return nil, ""
 	}
-	return h.cache.Hit(context.Background(), request(t, false)), t.Show
+	req := request(t, false)
+	if req.Class == repofmt.MirrorList {
+		return nil, "" // rewritten for each client by net/http's path
+	}
+	return h.cache.Hit(context.Background(), req), t.Show
 }
 
 // Answering counts a hit in flight (for hitpath).
@@ -186,7 +190,8 @@ func (h *Handler) serve(w *countingWriter, r *http.Request) (cache.Status, strin
 		writeRefusal(w, cerr)
 		return cache.Pass, r.RequestURI
 	}
-	res, err := h.cache.Get(r.Context(), request(t, r.Method == http.MethodHead))
+	req := request(t, r.Method == http.MethodHead)
+	res, err := h.cache.Get(r.Context(), req)
 	if err != nil {
 		h.fail(w, t, err)
 		return cache.Pass, t.Show
@@ -194,6 +199,8 @@ func (h *Handler) serve(w *countingWriter, r *http.Request) (cache.Status, strin
 	defer res.Close()
 	w.Header().Set("X-Cache", string(res.Status))
 	switch {
+	case req.Class == repofmt.MirrorList && (res.Object != nil || res.Body != nil):
+		h.serveMirrorList(w, r, t, res)
 	case res.Object != nil:
 		serveObject(w, r, res.Object)
 	case res.Body != nil:
