@@ -12,6 +12,7 @@ import (
 	"maps"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -111,6 +112,7 @@ type Cache struct {
 	expect      Expecter
 	check       Checker
 	served      func(key string)
+	fetched     func(key string, n int64)
 	now         func() time.Time
 
 	mismatches atomic.Int64 // upstream files refused for not matching the metadata
@@ -148,7 +150,10 @@ type Options struct {
 	// Served is told the key of every file a client is answered with
 	// (for expiry's record of use); nil is told nothing.
 	Served func(key string)
-	Logger *slog.Logger
+	// Fetched is told the bytes of each upstream body a fill read, by key
+	// (for the status page); nil is told nothing.
+	Fetched func(key string, n int64)
+	Logger  *slog.Logger
 }
 
 // DefaultMaxFileSize is the size bound of a file no metadata promises.
@@ -168,7 +173,7 @@ func New(s store.Store, up Fetcher, o Options) *Cache {
 	base, stop := context.WithCancel(context.Background())
 	c := &Cache{
 		store: s, log: o.Logger,
-		fillTimeout: o.FillTimeout, offline: o.Offline, expect: o.Expect, check: o.Check, served: o.Served,
+		fillTimeout: o.FillTimeout, offline: o.Offline, expect: o.Expect, check: o.Check, served: o.Served, fetched: o.Fetched,
 		now: o.Now, inflight: map[string]*fill{}, avoid: map[string]map[string]time.Time{}, missing: map[string]missing{},
 		fillBase: base, stopAll: stop,
 	}
@@ -399,6 +404,32 @@ func (c *Cache) linked(ctx context.Context, key string) store.Object {
 	return obj
 }
 
+// Download is a fill under way, for the status page.
+type Download struct {
+	Key     string
+	Written int64 // bytes received so far
+	Length  int64 // the whole body's, -1 when upstream did not say
+}
+
+// Downloads lists the fills under way, by key.
+func (c *Cache) Downloads() []Download {
+	c.mu.Lock()
+	var out []Download
+	for key, f := range c.inflight {
+		select {
+		case <-f.ready:
+		default:
+			continue // no body yet
+		}
+		f.mu.Lock()
+		out = append(out, Download{Key: key, Written: f.written, Length: f.length})
+		f.mu.Unlock()
+	}
+	c.mu.Unlock()
+	slices.SortFunc(out, func(a, b Download) int { return strings.Compare(a.Key, b.Key) })
+	return out
+}
+
 // Mismatches is the number of upstream files refused because they did not
 // match the repository metadata.
 func (c *Cache) Mismatches() int64 { return c.mismatches.Load() }
@@ -592,6 +623,9 @@ func (c *Cache) run(ctx context.Context, f *fill, cond Conditions) {
 	close(f.ready)
 
 	n, err := c.copyBody(f, resp.Body, c.sizeBound(f))
+	if c.fetched != nil {
+		c.fetched(f.req.Key, n)
+	}
 	if err == nil && f.length >= 0 && n != f.length {
 		err = fmt.Errorf("upstream %s sent %d of %d bytes", resp.URL, n, f.length)
 	}

@@ -72,3 +72,14 @@ func CanonicalHost(scheme, host string) string {
 	}
 	return host
 }
+
+// Repository names the upstream a key belongs to: the path_map name, or
+// the host (with its port).
+func Repository(key string) string {
+	key = strings.TrimPrefix(key, "https://")
+	if i := strings.IndexAny(key, ":/"); i >= 0 && (key[i] == '/' || strings.HasPrefix(key[i:], ":/")) {
+		return key[:i]
+	}
+	host, _, _ := strings.Cut(key, "/")
+	return host
+}

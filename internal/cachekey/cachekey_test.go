@@ -22,3 +22,17 @@ func TestKeys(t *testing.T) {
 		}
 	}
 }
+
+func TestRepository(t *testing.T) {
+	for key, want := range map[string]string{
+		"deb.debian.org/debian/pool/a.deb":      "deb.debian.org",
+		"https://repo.example.org:8443/x/y.rpm": "repo.example.org:8443",
+		"127.0.0.1:8080/pool/a.deb":             "127.0.0.1:8080",
+		"debian:/pool/main/a.deb":               "debian",
+		"local:/metalink?repo=x":                "local",
+	} {
+		if got := Repository(key); got != want {
+			t.Errorf("Repository(%q) = %q, want %q", key, got, want)
+		}
+	}
+}

@@ -44,7 +44,7 @@ func Import(ctx context.Context, st *disk.Store, dirs []string, log *slog.Logger
 			byName[path.Base(key)] = true
 		}
 	})
-	if err := learnStore(ctx, st, ix, log); err != nil {
+	if err := learnStore(ctx, st, ix, log, nil); err != nil {
 		return ImportReport{}, err
 	}
 	var r ImportReport

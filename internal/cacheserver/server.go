@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -25,6 +26,7 @@ import (
 
 	"vzpkg2/internal/cache"
 	"vzpkg2/internal/cacheconf"
+	"vzpkg2/internal/cachekey"
 	"vzpkg2/internal/expect"
 	"vzpkg2/internal/expire"
 	"vzpkg2/internal/hitpath"
@@ -51,7 +53,8 @@ type Server struct {
 	expect  *expect.Index // checksums the cached metadata promises
 	usage   *expire.Usage // when each cached file was last asked for
 
-	mu sync.Mutex // guards cfg and logFile, which Reload and ReopenLog replace
+	mu   sync.Mutex // guards cfg and logFile, which Reload and ReopenLog replace, and disk
+	disk proxy.Disk // the status page's view of the disk, kept by learning, fills and passes
 }
 
 // New loads cfg's extra CA certificates, opens the store (cleaning
@@ -88,7 +91,7 @@ func New(cfg *cacheconf.Config, log *slog.Logger) (*Server, error) {
 	s.access = proxy.NewAccessLog(accessOut)
 
 	s.expect = expect.New()
-	copts := cache.Options{Tunables: tunables(cfg), Served: s.served, Offline: cfg.OfflineMode, Expect: s.expect, Logger: log}
+	copts := cache.Options{Tunables: tunables(cfg), Served: s.served, Fetched: s.fetched, Offline: cfg.OfflineMode, Expect: s.expect, Logger: log}
 	if len(cfg.VerifySignatures) > 0 {
 		checker, err := signed.Load(cfg.VerifySignatures, st)
 		if err != nil {
@@ -99,7 +102,10 @@ func New(cfg *cacheconf.Config, log *slog.Logger) (*Server, error) {
 	}
 	c := cache.New(st, up, copts)
 	s.cache = c
-	s.handler = proxy.NewHandler(c, policy(cfg), s.access, log)
+	s.handler = proxy.NewHandler(c, s.policy(cfg), s.access, log)
+	if err := s.handler.LoadHistory(historyPath(cfg)); err != nil {
+		log.Warn("the status page's history is unreadable; starting a new one", "err", err)
+	}
 	s.http = &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 30 * time.Second,
@@ -148,7 +154,18 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // learnCached reads the metadata already in the store, so that files are
 // checked from the first request after a restart.
 func (s *Server) learnCached(ctx context.Context) {
-	if learnStore(ctx, s.store, s.expect, s.log) == nil {
+	byRepo, used := map[string]int64{}, int64(0)
+	count := func(info store.Info) {
+		byRepo[cachekey.Repository(info.Key)] += info.Size
+		used += info.Size
+	}
+	if learnStore(ctx, s.store, s.expect, s.log, count) == nil {
+		s.mu.Lock()
+		for repo, n := range s.disk.ByRepo { // fetched meanwhile
+			byRepo[repo] += n
+		}
+		s.disk.ByRepo, s.disk.Used = byRepo, s.disk.Used+used
+		s.mu.Unlock()
 		// Parsing the cached indexes of a large cache leaves a heap several
 		// times what the checksums take: give it back to the system now
 		// rather than over the next minutes.
@@ -159,10 +176,13 @@ func (s *Server) learnCached(ctx context.Context) {
 
 // learnStore lets ix learn from the metadata in st, Release and repomd.xml
 // files first (they say which by-hash files are indexes). It walks the
-// store's index once.
-func learnStore(ctx context.Context, st *disk.Store, ix *expect.Index, log *slog.Logger) error {
+// store's index once, showing each entry to visit when it is not nil.
+func learnStore(ctx context.Context, st *disk.Store, ix *expect.Index, log *slog.Logger, visit func(store.Info)) error {
 	var top, rest []string
 	err := st.Walk(ctx, func(info store.Info) error {
+		if visit != nil {
+			visit(info)
+		}
 		switch base := path.Base(info.Key); {
 		case base == "InRelease" || base == "Release" || base == "repomd.xml":
 			top = append(top, info.Key)
@@ -214,8 +234,43 @@ func tunables(cfg *cacheconf.Config) cache.Tunables {
 }
 
 // policy is the front's policy cfg gives.
-func policy(cfg *cacheconf.Config) proxy.Policy {
-	return proxy.Policy{Routes: &cfg.Table, ClientAllowed: cfg.ClientAllowed, AdminEmail: cfg.AdminEmail, MovedText: cfg.CGIAdvice}
+func (s *Server) policy(cfg *cacheconf.Config) proxy.Policy {
+	return proxy.Policy{Routes: &cfg.Table, ClientAllowed: cfg.ClientAllowed, AdminEmail: cfg.AdminEmail, MovedText: cfg.CGIAdvice, Disk: s.diskStatus}
+}
+
+// historyPath is where the status page's history is kept across restarts.
+func historyPath(cfg *cacheconf.Config) string { return filepath.Join(cfg.CacheDir, "history.json") }
+
+// fetched counts a body fetched from upstream: for the status page, and
+// on its disk view until the next pass counts exactly.
+func (s *Server) fetched(key string, n int64) {
+	s.handler.Fetched(key, n)
+	s.mu.Lock()
+	if s.disk.ByRepo == nil {
+		s.disk.ByRepo = map[string]int64{}
+	}
+	s.disk.ByRepo[cachekey.Repository(key)] += n
+	s.disk.Used += n
+	s.mu.Unlock()
+}
+
+// diskStatus is the status page's view of the disk.
+func (s *Server) diskStatus() proxy.Disk {
+	cfg := s.config()
+	s.mu.Lock()
+	d := s.disk
+	d.ByRepo = maps.Clone(d.ByRepo)
+	s.mu.Unlock()
+	if p, err := Policy(cfg); err == nil {
+		d.Cap = p.MaxSize
+	}
+	var fs unix.Statfs_t
+	if err := unix.Statfs(cfg.CacheDir, &fs); err == nil {
+		d.Free = int64(fs.Bavail) * int64(fs.Bsize)
+	} else {
+		d.Error = err.Error()
+	}
+	return d
 }
 
 // Reload makes the server answer by cfg from the next request on, as on
@@ -229,7 +284,7 @@ func (s *Server) Reload(cfg *cacheconf.Config) error {
 		return err
 	}
 	s.cache.Retune(up, tunables(cfg))
-	s.handler.SetPolicy(policy(cfg))
+	s.handler.SetPolicy(s.policy(cfg))
 	old := s.cfg
 	s.mu.Lock()
 	s.cfg = cfg
@@ -301,6 +356,13 @@ func (s *Server) expirePeriodically(ctx context.Context) {
 			s.log.Error("expiry pass failed", "err", err)
 		} else {
 			s.log.Info("expiry pass", "removed", len(r.Removed), "freed_bytes", r.Freed, "kept", r.Kept, "cache_bytes", r.Size)
+			s.mu.Lock()
+			s.disk.ByRepo, s.disk.Used = r.ByRepo, r.Size
+			s.disk.LastExpiry, s.disk.Removed, s.disk.Freed = time.Now(), len(r.Removed), r.Freed
+			s.mu.Unlock()
+		}
+		if err := s.handler.SaveHistory(historyPath(s.cfg)); err != nil {
+			s.log.Warn("cannot save the status page's history", "err", err)
 		}
 		if err := s.usage.Save(UsagePath(s.cfg)); err != nil {
 			s.log.Warn("cannot save the record of when cached files were last used", "err", err)
@@ -315,6 +377,11 @@ func (s *Server) close() {
 	}
 	if err := s.usage.Save(UsagePath(s.cfg)); err != nil {
 		s.log.Warn("cannot save the record of when cached files were last used", "err", err)
+	}
+	if s.handler != nil {
+		if err := s.handler.SaveHistory(historyPath(s.cfg)); err != nil {
+			s.log.Warn("cannot save the status page's history", "err", err)
+		}
 	}
 	s.store.Close()
 	if s.access != nil {

@@ -41,10 +41,11 @@ type Policy struct {
 
 // Report is what a pass removed (or would remove, in a dry run).
 type Report struct {
-	Removed []store.Info // in the order they went
-	Freed   int64        // bytes of the bodies no key names any more
-	Kept    int          // files kept
-	Size    int64        // bytes the kept files' bodies take
+	Removed []store.Info     // in the order they went
+	Freed   int64            // bytes of the bodies no key names any more
+	Kept    int              // files kept
+	Size    int64            // bytes the kept files' bodies take
+	ByRepo  map[string]int64 // bytes of the kept files, by repository (a body two share counts in both)
 }
 
 // topLevel are the metadata files a client asks for first, which say what
@@ -159,11 +160,12 @@ func Run(ctx context.Context, st Store, used *Usage, now time.Time, p Policy, dr
 		}
 	}
 
-	var r Report
+	r := Report{ByRepo: map[string]int64{}}
 	freed := map[string]bool{}
 	for _, e := range entries {
 		if !gone[e.Key] {
 			r.Kept++
+			r.ByRepo[cachekey.Repository(e.Key)] += e.Size
 			continue
 		}
 		if !dryRun {

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"vzpkg2/internal/cache"
+	"vzpkg2/internal/cachekey"
 	"vzpkg2/internal/hitpath"
 	"vzpkg2/internal/repofmt"
 	"vzpkg2/internal/route"
@@ -36,6 +37,8 @@ type Policy struct {
 	// MovedText, when set, answers requests in the original pkg-cacher's
 	// /pkg-cacher/ form with 410 Gone and this text (cgi_advise_to_use).
 	MovedText string
+	// Disk tells the status page about the cache's disk; nil: nothing.
+	Disk func() Disk
 }
 
 // Handler serves clients from a Cache.
@@ -45,12 +48,13 @@ type Handler struct {
 	access   *AccessLog
 	log      *slog.Logger
 	stats    *metrics
+	report   *report
 	inFlight atomic.Int64 // requests being answered
 }
 
 // NewHandler returns a Handler.
 func NewHandler(c *cache.Cache, pol Policy, access *AccessLog, log *slog.Logger) *Handler {
-	h := &Handler{cache: c, access: access, log: log, stats: newMetrics()}
+	h := &Handler{cache: c, access: access, log: log, stats: newMetrics(), report: newReport()}
 	h.SetPolicy(pol)
 	return h
 }
@@ -99,9 +103,18 @@ func (h *Handler) Answered(client string, ok bool, code int, n int64, show strin
 	h.record(client, status, code, n, show)
 }
 
+// localPages are pkg-cacher's own pages.
+var localPages = map[string]bool{"/": true, "/metrics": true, "/healthz": true, "/pkg-cacher/report": true, "/pkg-cacher/report.json": true}
+
 // isLocal reports whether u is one of pkg-cacher's own pages.
 func isLocal(u *url.URL) bool {
-	return !u.IsAbs() && u.Host == "" && (u.Path == "/" || u.Path == "/metrics")
+	return !u.IsAbs() && u.Host == "" && localPages[u.Path]
+}
+
+// Fetched counts bytes fetched from upstream for the file under key (for
+// the status page).
+func (h *Handler) Fetched(key string, n int64) {
+	h.report.fetched(time.Now(), cachekey.Repository(key), n)
 }
 
 // stripLegacy takes off the /pkg-cacher/ prefix of the original
@@ -119,6 +132,13 @@ func stripLegacy(u *url.URL) (*url.URL, bool) {
 		v.RawPath = "/" + rest
 	}
 	return &v, true
+}
+
+// isLocalShow reports whether a logged URL is one of pkg-cacher's own pages
+// (or a request refused before it named a repository).
+func isLocalShow(show string) bool {
+	u, err := url.Parse(show)
+	return err != nil || isLocal(u)
 }
 
 // request is the cache request for t.
@@ -146,8 +166,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // in flight.
 func (h *Handler) record(client string, status cache.Status, code int, n int64, show string) {
 	idle := h.inFlight.Add(-1) == 0
-	h.access.Record(time.Now(), client, status, code, n, show, idle)
+	now := time.Now()
+	h.access.Record(now, client, status, code, n, show, idle)
 	h.stats.record(status, n)
+	if !isLocalShow(show) {
+		h.report.served(now, repoOfShow(show), status, n)
+	}
 }
 
 // serve answers r and returns what the access log records.
@@ -173,10 +197,16 @@ func (h *Handler) serve(w *countingWriter, r *http.Request) (cache.Status, strin
 		return cache.Pass, r.RequestURI
 	}
 	if isLocal(r.URL) {
-		if r.URL.Path == "/" {
+		switch r.URL.Path {
+		case "/":
 			h.usage(w, r)
-		} else {
+		case "/metrics":
 			h.stats.serve(w, h.cache)
+		case "/healthz":
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			fmt.Fprintln(w, "ok")
+		default:
+			h.serveReport(w, r)
 		}
 		return cache.Pass, r.RequestURI
 	}

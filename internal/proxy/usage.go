@@ -17,7 +17,8 @@ var usageTmpl = template.Must(template.New("usage").Parse(`<!DOCTYPE html>
 <body>
 <h1>pkg-cacher: {{.Status}}</h1>
 <p>This is pkg-cacher, a caching proxy for apt and yum/dnf repositories
-(apt-cacher-ng compatible). Point your clients at it in one of these ways.</p>
+(apt-cacher-ng compatible). Point your clients at it in one of these ways.
+What it is doing and what it saved: <a href="/pkg-cacher/report">the status page</a>.</p>
 
 <h2>apt (Debian, Ubuntu)</h2>
 <p>As a proxy, in <code>/etc/apt/apt.conf.d/01proxy</code>:</p>
