@@ -189,6 +189,15 @@ var keys = map[string]string{
 	"errorfile":         "accepted, no effect (deprecated: errors go to standard error)",
 }
 
+// KeysHelp describes every key, one per line, for the manual.
+func KeysHelp() string {
+	var b strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(keys)) {
+		fmt.Fprintf(&b, "  %s: %s\n", k, keys[k])
+	}
+	return b.String()
+}
+
 func knownKeys() string {
 	return strings.Join(slices.Sorted(maps.Keys(keys)), ", ")
 }

@@ -96,6 +96,27 @@ func TestUpstreamProxy(t *testing.T) {
 	}
 }
 
+// An https upstream is reached through the http_proxy with CONNECT.
+func TestUpstreamProxyHTTPS(t *testing.T) {
+	proxyAddr, proxyLog := startSquid(t)
+	root := t.TempDir()
+	want := writeRandom(t, root, "/pool/s.deb", 30_000)
+	tlsUp := repotest.NewTLSUpstream(t, root)
+	base, stop := serve(t, testConfig(t, tlsUp.HostPort(), "", "http_proxy="+proxyAddr, "use_proxy=1", "ca_file="+tlsUp.CAFile()))
+	resp, body := get(t, base+"/HTTPS///"+tlsUp.HostPort()+"/pool/s.deb")
+	if resp.StatusCode != http.StatusOK || string(body) != string(want) {
+		t.Fatalf("through the proxy: got %d with %d bytes, want 200 with %d", resp.StatusCode, len(body), len(want))
+	}
+	stop() // squid logs a tunnel when it closes
+	var log []byte
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if log, _ = os.ReadFile(proxyLog); strings.Contains(string(log), "CONNECT "+tlsUp.HostPort()) {
+			return
+		}
+	}
+	t.Errorf("squid's log has no CONNECT to %s:\n%s", tlsUp.HostPort(), log)
+}
+
 // limit caps the bytes a second of all fills together: a 5 MB fill at 500k
 // takes at least 9 s, and two 2.5 MB fills at once share the rate. (Timed
 // at the client, which gets the bytes as they come from upstream: at the

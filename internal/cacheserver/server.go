@@ -51,6 +51,7 @@ type Server struct {
 	http    *http.Server
 	log     *slog.Logger
 	expect  *expect.Index // checksums the cached metadata promises
+	up      *upstream.Client
 	usage   *expire.Usage // when each cached file was last asked for
 
 	mu   sync.Mutex // guards cfg and logFile, which Reload and ReopenLog replace, and disk
@@ -71,7 +72,7 @@ func New(cfg *cacheconf.Config, log *slog.Logger) (*Server, error) {
 	if r := st.Recovery(); r.Checked > 0 {
 		log.Warn("the cache was not closed cleanly: the files written in its last second were checked", "checked", r.Checked, "torn_removed", r.Removed)
 	}
-	s := &Server{cfg: cfg, store: st, log: log, usage: expire.NewUsage()}
+	s := &Server{cfg: cfg, store: st, log: log, usage: expire.NewUsage(), up: up}
 	if err := s.usage.Load(UsagePath(cfg)); err != nil {
 		log.Warn("the record of when cached files were last used is unreadable; starting a new one", "err", err)
 	}
@@ -285,10 +286,11 @@ func (s *Server) Reload(cfg *cacheconf.Config) error {
 	}
 	s.cache.Retune(up, tunables(cfg))
 	s.handler.SetPolicy(s.policy(cfg))
-	old := s.cfg
 	s.mu.Lock()
-	s.cfg = cfg
+	old, oldUp := s.cfg, s.up
+	s.cfg, s.up = cfg, up
 	s.mu.Unlock()
+	oldUp.CloseIdle() // fills under way keep theirs
 	var fixed []string
 	for key, same := range map[string]bool{
 		"cache_dir": cfg.CacheDir == old.CacheDir, "logdir": cfg.LogDir == old.LogDir,
@@ -375,6 +377,11 @@ func (s *Server) close() {
 	if s.cache != nil {
 		s.cache.Close() // before the store: no commit after it
 	}
+	s.mu.Lock()
+	if s.up != nil {
+		s.up.CloseIdle()
+	}
+	s.mu.Unlock()
 	if err := s.usage.Save(UsagePath(s.cfg)); err != nil {
 		s.log.Warn("cannot save the record of when cached files were last used", "err", err)
 	}

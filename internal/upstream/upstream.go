@@ -86,6 +86,10 @@ func New(o Options) (*Client, error) {
 	return c, nil
 }
 
+// CloseIdle closes the connections to upstreams kept for reuse (at
+// shutdown, or when a reload replaced the client).
+func (c *Client) CloseIdle() { c.http.CloseIdleConnections() }
+
 // bindLocal makes d's connections leave from local: an IP address, a host
 // name (its first address), or a network interface (SO_BINDTODEVICE).
 func bindLocal(d *net.Dialer, local string) error {
