@@ -602,6 +602,12 @@ func TestNonReadingClientsAreDropped(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for checks := 0; ; checks++ {
 		d, err := fetchSmall()
+		if err == nil && d > time.Second {
+			// Once more at once: other tests' processes share the two
+			// CPUs, and one slow answer may be theirs. Starved by the
+			// stalled clients, the second is slow too.
+			d, err = fetchSmall()
+		}
 		if err != nil || d > time.Second {
 			t.Fatalf("normal client while %d clients read nothing: %v after %v, want the file within 1 s", stalled, err, d)
 		}
