@@ -136,6 +136,20 @@ func reloadOnHUP(hup <-chan os.Signal, srv *cacheserver.Server, file string, arg
 	}
 }
 
+// openStore reads the configuration and opens its cache directory, for the
+// commands that work on a cache pkg-cacher serve is not running on.
+func openStore(file string, args []string) (*cacheconf.Config, *disk.Store, error) {
+	cfg, err := loadConfig(file, args)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := disk.Open(cfg.CacheDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, st, nil
+}
+
 // loadConfig reads file (default: cacheconf.DefaultFile when it exists) and
 // the key=value overrides.
 func loadConfig(file string, args []string) (*cacheconf.Config, error) {
@@ -164,11 +178,7 @@ running on the same cache directory. Exits 1 when damage is found and not repair
 		Example: `  pkg-cacher verify
   pkg-cacher verify --repair cache_dir=/srv/pkg-cacher`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := loadConfig(file, args)
-			if err != nil {
-				return err
-			}
-			st, err := disk.Open(cfg.CacheDir)
+			_, st, err := openStore(file, args)
 			if err != nil {
 				return err
 			}
@@ -217,11 +227,7 @@ then the space freed. pkg-cacher serve must not be running on the same cache dir
 		Example: `  pkg-cacher expire --dry-run
   pkg-cacher expire expire_days=7 max_size=20G`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := loadConfig(file, args)
-			if err != nil {
-				return err
-			}
-			st, err := disk.Open(cfg.CacheDir)
+			cfg, st, err := openStore(file, args)
 			if err != nil {
 				return err
 			}
@@ -279,11 +285,7 @@ settings; the others are directories.`,
 			if len(dirs) == 0 {
 				return errors.New("no directory to import from")
 			}
-			cfg, err := loadConfig(file, settings)
-			if err != nil {
-				return err
-			}
-			st, err := disk.Open(cfg.CacheDir)
+			_, st, err := openStore(file, settings)
 			if err != nil {
 				return err
 			}

@@ -68,17 +68,7 @@ func TestOriginalConfig(t *testing.T) {
 	if err := os.WriteFile(conf, []byte(originalConf(dir, up.HostPort())), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	port := freePort(t)
-	var stderr lockedBuffer
-	cmd := exec.Command(os.Args[0], "serve", "-c", conf, "daemon_addr=127.0.0.1", fmt.Sprint("daemon_port=", port))
-	cmd.Env = append(os.Environ(), childEnv+"=1")
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	waitUp(t, base)
+	cmd, stderr, base := serveChild(t, "-c", conf)
 	for _, key := range []string{"generate_reports", "logfile", "errorfile"} {
 		if !strings.Contains(stderr.String(), conf+":") || !strings.Contains(stderr.String(), key+" has no effect") {
 			t.Errorf("no warning names %s:\n%s", key, stderr.String())
@@ -101,6 +91,24 @@ func TestOriginalConfig(t *testing.T) {
 	if n := up.CountSuffix(".deb"); n != 1 {
 		t.Errorf("the upstream got %d package requests, want 1 (both forms share the cache)", n)
 	}
+}
+
+// serveChild runs `pkg-cacher serve args...` on a free loopback port in a
+// child process until the test ends, and waits until it answers at base.
+func serveChild(t *testing.T, args ...string) (cmd *exec.Cmd, stderr *lockedBuffer, base string) {
+	t.Helper()
+	port := freePort(t)
+	stderr = &lockedBuffer{}
+	cmd = exec.Command(os.Args[0], append(append([]string{"serve"}, args...), "daemon_addr=127.0.0.1", fmt.Sprint("daemon_port=", port))...)
+	cmd.Env = append(os.Environ(), childEnv+"=1")
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	base = fmt.Sprintf("http://127.0.0.1:%d", port)
+	waitUp(t, base)
+	return cmd, stderr, base
 }
 
 // lockedBuffer is a bytes.Buffer a child's output is copied into while the
@@ -228,17 +236,7 @@ func TestReloadOnSIGHUP(t *testing.T) {
 		os.WriteFile(conf, []byte(fmt.Sprintf("cache_dir = %s/cache\nlogdir = %s/log\nallowed_locations = %s\npath_map = local %s\nallowed_hosts = %s\n", dir, dir, up.HostPort(), up.HostPort(), acl)), 0o644)
 	}
 	write("127.0.0.0/8")
-	port := freePort(t)
-	var stderr lockedBuffer
-	cmd := exec.Command(os.Args[0], "serve", "-c", conf, "daemon_addr=127.0.0.1", fmt.Sprint("daemon_port=", port))
-	cmd.Env = append(os.Environ(), childEnv+"=1")
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	base := fmt.Sprintf("http://127.0.0.1:%d", port)
-	waitUp(t, base)
+	cmd, stderr, base := serveChild(t, "-c", conf)
 	hup := func(want string) {
 		t.Helper()
 		n := strings.Count(stderr.String(), want)

@@ -41,12 +41,7 @@ func serve(t *testing.T, cfg *cacheconf.Config, log ...*syncBuffer) (string, fun
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { srv.Serve(ctx, ln); close(done) }()
-	stop := func() { cancel(); <-done }
-	t.Cleanup(stop)
-	return "http://" + ln.Addr().String(), stop
+	return "http://" + ln.Addr().String(), run(t, srv, ln)
 }
 
 // expireAt runs one expiry pass over cfg's stopped cache at now, after

@@ -268,10 +268,7 @@ func TestHitPathBytesEqualNetHTTP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { srv.Serve(ctx, fast); close(done) }()
-	defer func() { cancel(); <-done }()
+	run(t, srv, fast)
 	plain := httptest.NewUnstartedServer(srv.handler)
 	plain.Config.ConnContext = hitpath.ConnContext
 	plain.Start()

@@ -7,7 +7,6 @@ package cacheserver
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -205,10 +204,7 @@ func startTuned(t *testing.T, cfg *cacheconf.Config, tune func(*http.Server)) st
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { srv.Serve(ctx, ln); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
+	run(t, srv, ln)
 	return ln.Addr().String()
 }
 

@@ -53,17 +53,24 @@ func startCacherOn(t *testing.T, ln net.Listener, upstreamHostPort string, dir s
 		t.Fatal(err)
 	}
 	c.addr = ln.Addr().String()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { srv.Serve(ctx, ln); close(done) }()
 	t.Cleanup(func() {
-		cancel()
-		<-done
 		if t.Failed() {
 			t.Logf("pkg-cacher log:\n%s", logBuf.String())
 		}
 	})
+	run(t, srv, ln)
 	return c
+}
+
+// run serves srv on ln until stop is called or the test ends.
+func run(t *testing.T, srv *Server, ln net.Listener) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { srv.Serve(ctx, ln); close(done) }()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return stop
 }
 
 // testConfig is the configuration of a pkg-cacher with its cache and logs
