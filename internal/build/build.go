@@ -21,6 +21,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"vzpkg2/internal/atomicfile"
 	"vzpkg2/internal/packager"
 	"vzpkg2/internal/packager/apt"
 	"vzpkg2/internal/rootfs"
@@ -35,6 +36,12 @@ type Options struct {
 	Epoch    time.Time // SOURCE_DATE_EPOCH: file times are clamped to it; zero keeps them
 	Progress Progress  // nil reports nothing
 	Verbose  bool      // ask the package manager for details
+	NoWait   bool      // fail at once when another run works on the template
+	Waiting  io.Writer // told when the run waits for another one; nil tells no one
+
+	// fault, when set (by tests only), is called at each step of a publish
+	// (see publish); an error stops the publish there, as a kill would.
+	fault func(step string) error
 }
 
 // Progress receives a build's progress.
@@ -64,6 +71,11 @@ func packagerFor(def *tmpl.Definition) (packager.Packager, error) {
 // Create builds def and publishes it in opt.CacheDir, replacing an existing
 // template of the same name (kept as NAME.tar.EXT-old).
 func Create(ctx context.Context, def *tmpl.Definition, opt Options) (*Result, error) {
+	unlock, err := lockTemplate(ctx, def.Name, opt)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	b, err := start(def, opt)
 	if err != nil {
 		return nil, err
@@ -86,6 +98,14 @@ func Create(ctx context.Context, def *tmpl.Definition, opt Options) (*Result, er
 // publishes a new file (the previous one kept as NAME.tar.EXT-old) only when
 // the package manifest changed.
 func Update(ctx context.Context, def *tmpl.Definition, opt Options) (*Result, error) {
+	if fi, err := os.Stat(opt.CacheDir); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("%s is not in %s: create it with vzpkg create cache %s", def.Name, opt.CacheDir, def.Name)
+	}
+	unlock, err := lockTemplate(ctx, def.Name, opt)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	old, ok := Find(opt.CacheDir, def.Name)
 	if !ok {
 		return nil, fmt.Errorf("%s is not in %s: create it with vzpkg create cache %s", def.Name, opt.CacheDir, def.Name)
@@ -154,9 +174,6 @@ func start(def *tmpl.Definition, opt Options) (*builder, error) {
 	}
 	argv, err := compressor(opt.Format)
 	if err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(opt.CacheDir, 0o755); err != nil {
 		return nil, err
 	}
 	work, err := os.MkdirTemp(opt.CacheDir, ".vzpkg-"+def.Name+"-")
@@ -316,18 +333,38 @@ func Find(dir, name string) (string, bool) {
 	return "", false
 }
 
-// Remove deletes the published template name from dir, with its checksum,
-// manifest and previous version.
-func Remove(dir, name string) error {
-	p, ok := Find(dir, name)
-	if !ok {
-		return fmt.Errorf("%s is not in %s", name, dir)
+// Remove deletes the published template name from dir: every file of its
+// set in every format (tarball, checksum, manifest and their -old versions).
+// It holds the template's lock as a build does, so it never removes a
+// template under a running build.
+func Remove(ctx context.Context, name string, opt Options) error {
+	if err := tmpl.CheckName(name); err != nil {
+		return err
 	}
+	if fi, err := os.Stat(opt.CacheDir); err != nil || !fi.IsDir() {
+		return fmt.Errorf("%s is not in %s", name, opt.CacheDir)
+	}
+	unlock, err := lockTemplate(ctx, name, opt)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	found := false
 	var errs []error
-	for _, f := range []string{p, p + ".sha256", p + "-old", manifestPath(p), manifestPath(p) + "-old"} {
-		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+	for _, n := range setNames(name) {
+		err := os.Remove(filepath.Join(opt.CacheDir, n))
+		switch {
+		case err == nil:
+			found = true
+		case !errors.Is(err, os.ErrNotExist):
 			errs = append(errs, err)
 		}
+	}
+	if !found && len(errs) == 0 {
+		return fmt.Errorf("%s is not in %s", name, opt.CacheDir)
+	}
+	if found {
+		errs = append(errs, atomicfile.SyncDir(opt.CacheDir))
 	}
 	return errors.Join(errs...)
 }

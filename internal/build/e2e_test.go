@@ -405,3 +405,102 @@ func TestCreateCacheDebian12ThroughPkgCacher(t *testing.T) {
 		}
 	})
 }
+
+// publishedFiles writes a stand-in for a published template into dir and
+// returns its file names.
+func publishedFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	names := []string{template + ".tar.gz", template + ".tar.gz.sha256", template + ".manifest"}
+	for _, n := range names {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte(n+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return names
+}
+
+// holdLock takes the template's lock in dir as another vzpkg run would, and
+// returns the function releasing it.
+func holdLock(t *testing.T, dir string) func() {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(dir, "."+template+".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "%d\n", os.Getpid())
+	return func() { f.Close() }
+}
+
+// TestOneRunPerTemplate runs the real vzpkg while another run holds the
+// template's lock: with --no-wait it fails at once, without it says that it
+// waits and does its work only when the other run is done. (No network.)
+func TestOneRunPerTemplate(t *testing.T) {
+	dir := t.TempDir()
+	names := publishedFiles(t, dir)
+	release := holdLock(t, dir)
+	defer release()
+	stillThere := func(when string) {
+		t.Helper()
+		for _, n := range names {
+			if _, err := os.Stat(filepath.Join(dir, n)); err != nil {
+				t.Errorf("%s: %v", when, err)
+			}
+		}
+	}
+
+	for _, args := range [][]string{
+		{"remove", "cache", template, "--cache-dir", dir, "--no-wait"},
+		{"create", "cache", template, "--cache-dir", dir, "--no-cacher", "--no-wait"},
+		{"update", "cache", template, "--cache-dir", dir, "--no-cacher", "--no-wait"},
+	} {
+		start := time.Now()
+		_, err := vzpkg(t, args...)
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("another vzpkg run (pid %d) is working on %s in %s", os.Getpid(), template, dir)) {
+			t.Errorf("%s while another run holds the template: got %v, want \"another vzpkg run (pid %d) is working on ...\"", strings.Join(args[:2], " "), err, os.Getpid())
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("%s --no-wait took %v, want it to fail at once", strings.Join(args[:2], " "), d)
+		}
+		stillThere(strings.Join(args[:2], " ") + " --no-wait")
+	}
+
+	cmd := exec.Command(filepath.Join(bin, "vzpkg"), "remove", "cache", template, "--cache-dir", dir)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Scan()
+		if want := fmt.Sprintf("waiting for another vzpkg run (pid %d)", os.Getpid()); !strings.Contains(sc.Text(), want) {
+			t.Errorf("remove cache printed %q first, want %q", sc.Text(), want)
+		}
+		io.Copy(io.Discard, stderr)
+		done <- cmd.Wait()
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("remove cache did not wait for the other run: exited with %v", err)
+	case <-time.After(time.Second):
+	}
+	stillThere("remove cache waiting for the lock")
+	release()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("remove cache after the other run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("remove cache did not finish within 10 s of the other run's end")
+	}
+	for _, n := range names {
+		if _, err := os.Stat(filepath.Join(dir, n)); err == nil {
+			t.Errorf("%s is still there after remove cache", n)
+		}
+	}
+}

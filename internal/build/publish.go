@@ -73,46 +73,186 @@ func (c *cmdWriter) Close() error {
 	return nil
 }
 
-// publish packs the root into NAME.tar.EXT with its .sha256 and manifest:
-// every file is written under a temporary name, synced, and renamed into
-// place last; a previous template becomes NAME.tar.EXT-old.
+// A published template NAME is a set of files in the cache directory: the
+// tarball NAME.tar.EXT, its checksum NAME.tar.EXT.sha256 (sha256sum -c
+// format) and the package list NAME.manifest; and the set of the previous
+// build: NAME.tar.EXT-old, NAME.tar.EXT-old.sha256 and NAME.manifest-old. The
+// whole set changes at once, whatever kills a run and when:
+//
+//  1. publish writes every file of the new set that is new into the private
+//     directory's publish/, each under its final name, synced: the tarball,
+//     its checksum and the manifest, the previous tarball and manifest as
+//     hard links named -old (the published files are not touched), the
+//     previous checksum rewritten for the -old name; and .set, the names of
+//     the new set. Then it syncs publish/.
+//  2. It renames publish/ to DIR/.NAME.commit and syncs DIR: the commit
+//     point. A run killed before it leaves the published set as it was (and
+//     its private directory, which holds nothing published).
+//  3. finishCommit moves each file of .NAME.commit to its name in DIR,
+//     removes every other file name of the template (another format's
+//     files, an -old from two builds ago), syncs DIR, and removes
+//     .NAME.commit. Each of these steps can be done again with the same
+//     result, and every run that takes the template's lock (create, update,
+//     remove) first finishes a commit it finds: a run killed after the
+//     commit point has published the new set as soon as the next run starts.
+//
+// All of it happens under the template's lock (lockTemplate).
+
+// setNames returns every file name template name may have in the cache
+// directory: the published set and the -old set, in every format.
+func setNames(name string) []string {
+	names := []string{name + ".manifest", name + ".manifest-old"}
+	for _, f := range Formats() {
+		t := name + ".tar." + f
+		names = append(names, t, t+".sha256", t+"-old", t+"-old.sha256")
+	}
+	return names
+}
+
+// commitDir is the directory of a committed publish of name (step 2).
+func commitDir(dir, name string) string { return filepath.Join(dir, "."+name+".commit") }
+
+// setList is the file of a commit directory naming the files of the new set.
+const setList = ".set"
+
+// publish packs the root into NAME.tar.EXT and publishes it with its
+// checksum and manifest, the previous template becoming NAME.tar.EXT-old
+// (see above).
 func (b *builder) publish(ctx context.Context, pkgs []packager.Package) (*Result, error) {
-	final := filepath.Join(b.opt.CacheDir, b.def.Name+".tar."+b.opt.Format)
-	tmp := filepath.Join(b.work, filepath.Base(final))
-	sum, err := b.pack(tmp)
+	dir, name := b.opt.CacheDir, b.def.Name
+	final := filepath.Join(dir, name+".tar."+b.opt.Format)
+	base := filepath.Base(final)
+	stage := filepath.Join(b.work, "publish")
+	if err := os.Mkdir(stage, 0o755); err != nil {
+		return nil, err
+	}
+	sum, err := b.pack(filepath.Join(stage, base))
 	if err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	manifest := formatManifest(pkgs)
-	sums := sum + "  " + filepath.Base(final) + "\n"
-	if err := writeSynced(tmp+".sha256", sums); err != nil {
-		return nil, err
-	}
-	if err := writeSynced(tmp+".manifest", manifest); err != nil {
-		return nil, err
-	}
 	b.phase("publish")
-	// A template of the same name in another format is replaced too.
-	if prev, ok := Find(b.opt.CacheDir, b.def.Name); ok {
-		for _, f := range []string{prev, manifestPath(prev)} {
-			if err := os.Rename(f, f+"-old"); err != nil && !errors.Is(err, os.ErrNotExist) {
+	manifest := filepath.Base(manifestPath(final))
+	if err := errors.Join(
+		writeSynced(filepath.Join(stage, base+".sha256"), sum+"  "+base+"\n"),
+		writeSynced(filepath.Join(stage, manifest), formatManifest(pkgs)),
+	); err != nil {
+		return nil, err
+	}
+	// The -old files first and the tarball last, so that even a reader that
+	// does not finish commits sees the new tarball only with its checksum.
+	var set []string
+	if prev, ok := Find(dir, name); ok {
+		old := filepath.Base(prev) + "-old"
+		if err := os.Link(prev, filepath.Join(stage, old)); err != nil {
+			return nil, err
+		}
+		set = append(set, old)
+		if data, err := os.ReadFile(prev + ".sha256"); err == nil && firstField(string(data)) != "" {
+			if err := writeSynced(filepath.Join(stage, old+".sha256"), firstField(string(data))+"  "+old+"\n"); err != nil {
 				return nil, err
 			}
+			set = append(set, old+".sha256")
 		}
-		os.Remove(prev + ".sha256")
-	}
-	for _, mv := range [][2]string{{tmp + ".manifest", manifestPath(final)}, {tmp + ".sha256", final + ".sha256"}, {tmp, final}} {
-		if err := os.Rename(mv[0], mv[1]); err != nil {
+		if err := os.Link(manifestPath(prev), filepath.Join(stage, manifest+"-old")); err == nil {
+			set = append(set, manifest+"-old")
+		} else if !errors.Is(err, os.ErrNotExist) {
 			return nil, err
 		}
 	}
-	if err := atomicfile.SyncDir(b.opt.CacheDir); err != nil {
+	set = append(set, manifest, base+".sha256", base)
+	if err := writeSynced(filepath.Join(stage, setList), strings.Join(set, "\n")+"\n"); err != nil {
+		return nil, err
+	}
+	if err := atomicfile.SyncDir(stage); err != nil {
+		return nil, err
+	}
+	if err := b.fault("staged"); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(stage, commitDir(dir, name)); err != nil {
+		return nil, err
+	}
+	if err := atomicfile.SyncDir(dir); err != nil {
+		return nil, err
+	}
+	if err := b.fault("committed"); err != nil {
+		return nil, err
+	}
+	if err := finishCommit(dir, name, b.opt.fault); err != nil {
 		return nil, err
 	}
 	return &Result{Path: final, SHA256: sum, Packages: pkgs, Changed: true}, nil
+}
+
+func (b *builder) fault(step string) error {
+	if b.opt.fault == nil {
+		return nil
+	}
+	return b.opt.fault(step)
+}
+
+// recoverPublish finishes a publish of name in dir that was committed but
+// not finished (step 3 above); there is nothing to do when none was.
+func recoverPublish(dir, name string) error {
+	if err := finishCommit(dir, name, nil); err != nil {
+		return fmt.Errorf("finish the publish of %s a previous run began: %w", name, err)
+	}
+	return nil
+}
+
+// finishCommit does step 3 of a publish; fault is the test's fault point, or nil.
+func finishCommit(dir, name string, fault func(string) error) error {
+	commit := commitDir(dir, name)
+	data, err := os.ReadFile(filepath.Join(commit, setList))
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		// No commit, or one finished but for removing its empty directory.
+		if err := os.Remove(commit); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		return nil
+	case err != nil:
+		return err
+	}
+	inSet := map[string]bool{}
+	for _, n := range strings.Fields(string(data)) {
+		inSet[n] = true
+		err := os.Rename(filepath.Join(commit, n), filepath.Join(dir, n))
+		if err != nil && !errors.Is(err, os.ErrNotExist) { // ErrNotExist: moved by an earlier try
+			return err
+		}
+		if fault != nil {
+			if err := fault("moved " + n); err != nil {
+				return err
+			}
+		}
+	}
+	for _, n := range setNames(name) {
+		if inSet[n] {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, n)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	if err := atomicfile.SyncDir(dir); err != nil {
+		return err
+	}
+	if fault != nil {
+		if err := fault("replaced"); err != nil {
+			return err
+		}
+	}
+	if err := os.Remove(filepath.Join(commit, setList)); err != nil {
+		return err
+	}
+	if err := os.Remove(commit); err != nil {
+		return err
+	}
+	return atomicfile.SyncDir(dir)
 }
 
 // pack writes the compressed tarball of the root to path and returns its SHA-256.

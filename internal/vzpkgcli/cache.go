@@ -22,6 +22,7 @@ type buildFlags struct {
 	format   string
 	quiet    bool
 	verbose  bool
+	noWait   bool
 }
 
 func (f *buildFlags) register(cmd *cobra.Command, withFormat bool) {
@@ -35,7 +36,20 @@ func (f *buildFlags) register(cmd *cobra.Command, withFormat bool) {
 	cmd.Flags().BoolVarP(&f.quiet, "quiet", "q", false, "print nothing but errors and the result")
 	cmd.Flags().BoolVarP(&f.verbose, "verbose", "v", false, "print the package manager's output")
 	cmd.MarkFlagsMutuallyExclusive("quiet", "verbose")
+	registerNoWait(cmd, &f.noWait)
 }
+
+// registerNoWait adds --no-wait to a command that changes a template.
+func registerNoWait(cmd *cobra.Command, noWait *bool) {
+	cmd.Flags().BoolVar(noWait, "no-wait", false, "fail at once when another vzpkg run works on the template, instead of waiting for it")
+}
+
+// lockNote is the part of a command's description about concurrent runs.
+const lockNote = `
+
+One vzpkg run at a time works on a template in a cache directory (create, update and remove
+cache take the lock file .NAME.lock there): a second run says that it waits for the first and
+goes on when it is done, or with --no-wait fails at once.`
 
 // prepare resolves the template and the build options.
 func (a *app) prepare(ctx context.Context, cmd *cobra.Command, name string, f *buildFlags) (*tmpl.Definition, build.Options, *progress, error) {
@@ -70,6 +84,8 @@ func (a *app) prepare(ctx context.Context, cmd *cobra.Command, name string, f *b
 	}
 	opt.Format = f.format
 	opt.Verbose = f.verbose
+	opt.NoWait = f.noWait
+	opt.Waiting = cmd.ErrOrStderr()
 	p := newProgress(cmd.ErrOrStderr(), f.quiet, f.verbose, a.env.Now)
 	opt.Progress = p
 	return def, opt, p, nil
@@ -110,7 +126,7 @@ kept as *.disabled) when the template says use_cacher; and packs a reproducible 
 sorted entries, numeric owners, times clamped to $SOURCE_DATE_EPOCH when it is set, extended
 attributes and file capabilities kept, compressed on every CPU. An existing template of the
 same name is kept as NAME.tar.gz-old. Interrupted or failed, a build leaves no output file,
-no private directory and no mount behind.`,
+no private directory and no mount behind.` + lockNote,
 		Example: `  vzpkg create cache debian-12-x86_64-minimal --cacher http://127.0.0.1:3142/
   SOURCE_DATE_EPOCH=1700000000 vzpkg create cache debian-12-x86_64 --cache-dir ./out --format zst`,
 		Args: cobra.ExactArgs(1),
@@ -146,7 +162,7 @@ func (a *app) newUpdate() *cobra.Command {
 definition gained, through pkg-cacher unless --no-cacher. When the package manifest changed,
 print the changes ("+" added, "-" removed, "~" upgraded), keep the previous file as
 NAME.tar.gz-old and publish the new one; otherwise leave the file alone. --recreate builds it
-from scratch instead, as vzpkg create cache does.`,
+from scratch instead, as vzpkg create cache does.` + lockNote,
 		Example: `  vzpkg update cache debian-12-x86_64-minimal
   vzpkg update cache debian-12-x86_64-minimal --recreate`,
 		Args: cobra.ExactArgs(1),
@@ -186,12 +202,15 @@ from scratch instead, as vzpkg create cache does.`,
 
 func (a *app) newRemove() *cobra.Command {
 	remove := &cobra.Command{Use: "remove", Short: "remove objects: cache (a template)"}
-	var cacheDir string
+	var (
+		cacheDir string
+		noWait   bool
+	)
 	cache := &cobra.Command{
 		Use:   "cache NAME",
 		Short: "delete a built template from the template cache",
 		Long: `Delete template NAME from the cache directory, with its checksum, its manifest and the
-previous version (-old). The template's definition is not touched.`,
+previous version (-old), in every format. The template's definition is not touched.` + lockNote,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := a.loadConfig()
@@ -201,10 +220,11 @@ previous version (-old). The template's definition is not touched.`,
 			if cacheDir == "" {
 				cacheDir = cfg.CacheDir
 			}
-			return build.Remove(cacheDir, args[0])
+			return build.Remove(cmd.Context(), args[0], build.Options{CacheDir: cacheDir, NoWait: noWait, Waiting: cmd.ErrOrStderr()})
 		},
 	}
 	cache.Flags().StringVar(&cacheDir, "cache-dir", "", "where templates are kept (default cache_dir of vzpkg.conf)")
+	registerNoWait(cache, &noWait)
 	remove.AddCommand(cache)
 	return remove
 }

@@ -1,0 +1,283 @@
+package build
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"vzpkg2/internal/tmpl"
+)
+
+// These tests run the real publish pipeline (reproducible tar, pigz, the
+// apt packager's dpkg-query, sha256sum) on a small root written by the test
+// instead of a bootstrapped one: no network, a second each. They need root
+// (the build root may go on a tmpfs).
+
+const testName = "vztest-1-x86_64"
+
+func testDef() *tmpl.Definition {
+	return &tmpl.Definition{Name: testName, Packager: tmpl.PackagerApt}
+}
+
+// testStatus is a dpkg status file listing package vztest at version.
+func testStatus(version string) string {
+	return "Package: base-files\nStatus: install ok installed\nArchitecture: amd64\nVersion: 12.4\n\n" +
+		"Package: vztest\nStatus: install ok installed\nArchitecture: all\nVersion: " + version + "\n\n"
+}
+
+// writeRoot fills a build root with a few files and a package database
+// listing vztest at version.
+func writeRoot(t *testing.T, root, version string) {
+	t.Helper()
+	files := map[string]string{
+		"etc/passwd":           "root:x:0:0:root:/root:/bin/sh\n",
+		"etc/apt/sources.list": "deb http://deb.debian.org/debian bookworm main\n",
+		"var/lib/dpkg/status":  testStatus(version),
+	}
+	for name, body := range files {
+		p := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// fakeCreate is Create with the bootstrap replaced by writeRoot: the lock,
+// the private directory, the query of the package database, the pack and
+// the publish are the real ones.
+func fakeCreate(ctx context.Context, t *testing.T, opt Options, version string) (*Result, error) {
+	t.Helper()
+	unlock, err := lockTemplate(ctx, testName, opt)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	b, err := start(testDef(), opt)
+	if err != nil {
+		return nil, err
+	}
+	defer b.cleanup()
+	writeRoot(t, b.root, version)
+	return b.finish(ctx, nil)
+}
+
+// publishedVersion checks that the published set of testName in dir is
+// whole and consistent, as a user would check it: exactly one format, the
+// tarball and -old verify with sha256sum -c, each manifest lists what the
+// package database inside its tarball lists, and nothing else of the
+// template is there. It returns the vztest versions of the template and of
+// its -old ("" when there is none).
+func publishedVersion(t *testing.T, dir string) (cur, old string) {
+	t.Helper()
+	var tarballs []string
+	for _, f := range Formats() {
+		if _, err := os.Stat(filepath.Join(dir, testName+".tar."+f)); err == nil {
+			tarballs = append(tarballs, testName+".tar."+f)
+		}
+	}
+	if len(tarballs) != 1 {
+		t.Fatalf("published tarballs %v, want exactly one; directory holds %v", tarballs, listDir(t, dir))
+	}
+	tb := tarballs[0]
+	want := []string{tb, tb + ".sha256", testName + ".manifest"}
+	cur = checkTarball(t, dir, tb, testName+".manifest")
+	for _, f := range Formats() {
+		o := testName + ".tar." + f + "-old"
+		if _, err := os.Stat(filepath.Join(dir, o)); err == nil {
+			if old != "" {
+				t.Errorf("two -old tarballs in %v", listDir(t, dir))
+			}
+			old = checkTarball(t, dir, o, testName+".manifest-old")
+			want = append(want, o, o+".sha256", testName+".manifest-old")
+		}
+	}
+	got := listDir(t, dir)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("cache directory holds %v, want %v", got, want)
+	}
+	return cur, old
+}
+
+// checkTarball verifies tarball (in dir) against its .sha256 with sha256sum
+// and its manifest against its package database, and returns the version
+// of vztest in it.
+func checkTarball(t *testing.T, dir, tarball, manifest string) string {
+	t.Helper()
+	cmd := exec.Command("sha256sum", "-c", tarball+".sha256")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("sha256sum -c %s.sha256: %v\n%s", tarball, err, out)
+	}
+	x := t.TempDir()
+	unpackArgs := []string{"-xf", filepath.Join(dir, tarball), "-C", x, "./var/lib/dpkg/status"}
+	if strings.Contains(tarball, ".zst") {
+		unpackArgs = append(unpackArgs, "--zstd")
+	}
+	if out, err := exec.Command("tar", unpackArgs...).CombinedOutput(); err != nil {
+		t.Fatalf("tar %v: %v\n%s", unpackArgs, err, out)
+	}
+	db, err := exec.Command("dpkg-query", "--admindir="+filepath.Join(x, "var/lib/dpkg"), "-W", "-f", "${Package} ${Version} ${Architecture}\n").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := os.ReadFile(filepath.Join(dir, manifest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(m) != string(db) {
+		t.Errorf("%s lists\n%s\nbut the package database in %s lists\n%s", manifest, m, tarball, db)
+	}
+	for _, l := range strings.Split(string(db), "\n") {
+		if v, ok := strings.CutPrefix(l, "vztest "); ok {
+			return strings.Fields(v)[0]
+		}
+	}
+	t.Fatalf("no vztest in %s", tarball)
+	return ""
+}
+
+// listDir lists the files of dir a user sees, without the lock file.
+func listDir(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		if e.Name() != "."+testName+".lock" {
+			names = append(names, e.Name())
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// TestConcurrentRunsOnOneTemplate runs builds and a remove of one template
+// at once, with the publish window widened: every run is serialised by the
+// lock, and the result is one whole set.
+func TestConcurrentRunsOnOneTemplate(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	slow := func(step string) error { time.Sleep(30 * time.Millisecond); return nil }
+	opt := Options{CacheDir: dir, fault: slow, Epoch: time.Unix(1700000000, 0)}
+	if _, err := fakeCreate(ctx, t, opt, "1"); err != nil {
+		t.Fatal(err)
+	}
+	// Builds and a remove at once, then two builds at once: the last
+	// word is a build's.
+	var wg sync.WaitGroup
+	build := func(i int) {
+		defer wg.Done()
+		o := opt
+		o.Format = Formats()[i%2*2] // gz and zst
+		if _, err := fakeCreate(ctx, t, o, fmt.Sprint(i)); err != nil {
+			t.Errorf("build %d: %v", i, err)
+		}
+	}
+	for i := 2; i <= 4; i++ {
+		wg.Add(1)
+		go build(i)
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		time.Sleep(50 * time.Millisecond)
+		if err := Remove(ctx, testName, opt); err != nil {
+			t.Errorf("remove: %v", err)
+		}
+	}()
+	wg.Wait()
+	wg.Add(2)
+	go build(5)
+	go build(6)
+	wg.Wait()
+	publishedVersion(t, dir)
+}
+
+// TestPublishKilledAtEveryStep stops a publish at each of its steps, as
+// SIGKILL would, then lets the next run take the lock: the template is then
+// either the whole old set or the whole new one, and the next build works.
+func TestPublishKilledAtEveryStep(t *testing.T) {
+	killed := errors.New("killed")
+	steps := []string{"staged", "committed",
+		"moved " + testName + ".tar.gz-old", "moved " + testName + ".tar.gz-old.sha256", "moved " + testName + ".manifest-old",
+		"moved " + testName + ".manifest", "moved " + testName + ".tar.zst.sha256", "moved " + testName + ".tar.zst", "replaced"}
+	ctx := context.Background()
+	for _, step := range steps {
+		t.Run(step, func(t *testing.T) {
+			dir := t.TempDir()
+			opt := Options{CacheDir: dir}
+			for _, v := range []string{"1", "2"} {
+				if _, err := fakeCreate(ctx, t, opt, v); err != nil {
+					t.Fatal(err)
+				}
+			}
+			reached := false
+			o := opt
+			o.Format = "zst"
+			o.fault = func(s string) error {
+				if s == step {
+					reached = true
+					return killed
+				}
+				return nil
+			}
+			if _, err := fakeCreate(ctx, t, o, "3"); !errors.Is(err, killed) || !reached {
+				t.Fatalf("publish stopped at %q: %v (step reached: %v)", step, err, reached)
+			}
+			// The next run: any command that takes the template's lock.
+			unlock, err := lockTemplate(ctx, testName, opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			unlock()
+			cur, old := publishedVersion(t, dir)
+			wantCur, wantOld := "3", "2"
+			if step == "staged" {
+				wantCur, wantOld = "2", "1"
+			}
+			if cur != wantCur || old != wantOld {
+				t.Errorf("after a kill at %q: template %s with -old %s, want %s with -old %s", step, cur, old, wantCur, wantOld)
+			}
+			if _, err := fakeCreate(ctx, t, opt, "4"); err != nil {
+				t.Fatal(err)
+			}
+			if cur, old := publishedVersion(t, dir); cur != "4" || old != wantCur {
+				t.Errorf("next build: template %s with -old %s, want 4 with -old %s", cur, old, wantCur)
+			}
+		})
+	}
+}
+
+// TestNameLimitFitsEveryFile checks tmpl.MaxNameLen against the file names
+// a build makes.
+func TestNameLimitFitsEveryFile(t *testing.T) {
+	name := "d-1-x86_64-" + strings.Repeat("s", tmpl.MaxNameLen-len("d-1-x86_64-"))
+	if err := tmpl.CheckName(name); err != nil {
+		t.Fatal(err)
+	}
+	names := append(setNames(name), filepath.Base(commitDir("/", name)), "."+name+".lock", ".vzpkg-"+name+"-4294967295")
+	longest := 0
+	for _, n := range names {
+		longest = max(longest, len(n))
+	}
+	if longest != 255 {
+		t.Errorf("the longest file name of a %d-byte template name is %d bytes, want 255 (tmpl.MaxNameLen is off)", len(name), longest)
+	}
+	if err := tmpl.CheckName(name + "s"); err == nil {
+		t.Errorf("a %d-byte name passes", len(name)+1)
+	}
+}
