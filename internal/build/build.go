@@ -90,7 +90,7 @@ func Create(ctx context.Context, def *tmpl.Definition, opt Options) (*Result, er
 	if err := b.pkgr.Bootstrap(ctx, b.root, def, env); err != nil {
 		return nil, fmt.Errorf("bootstrap %s: %w", def.Name, b.rootErr(err))
 	}
-	return b.finish(ctx, nil)
+	return b.finish(ctx)
 }
 
 // Update brings the published template def up to date: it unpacks it,
@@ -110,6 +110,9 @@ func Update(ctx context.Context, def *tmpl.Definition, opt Options) (*Result, er
 	if !ok {
 		return nil, fmt.Errorf("%s is not in %s: create it with vzpkg create cache %s", def.Name, opt.CacheDir, def.Name)
 	}
+	if err := verifyChecksum(old, def.Name); err != nil {
+		return nil, err
+	}
 	if opt.Format == "" {
 		opt.Format = formatOf(old)
 	}
@@ -122,8 +125,13 @@ func Update(ctx context.Context, def *tmpl.Definition, opt Options) (*Result, er
 	if err := unpack(ctx, old, b.root); err != nil {
 		return nil, b.rootErr(err)
 	}
+	// What is installed comes from the template's own package database;
+	// the manifest must say the same, or it was edited.
 	before, err := b.pkgr.Query(ctx, b.root)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkManifest(manifestPath(old), old, before, def.Name); err != nil {
 		return nil, err
 	}
 	dummies, err := b.dummies(ctx)
@@ -143,7 +151,7 @@ func Update(ctx context.Context, def *tmpl.Definition, opt Options) (*Result, er
 		sum, _ := os.ReadFile(old + ".sha256")
 		return &Result{Path: old, SHA256: firstField(string(sum)), Packages: after}, nil
 	}
-	res, err := b.finish(ctx, after)
+	res, err := b.finish(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -279,14 +287,9 @@ func (b *builder) dummies(ctx context.Context) ([]string, error) {
 }
 
 // finish applies fixups, repository configuration and final hooks, then
-// packs and publishes. pkgs is the installed package list when known.
-func (b *builder) finish(ctx context.Context, pkgs []packager.Package) (*Result, error) {
-	var err error
-	if pkgs == nil {
-		if pkgs, err = b.pkgr.Query(ctx, b.root); err != nil {
-			return nil, err
-		}
-	}
+// packs and publishes, with the manifest read from the root's package
+// database as it is packed.
+func (b *builder) finish(ctx context.Context) (*Result, error) {
 	b.phase("fixups")
 	if err := rootfs.Fixup(b.root, b.def.Fixups); err != nil {
 		return nil, err
@@ -305,6 +308,10 @@ func (b *builder) finish(ctx context.Context, pkgs []packager.Package) (*Result,
 		}
 	}
 	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	pkgs, err := b.pkgr.Query(ctx, b.root)
+	if err != nil {
 		return nil, err
 	}
 	b.phase("pack")

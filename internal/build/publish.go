@@ -1,7 +1,6 @@
 package build
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -326,23 +325,45 @@ func formatManifest(pkgs []packager.Package) string {
 	return b.String()
 }
 
-// ReadManifest reads a manifest written by a build.
-func ReadManifest(path string) ([]packager.Package, error) {
-	f, err := os.Open(path)
+// verifyChecksum checks the published tarball against its .sha256 file, as
+// sha256sum -c would.
+func verifyChecksum(tarball, name string) error {
+	sumFile := tarball + ".sha256"
+	recreate := fmt.Sprintf("rebuild it with vzpkg update cache %s --recreate", name)
+	data, err := os.ReadFile(sumFile)
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("cannot check %s against its checksum: %w; %s", tarball, err, recreate)
+	}
+	fs := strings.Fields(string(data))
+	if len(fs) != 2 || len(fs[0]) != sha256.Size*2 || strings.TrimPrefix(fs[1], "*") != filepath.Base(tarball) {
+		return fmt.Errorf("%s is not the checksum of %s (want \"SHA256  %s\"); %s", sumFile, filepath.Base(tarball), filepath.Base(tarball), recreate)
+	}
+	f, err := os.Open(tarball)
+	if err != nil {
+		return err
 	}
 	defer f.Close()
-	var pkgs []packager.Package
-	sc := bufio.NewScanner(f)
-	for line := 1; sc.Scan(); line++ {
-		fs := strings.Fields(sc.Text())
-		if len(fs) != 3 {
-			return nil, fmt.Errorf("%s:%d: want \"name version arch\", got %q", path, line, sc.Text())
-		}
-		pkgs = append(pkgs, packager.Package{Name: fs[0], Version: fs[1], Arch: fs[2]})
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return fmt.Errorf("read %s: %w", tarball, err)
 	}
-	return pkgs, sc.Err()
+	if got := hex.EncodeToString(h.Sum(nil)); got != strings.ToLower(fs[0]) {
+		return fmt.Errorf("%s does not match its checksum in %s (sha256 %s, want %s): it changed after it was built; %s", tarball, sumFile, got, fs[0], recreate)
+	}
+	return nil
+}
+
+// checkManifest compares the manifest published beside tarball with the
+// packages of its package database.
+func checkManifest(path, tarball string, pkgs []packager.Package, name string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("cannot check the manifest of %s: %w; rebuild it with vzpkg update cache %s --recreate", tarball, err, name)
+	}
+	if string(data) != formatManifest(pkgs) {
+		return fmt.Errorf("%s does not match the package database in %s (var/lib/dpkg/status): it was edited after the build; rebuild it with vzpkg update cache %s --recreate", path, tarball, name)
+	}
+	return nil
 }
 
 // diffManifests lists what changed from a to b, by package name and architecture.

@@ -69,7 +69,7 @@ func fakeCreate(ctx context.Context, t *testing.T, opt Options, version string) 
 	}
 	defer b.cleanup()
 	writeRoot(t, b.root, version)
-	return b.finish(ctx, nil)
+	return b.finish(ctx)
 }
 
 // publishedVersion checks that the published set of testName in dir is
@@ -279,5 +279,72 @@ func TestNameLimitFitsEveryFile(t *testing.T) {
 	}
 	if err := tmpl.CheckName(name + "s"); err == nil {
 		t.Errorf("a %d-byte name passes", len(name)+1)
+	}
+}
+
+// TestUpdateRefusesTamperedTemplate changes a published template's tarball,
+// then its manifest: update cache refuses either, naming the file, before
+// it changes anything.
+func TestUpdateRefusesTamperedTemplate(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name   string
+		tamper func(t *testing.T, dir string)
+		want   []string
+	}{
+		{
+			name: "tarball repacked with another root user",
+			tamper: func(t *testing.T, dir string) {
+				x := t.TempDir()
+				tb := filepath.Join(dir, testName+".tar.gz")
+				run := func(args ...string) {
+					if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+						t.Fatalf("%v: %v\n%s", args, err, out)
+					}
+				}
+				run("tar", "-xpf", tb, "-C", x)
+				f, _ := os.OpenFile(filepath.Join(x, "etc/passwd"), os.O_APPEND|os.O_WRONLY, 0)
+				f.WriteString("toor:x:0:0::/root:/bin/sh\n")
+				f.Close()
+				run("tar", "-czf", tb, "-C", x, ".")
+			},
+			want: []string{testName + ".tar.gz does not match its checksum in ", testName + ".tar.gz.sha256", "--recreate"},
+		},
+		{
+			name: "checksum file missing",
+			tamper: func(t *testing.T, dir string) {
+				os.Remove(filepath.Join(dir, testName+".tar.gz.sha256"))
+			},
+			want: []string{testName + ".tar.gz.sha256", "--recreate"},
+		},
+		{
+			name: "manifest edited",
+			tamper: func(t *testing.T, dir string) {
+				p := filepath.Join(dir, testName+".manifest")
+				m, _ := os.ReadFile(p)
+				os.WriteFile(p, []byte(strings.ReplaceAll(string(m), "vztest 1 all\n", "vztest 2 all\n")), 0o644)
+			},
+			want: []string{testName + ".manifest does not match the package database", "--recreate"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			opt := Options{CacheDir: dir}
+			if _, err := fakeCreate(ctx, t, opt, "1"); err != nil {
+				t.Fatal(err)
+			}
+			tt.tamper(t, dir)
+			before := listDir(t, dir)
+			_, err := Update(ctx, testDef(), opt)
+			for _, w := range tt.want {
+				if err == nil || !strings.Contains(err.Error(), w) {
+					t.Errorf("update of a template with its %s: got error %v, want one containing %q", tt.name, err, w)
+				}
+			}
+			if got := listDir(t, dir); !slices.Equal(got, before) {
+				t.Errorf("the refused update changed the cache directory from %v to %v", before, got)
+			}
+		})
 	}
 }

@@ -158,10 +158,13 @@ func (a *app) newUpdate() *cobra.Command {
 	cache := &cobra.Command{
 		Use:   "cache NAME",
 		Short: "bring a built template up to date",
-		Long: `Unpack template NAME from the cache directory, upgrade its packages and install what its
-definition gained, through pkg-cacher unless --no-cacher. When the package manifest changed,
-print the changes ("+" added, "-" removed, "~" upgraded), keep the previous file as
-NAME.tar.gz-old and publish the new one; otherwise leave the file alone. --recreate builds it
+		Long: `Check template NAME in the cache directory against its checksum (NAME.tar.gz.sha256),
+unpack it and check its manifest against its own package database (var/lib/dpkg/status): a
+template changed or a manifest edited after the build is refused (--recreate rebuilds it).
+Then upgrade its packages and install what its definition gained, through pkg-cacher unless
+--no-cacher. When the packages changed, print the changes ("+" added, "-" removed, "~"
+upgraded), keep the previous file as NAME.tar.gz-old and publish the new one; otherwise leave
+the file alone. --recreate builds it
 from scratch instead, as vzpkg create cache does.` + lockNote,
 		Example: `  vzpkg update cache debian-12-x86_64-minimal
   vzpkg update cache debian-12-x86_64-minimal --recreate`,
