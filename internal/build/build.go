@@ -172,7 +172,18 @@ type builder struct {
 	compressor []string // command line of the compressor
 }
 
+// buildUmask is the umask of a build. The caller's must not reach the
+// template: under 077, dpkg-deb refuses the dummies' control directory, and
+// files written by vzpkg, mmdebstrap, dpkg and apt would get other modes (and
+// the tarball another checksum); the published files would be unreadable to
+// the container tools.
+const buildUmask = 0o022
+
+// start sets the process's umask to buildUmask (for vzpkg and every program
+// it runs: vzpkg runs one build per process) and makes the private
+// directory of a build.
 func start(def *tmpl.Definition, opt Options) (*builder, error) {
+	unix.Umask(buildUmask)
 	pkgr, err := packagerFor(def)
 	if err != nil {
 		return nil, err

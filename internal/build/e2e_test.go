@@ -289,11 +289,24 @@ func TestCreateCacheDebian12ThroughPkgCacher(t *testing.T) {
 		}
 	})
 
-	t.Run("second build from the cache is byte-identical", func(t *testing.T) {
-		out2 := t.TempDir()
+	// The first build ran under umask 022, the second runs under 077, into
+	// a cache directory it creates.
+	t.Run("second build from the cache, under umask 077, is byte-identical", func(t *testing.T) {
+		out2 := filepath.Join(t.TempDir(), "cache")
 		missesBefore := c.debMisses(t)
-		if _, err := vzpkg(t, "create", "cache", template, "--cache-dir", out2, "--cacher", c.url, "--quiet"); err != nil {
+		oldMask := syscall.Umask(0o077)
+		_, err := vzpkg(t, "create", "cache", template, "--cache-dir", out2, "--cacher", c.url, "--quiet")
+		syscall.Umask(oldMask)
+		if err != nil {
 			t.Fatal(err)
+		}
+		if fi, err := os.Stat(out2); err != nil || fi.Mode().Perm() != 0o755 {
+			t.Errorf("cache directory made under umask 077: %v, want mode 0755 (%v)", fi.Mode(), err)
+		}
+		for _, n := range []string{template + ".tar.gz", template + ".tar.gz.sha256", template + ".manifest"} {
+			if fi, err := os.Stat(filepath.Join(out2, n)); err != nil || fi.Mode().Perm() != 0o644 {
+				t.Errorf("%s published under umask 077: %v, want mode 0644 (%v)", n, fi.Mode(), err)
+			}
 		}
 		if n := c.debMisses(t) - missesBefore; n != 0 {
 			t.Errorf("second build fetched %d .deb files upstream, want 0", n)

@@ -44,6 +44,10 @@ func lockTemplate(ctx context.Context, name string, opt Options) (unlock func(),
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", name, err)
 	}
+	if err := f.Chmod(0o644); err != nil { // whatever the umask
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
 	fd := int(f.Fd())
 	for waited := false; ; waited = true {
 		err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)

@@ -1,6 +1,7 @@
 package build
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -346,5 +348,42 @@ func TestUpdateRefusesTamperedTemplate(t *testing.T) {
 				t.Errorf("the refused update changed the cache directory from %v to %v", before, got)
 			}
 		})
+	}
+}
+
+// TestBuildIgnoresUmask builds under umask 077 and 022 into cache
+// directories that do not exist yet: the tarballs are byte-identical and
+// the published files and the directory readable by everyone.
+func TestBuildIgnoresUmask(t *testing.T) {
+	ctx := context.Background()
+	build := func(mask int) []byte {
+		old := syscall.Umask(mask)
+		defer syscall.Umask(old)
+		dir := filepath.Join(t.TempDir(), "cache")
+		opt := Options{CacheDir: dir, Epoch: time.Unix(1700000000, 0)}
+		if _, err := fakeCreate(ctx, t, opt, "1"); err != nil {
+			t.Fatal(err)
+		}
+		// Update the template, so that there is an -old set too.
+		if _, err := fakeCreate(ctx, t, opt, "2"); err != nil {
+			t.Fatal(err)
+		}
+		if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o755 {
+			t.Errorf("umask %03o: cache directory %v, want mode 0755 (%v)", mask, fi.Mode(), err)
+		}
+		for _, n := range listDir(t, dir) {
+			if fi, err := os.Stat(filepath.Join(dir, n)); err != nil || fi.Mode().Perm() != 0o644 {
+				t.Errorf("umask %03o: %s has mode %v, want 0644 (%v)", mask, n, fi.Mode(), err)
+			}
+		}
+		data, err := os.ReadFile(filepath.Join(dir, testName+".tar.gz"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	a, b := build(0o077), build(0o022)
+	if !bytes.Equal(a, b) {
+		t.Errorf("builds under umask 077 and 022 differ (%d and %d bytes)", len(a), len(b))
 	}
 }
