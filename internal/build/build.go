@@ -70,7 +70,8 @@ func packagerFor(def *tmpl.Definition) (packager.Packager, error) {
 
 // Create builds def and publishes it in opt.CacheDir, replacing an existing
 // template of the same name (kept as NAME.tar.EXT-old).
-func Create(ctx context.Context, def *tmpl.Definition, opt Options) (*Result, error) {
+func Create(ctx context.Context, def *tmpl.Definition, opt Options) (res *Result, err error) {
+	defer interrupted(ctx, def.Name, &err)
 	unlock, err := lockTemplate(ctx, def.Name, opt)
 	if err != nil {
 		return nil, err
@@ -97,7 +98,8 @@ func Create(ctx context.Context, def *tmpl.Definition, opt Options) (*Result, er
 // upgrades its packages and installs what the definition gained, and
 // publishes a new file (the previous one kept as NAME.tar.EXT-old) only when
 // the package manifest changed.
-func Update(ctx context.Context, def *tmpl.Definition, opt Options) (*Result, error) {
+func Update(ctx context.Context, def *tmpl.Definition, opt Options) (res *Result, err error) {
+	defer interrupted(ctx, def.Name, &err)
 	if fi, err := os.Stat(opt.CacheDir); err != nil || !fi.IsDir() {
 		return nil, fmt.Errorf("%s is not in %s: create it with vzpkg create cache %s", def.Name, opt.CacheDir, def.Name)
 	}
@@ -151,12 +153,21 @@ func Update(ctx context.Context, def *tmpl.Definition, opt Options) (*Result, er
 		sum, _ := os.ReadFile(old + ".sha256")
 		return &Result{Path: old, SHA256: firstField(string(sum)), Packages: after}, nil
 	}
-	res, err := b.finish(ctx)
+	res, err = b.finish(ctx)
 	if err != nil {
 		return nil, err
 	}
 	res.Diff = diff
 	return res, nil
+}
+
+// interrupted replaces *err by "NAME: interrupted" when ctx was cancelled
+// (SIGINT, SIGTERM): whatever a killed child said then ("dpkg-deb: signal:
+// killed") is a consequence, not the cause.
+func interrupted(ctx context.Context, name string, err *error) {
+	if *err != nil && ctx.Err() != nil {
+		*err = fmt.Errorf("%s: interrupted (%w)", name, context.Cause(ctx))
+	}
 }
 
 // builder is one build's state: its private directory and packager.
@@ -355,7 +366,8 @@ func Find(dir, name string) (string, bool) {
 // set in every format (tarball, checksum, manifest and their -old versions).
 // It holds the template's lock as a build does, so it never removes a
 // template under a running build.
-func Remove(ctx context.Context, name string, opt Options) error {
+func Remove(ctx context.Context, name string, opt Options) (err error) {
+	defer interrupted(ctx, name, &err)
 	if err := tmpl.CheckName(name); err != nil {
 		return err
 	}

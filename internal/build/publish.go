@@ -267,11 +267,20 @@ func (b *builder) pack(path string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// When the file cannot be written (a full disk), the compressor dies of
+	// a broken pipe and so does the tar writer feeding it: the error that
+	// matters is the first one writing the file.
 	if err := rootfs.Pack(b.root, z, b.opt.Epoch); err != nil {
 		z.Close()
+		if counted.err != nil {
+			return "", fmt.Errorf("pack %s: %w", b.def.Name, counted.err)
+		}
 		return "", fmt.Errorf("pack %s: %w", b.def.Name, err)
 	}
 	if err := z.Close(); err != nil {
+		if counted.err != nil {
+			return "", fmt.Errorf("pack %s: %w", b.def.Name, counted.err)
+		}
 		return "", err
 	}
 	if err := f.Sync(); err != nil {
@@ -280,14 +289,19 @@ func (b *builder) pack(path string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), f.Close()
 }
 
+// countWriter counts the bytes written to w and remembers the first error.
 type countWriter struct {
 	w        io.Writer
 	n        int64
+	err      error
 	progress Progress
 }
 
 func (c *countWriter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
+	if err != nil && c.err == nil {
+		c.err = err
+	}
 	c.n += int64(n)
 	if c.progress != nil {
 		c.progress.Packed(c.n)

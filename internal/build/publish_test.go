@@ -387,3 +387,86 @@ func TestBuildIgnoresUmask(t *testing.T) {
 		t.Errorf("builds under umask 077 and 022 differ (%d and %d bytes)", len(a), len(b))
 	}
 }
+
+// TestFormatChangesKeepOneOld builds gz, zst, then gz again: each time the
+// previous build, whatever its format, is the one -old, with its checksum;
+// then remove cache leaves nothing of the template in any format.
+func TestFormatChangesKeepOneOld(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	for i, format := range []string{"gz", "zst", "gz"} {
+		v := fmt.Sprint(i + 1)
+		if _, err := fakeCreate(ctx, t, Options{CacheDir: dir, Format: format}, v); err != nil {
+			t.Fatal(err)
+		}
+		cur, old := publishedVersion(t, dir)
+		if wantOld := fmt.Sprint(i); cur != v || (i > 0 && old != wantOld) {
+			t.Errorf("build %d (%s): template %s with -old %s, want %s with -old %s", i+1, format, cur, old, v, wantOld)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, testName+".tar.zst-old.sha256")); err != nil {
+		t.Errorf("the -old of another format has no checksum: %v", err)
+	}
+	// Leftovers of older vzpkg versions: another format's -old beside the template.
+	os.WriteFile(filepath.Join(dir, testName+".tar.xz-old"), []byte("old"), 0o644)
+	if err := Remove(ctx, testName, Options{CacheDir: dir}); err != nil {
+		t.Fatal(err)
+	}
+	if left := listDir(t, dir); len(left) != 0 {
+		t.Errorf("remove cache left %v", left)
+	}
+}
+
+// TestDiskFullDuringPack packs onto a full file system: the error says so.
+func TestDiskFullDuringPack(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=256k", "vzpkg-test-full", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a small tmpfs (needs root): %v %s", err, out)
+	}
+	defer exec.Command("umount", dir).Run()
+	ctx := context.Background()
+	opt := Options{CacheDir: dir}
+	unlock, err := lockTemplate(ctx, testName, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	b, err := start(testDef(), opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.cleanup()
+	writeRoot(t, b.root, "1")
+	// 4 MiB that do not compress.
+	f, err := os.Create(filepath.Join(b.root, "noise"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("head", "-c", "4M", "/dev/urandom").Output(); err != nil {
+		t.Fatal(err)
+	} else {
+		f.Write(out)
+	}
+	f.Close()
+	_, err = b.finish(ctx)
+	if err == nil || !strings.Contains(err.Error(), "no space left on device") || strings.Contains(err.Error(), "broken pipe") {
+		t.Errorf("pack onto a full file system: got %v, want \"no space left on device\"", err)
+	}
+}
+
+// TestInterruptedInDummyPhase cancels a build as SIGINT does while it makes
+// its dummy packages: the error says the build was interrupted.
+func TestInterruptedInDummyPhase(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	def := testDef()
+	def.Dummies = []tmpl.Dummy{{Name: "udev", Version: "99:1.0-vz1"}}
+	dir := t.TempDir()
+	_, err := Create(ctx, def, Options{CacheDir: dir})
+	if err == nil || !strings.Contains(err.Error(), testName+": interrupted") || strings.Contains(err.Error(), "dpkg-deb") {
+		t.Errorf("build interrupted in the dummy phase: got %v, want \"%s: interrupted\"", err, testName)
+	}
+	if left := listDir(t, dir); len(left) != 0 {
+		t.Errorf("interrupted build left %v", left)
+	}
+}
