@@ -94,9 +94,17 @@ func (a *app) prepare(ctx context.Context, cmd *cobra.Command, name string, f *b
 // checkCacher parses a pkg-cacher URL and makes sure something answers there,
 // so that a build does not fail minutes later on its first download.
 func checkCacher(ctx context.Context, s string) (*url.URL, error) {
+	// The URL becomes the base of the template's apt sources: only a scheme
+	// and an address; a path, query, fragment or user would be written
+	// into every source line (and a password into the tarball).
 	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("pkg-cacher URL %q: want http://HOST:PORT/", s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.Opaque != "" {
+		shown := s
+		if err == nil {
+			shown = u.Redacted()
+		}
+		return nil, fmt.Errorf("pkg-cacher URL %q: want http://HOST:PORT/ (no path, query, fragment or user)", shown)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

@@ -248,3 +248,20 @@ func TestRemoveCacheRefusesPathsAsNames(t *testing.T) {
 		}
 	}
 }
+
+// TestCacherURLMustBeABase refuses pkg-cacher URLs with a path, query,
+// fragment or user: they would be written into the template's sources.
+func TestCacherURLMustBeABase(t *testing.T) {
+	for _, u := range []string{
+		"http://127.0.0.1:9/debian",
+		"http://127.0.0.1:9/?x=1",
+		"http://127.0.0.1:9/#frag",
+		"http://user:pw@127.0.0.1:9/",
+		"ftp://127.0.0.1:9/",
+	} {
+		_, _, err := run(t, nil, "create", "cache", "debian-12-x86_64-minimal", "--templates", shippedTree, "--cache-dir", t.TempDir(), "--cacher", u)
+		if err == nil || !strings.Contains(err.Error(), "want http://HOST:PORT/") {
+			t.Errorf("--cacher %s: got %v, want it refused (want http://HOST:PORT/)", u, err)
+		}
+	}
+}
