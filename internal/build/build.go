@@ -206,7 +206,7 @@ func start(def *tmpl.Definition, opt Options) (*builder, error) {
 	if err != nil {
 		return nil, err
 	}
-	work, err := os.MkdirTemp(opt.CacheDir, ".vzpkg-"+def.Name+"-")
+	work, err := os.MkdirTemp(opt.CacheDir, privatePrefix(def.Name))
 	if err != nil {
 		return nil, err
 	}
@@ -262,15 +262,45 @@ func (b *builder) rootErr(err error) error {
 // cleanup detaches anything still mounted in the private directory and
 // removes it; it never removes a directory that still has mounts under it.
 func (b *builder) cleanup() {
-	if err := rootfs.UnmountUnder(b.work); err != nil {
-		fmt.Fprintf(os.Stderr, "vzpkg: %v; left %s in place\n", err, b.work)
-		return
+	if err := removePrivate(b.work); err != nil {
+		fmt.Fprintf(os.Stderr, "vzpkg: %v\n", err)
 	}
-	if left, _ := rootfs.MountsUnder(b.work); len(left) > 0 {
-		fmt.Fprintf(os.Stderr, "vzpkg: %s is still mounted; left %s in place\n", left[0], b.work)
-		return
+}
+
+// removePrivate detaches anything mounted in a private directory and
+// removes it; it never removes a directory that still has mounts under it,
+// so it never reaches into a mounted file system (a bind of the host's /dev).
+func removePrivate(work string) error {
+	if err := rootfs.UnmountUnder(work); err != nil {
+		return fmt.Errorf("%w; left %s in place", err, work)
 	}
-	os.RemoveAll(b.work)
+	if left, _ := rootfs.MountsUnder(work); len(left) > 0 {
+		return fmt.Errorf("%s is still mounted; left %s in place", left[0], work)
+	}
+	return os.RemoveAll(work)
+}
+
+// privatePrefix begins the name of a private directory of template name;
+// os.MkdirTemp adds decimal digits.
+func privatePrefix(name string) string { return ".vzpkg-" + name + "-" }
+
+// removeStale removes the private directories of template name in dir that
+// builds killed before their cleanup left. It is called with the template's
+// lock held, so no live run owns one of them.
+func removeStale(dir, name string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), privatePrefix(name))
+		if !ok || rest == "" || strings.Trim(rest, "0123456789") != "" || !e.IsDir() {
+			continue // not ours: another template's, whose name goes on after ours
+		}
+		errs = append(errs, removePrivate(filepath.Join(dir, e.Name())))
+	}
+	return errors.Join(errs...)
 }
 
 func (b *builder) phase(name string) {

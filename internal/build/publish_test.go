@@ -207,6 +207,9 @@ func TestConcurrentRunsOnOneTemplate(t *testing.T) {
 	go build(6)
 	wg.Wait()
 	publishedVersion(t, dir)
+	if _, err := os.Stat(filepath.Join(dir, "."+testName+".lock")); err == nil {
+		t.Error("the lock file is left after every run ended")
+	}
 }
 
 // TestPublishKilledAtEveryStep stops a publish at each of its steps, as
@@ -468,5 +471,48 @@ func TestInterruptedInDummyPhase(t *testing.T) {
 	}
 	if left := listDir(t, dir); len(left) != 0 {
 		t.Errorf("interrupted build left %v", left)
+	}
+}
+
+// TestNextRunRemovesDeadBuildsLeftovers leaves what a build killed by
+// SIGKILL leaves (its private directory, a tmpfs and a bind mount of a
+// host directory in it): the next run on the template removes it without
+// touching the host directory, and leaves another template's alone.
+func TestNextRunRemovesDeadBuildsLeftovers(t *testing.T) {
+	dir := t.TempDir()
+	host := t.TempDir()
+	precious := filepath.Join(host, "device-node-stand-in")
+	os.WriteFile(precious, []byte("keep"), 0o644)
+	stale := filepath.Join(dir, ".vzpkg-"+testName+"-1234567")
+	other := filepath.Join(dir, ".vzpkg-"+testName+"-minimal-42")
+	for _, d := range []string{filepath.Join(stale, "root/dev"), filepath.Join(stale, "dummies"), other} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, args := range [][]string{
+		{"mount", "-t", "tmpfs", "vzpkg-test", filepath.Join(stale, "root")},
+		{"mkdir", filepath.Join(stale, "root/dev")},
+		{"mount", "--rbind", host, filepath.Join(stale, "root/dev")},
+	} {
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Skipf("%v (needs root): %v %s", args, err, out)
+		}
+	}
+	t.Cleanup(func() { exec.Command("umount", "-R", filepath.Join(stale, "root")).Run() })
+	if _, err := fakeCreate(context.Background(), t, Options{CacheDir: dir}, "1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); err == nil {
+		t.Errorf("the dead build's private directory %s is still there", stale)
+	}
+	if data, err := os.ReadFile(precious); err != nil || string(data) != "keep" {
+		t.Errorf("removing the leftovers reached into a bind-mounted host directory: %q %v", data, err)
+	}
+	if _, err := os.Stat(other); err != nil {
+		t.Errorf("another template's private directory went: %v", err)
+	}
+	if m, _ := os.ReadFile("/proc/self/mounts"); strings.Contains(string(m), stale) {
+		t.Errorf("mounts of the dead build are left:\n%s", m)
 	}
 }
