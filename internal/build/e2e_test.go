@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -514,6 +515,47 @@ func TestOneRunPerTemplate(t *testing.T) {
 	for _, n := range names {
 		if _, err := os.Stat(filepath.Join(dir, n)); err == nil {
 			t.Errorf("%s is still there after remove cache", n)
+		}
+	}
+}
+
+// TestHangupAndBrokenPipeInterrupt sends SIGHUP and SIGPIPE to a vzpkg run
+// (waiting for another run's lock): each stops it as SIGINT does, through
+// its cleanup, instead of killing it on the spot. (No network.)
+func TestHangupAndBrokenPipeInterrupt(t *testing.T) {
+	dir := t.TempDir()
+	publishedFiles(t, dir)
+	release := holdLock(t, dir)
+	defer release()
+	for _, sig := range []syscall.Signal{syscall.SIGHUP, syscall.SIGPIPE} {
+		cmd := exec.Command(filepath.Join(bin, "vzpkg"), "remove", "cache", template, "--cache-dir", dir)
+		stderr, _ := cmd.StderrPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(stderr)
+		sc.Scan() // "waiting for another vzpkg run ..."
+		cmd.Process.Signal(sig)
+		var rest strings.Builder
+		done := make(chan error, 1)
+		go func() {
+			for sc.Scan() {
+				rest.WriteString(sc.Text() + "\n")
+			}
+			done <- cmd.Wait()
+		}()
+		var err error
+		select {
+		case err = <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+			t.Errorf("%v while waiting: vzpkg still runs 10 s later", sig)
+			continue
+		}
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(rest.String(), "interrupted") {
+			t.Errorf("%v while waiting: got %v, %q; want exit status 1 and \"interrupted\"", sig, err, rest.String())
 		}
 	}
 }
