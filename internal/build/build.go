@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -30,14 +31,15 @@ import (
 
 // Options are the settings of one build.
 type Options struct {
-	CacheDir string    // where templates are published
-	Cacher   *url.URL  // pkg-cacher to build through; nil fetches from the mirrors
-	Format   string    // compression: "gz" (default), "xz" or "zst"
-	Epoch    time.Time // SOURCE_DATE_EPOCH: file times are clamped to it; zero keeps them
-	Progress Progress  // nil reports nothing
-	Verbose  bool      // ask the package manager for details
-	NoWait   bool      // fail at once when another run works on the template
-	Waiting  io.Writer // told when the run waits for another one; nil tells no one
+	CacheDir    string        // where templates are published
+	Cacher      *url.URL      // pkg-cacher to build through; nil fetches from the mirrors
+	Format      string        // compression: "gz" (default), "xz" or "zst"
+	Epoch       time.Time     // SOURCE_DATE_EPOCH: file times are clamped to it; zero keeps them
+	Progress    Progress      // nil reports nothing
+	Verbose     bool          // ask the package manager for details
+	NoWait      bool          // fail at once when another run works on the template
+	HookTimeout time.Duration // how long a final hook may run; 0: no limit
+	Waiting     io.Writer     // told when the run waits for another one; nil tells no one
 
 	// fault, when set (by tests only), is called at each step of a publish
 	// (see publish); an error stops the publish there, as a kill would.
@@ -355,7 +357,7 @@ func (b *builder) finish(ctx context.Context) (*Result, error) {
 	}
 	for _, h := range b.def.Hooks[tmpl.PhaseFinal] {
 		b.phase("hook " + h)
-		if err := runHook(ctx, h, b.root, b.opt.Progress); err != nil {
+		if err := runHook(ctx, h, b.root, b.work, b.opt.HookTimeout, b.opt.Progress); err != nil {
 			return nil, err
 		}
 	}
@@ -370,15 +372,63 @@ func (b *builder) finish(ctx context.Context) (*Result, error) {
 	return b.publish(ctx, pkgs)
 }
 
-func runHook(ctx context.Context, hook, root string, p Progress) error {
-	cmd := exec.CommandContext(ctx, hook, root)
+// hookOutputLines is how many of its last lines of output a failing hook's
+// error carries.
+const hookOutputLines = 20
+
+// runHook runs a final hook on root in a process group of its own, and
+// kills the whole group when the hook has exited (a process it left in the
+// background must not outlive the build or change the root while it is
+// packed), when ctx is done, and after timeout (hook_timeout; 0: none).
+// The hook's output goes to a file in the private directory, not a pipe, so
+// that a process left holding it open cannot keep the build waiting; it is
+// passed on to p when the hook is done, and the last lines of it are in the
+// error of a failing hook. (A process that leaves the group with setsid
+// escapes this.)
+func runHook(ctx context.Context, hook, root, work string, timeout time.Duration, p Progress) error {
+	hookCtx := ctx
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		hookCtx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	out, err := os.CreateTemp(work, "hook-output-")
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	cmd := exec.CommandContext(hookCtx, hook, root)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return unix.Kill(-cmd.Process.Pid, unix.SIGKILL) }
+	err = cmd.Run()
+	if cmd.Process != nil {
+		unix.Kill(-cmd.Process.Pid, unix.SIGKILL) // what the hook left behind; ESRCH when nothing
+	}
+	output, _ := os.ReadFile(out.Name())
 	if p != nil {
-		cmd.Stdout, cmd.Stderr = p.Output(), p.Output()
+		p.Output().Write(output)
 	}
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("final hook %s: %w", hook, err)
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() == nil && hookCtx.Err() != nil:
+		return fmt.Errorf("final hook %s did not finish within %v (hook_timeout)%s", hook, timeout, lastLines(output, hookOutputLines))
 	}
-	return nil
+	return fmt.Errorf("final hook %s: %w%s", hook, err, lastLines(output, hookOutputLines))
+}
+
+// lastLines returns the last n lines of out, indented under a line break,
+// or "" when there are none.
+func lastLines(out []byte, n int) string {
+	lines := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
+	if len(lines) == 1 && lines[0] == "" {
+		return ""
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return ":\n    " + strings.Join(lines, "\n    ")
 }
 
 // Find returns the published template file of name in dir.

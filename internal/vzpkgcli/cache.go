@@ -84,6 +84,7 @@ func (a *app) prepare(ctx context.Context, cmd *cobra.Command, name string, f *b
 	}
 	opt.Format = f.format
 	opt.Verbose = f.verbose
+	opt.HookTimeout = cfg.HookTimeout
 	opt.NoWait = f.noWait
 	opt.Waiting = cmd.ErrOrStderr()
 	p := newProgress(cmd.ErrOrStderr(), f.quiet, f.verbose, a.env.Now)
