@@ -2,8 +2,11 @@
 // definition → bootstrap into a private directory beside the cache (the root
 // itself on a tmpfs mounted there, when memory allows) → dummy packages →
 // fixups → repository configuration → reproducible tarball, checksum and
-// package manifest → atomic publish. A failed or interrupted build leaves no
-// output file, no private directory and no mount behind.
+// package manifest → publish, atomic for the whole set of files. One run at
+// a time works on a template in a cache directory (lock.go). A failed or
+// interrupted build leaves no output file, no private directory and no
+// mount behind; the private directory of a killed one is removed by the
+// next run on the template.
 package build
 
 import (
@@ -96,10 +99,11 @@ func Create(ctx context.Context, def *tmpl.Definition, opt Options) (res *Result
 	return b.finish(ctx)
 }
 
-// Update brings the published template def up to date: it unpacks it,
-// upgrades its packages and installs what the definition gained, and
-// publishes a new file (the previous one kept as NAME.tar.EXT-old) only when
-// the package manifest changed.
+// Update brings the published template def up to date: it checks the
+// tarball against its checksum, unpacks it, checks the manifest against the
+// template's own package database, upgrades its packages and installs what
+// the definition gained, and publishes a new file (the previous one kept as
+// NAME.tar.EXT-old) only when the packages changed.
 func Update(ctx context.Context, def *tmpl.Definition, opt Options) (res *Result, err error) {
 	defer interrupted(ctx, def.Name, &err)
 	if fi, err := os.Stat(opt.CacheDir); err != nil || !fi.IsDir() {

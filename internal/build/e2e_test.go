@@ -418,6 +418,85 @@ func TestCreateCacheDebian12ThroughPkgCacher(t *testing.T) {
 			t.Errorf("interrupted build left mounts: %v", mounts)
 		}
 	})
+
+	// SIGKILL skips every cleanup of vzpkg's own: the kernel must do it.
+	t.Run("killed build leaves no process and no mount", func(t *testing.T) {
+		out4 := t.TempDir()
+		for _, n := range []string{".tar.gz", ".tar.gz.sha256", ".manifest"} {
+			data, err := os.ReadFile(filepath.Join(out1, template+n))
+			if err != nil {
+				t.Fatal(err)
+			}
+			os.WriteFile(filepath.Join(out4, template+n), data, 0o644)
+		}
+		local := t.TempDir()
+		os.MkdirAll(filepath.Join(local, "debian/12"), 0o755)
+		os.WriteFile(filepath.Join(local, "debian/12/config.yaml"), []byte("sets:\n  minimal:\n    packages: [cowsay]\n"), 0o644)
+		for _, tc := range []struct{ cmd, phase string }{
+			{"create", "] dummy packages"},
+			{"create", "installing essential packages"},
+			{"create", "] fixups"},
+			{"create", "] pack"},
+			{"create", "] publish"},
+			{"update", "] update"},
+		} {
+			// Its output goes to a file, as to a terminal: a pipe closing
+			// with vzpkg would kill what writes to it by SIGPIPE.
+			logPath := filepath.Join(t.TempDir(), "stderr")
+			logFile, err := os.Create(logPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(filepath.Join(bin, "vzpkg"), "--templates", local+":../../templates", tc.cmd, "cache", template, "--cache-dir", out4, "--cacher", c.url)
+			cmd.Stdout, cmd.Stderr = logFile, logFile
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			logFile.Close()
+			exited := make(chan struct{})
+			go func() { cmd.Wait(); close(exited) }()
+			reached := false
+			for deadline := time.Now().Add(5 * time.Minute); !reached && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+				log, _ := os.ReadFile(logPath)
+				reached = strings.Contains(string(log), tc.phase)
+				select {
+				case <-exited:
+					deadline = time.Time{}
+				default:
+				}
+			}
+			cmd.Process.Kill()
+			<-exited
+			if !reached {
+				t.Errorf("%s cache never printed %q", tc.cmd, tc.phase)
+			}
+			what := tc.cmd + " killed at " + strings.TrimPrefix(tc.phase, "] ")
+			var left []string
+			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+				if left = buildProcesses(out4); len(left) == 0 || time.Now().After(deadline) {
+					break
+				}
+			}
+			if len(left) > 0 {
+				t.Errorf("%s: processes of the build still run 5 s later: %v", what, left)
+			}
+			if m := mountsUnder(out4); len(m) > 0 {
+				t.Errorf("%s: mounts of the build are left: %v", what, m)
+			}
+			checkPublished(t, out4, what)
+		}
+		if _, err := vzpkg(t, "create", "cache", template, "--cache-dir", out4, "--cacher", c.url, "--quiet"); err != nil {
+			t.Fatal(err)
+		}
+		checkPublished(t, out4, "the next build")
+		entries, _ := os.ReadDir(out4)
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), ".") {
+				t.Errorf("the next build left %s (leftovers of the killed ones are to be removed)", e.Name())
+			}
+		}
+	})
+
 }
 
 // publishedFiles writes a stand-in for a published template into dir and
@@ -557,5 +636,74 @@ func TestHangupAndBrokenPipeInterrupt(t *testing.T) {
 		if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(rest.String(), "interrupted") {
 			t.Errorf("%v while waiting: got %v, %q; want exit status 1 and \"interrupted\"", sig, err, rest.String())
 		}
+	}
+}
+
+// buildProcesses lists the processes whose command line, root or working
+// directory lies in dir.
+func buildProcesses(dir string) []string {
+	var found []string
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		cmdline, _ := os.ReadFile(p + "/cmdline")
+		stat, _ := os.ReadFile(p + "/stat")
+		if i := bytes.LastIndexByte(stat, ')'); i >= 0 && bytes.HasPrefix(bytes.TrimSpace(stat[i+1:]), []byte("Z")) {
+			continue // a zombie runs nothing
+		}
+		root, _ := os.Readlink(p + "/root")
+		cwd, _ := os.Readlink(p + "/cwd")
+		if strings.Contains(string(cmdline), dir) || strings.HasPrefix(root, dir) || strings.HasPrefix(cwd, dir) {
+			found = append(found, filepath.Base(p)+" "+strings.ReplaceAll(string(cmdline), "\x00", " "))
+		}
+	}
+	return found
+}
+
+// mountsUnder lists the mounts under dir that any process sees.
+func mountsUnder(dir string) []string {
+	seen := map[string]bool{}
+	var found []string
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range append(procs, "/proc/self") {
+		data, _ := os.ReadFile(p + "/mounts")
+		for _, l := range strings.Split(string(data), "\n") {
+			if f := strings.Fields(l); len(f) > 1 && strings.HasPrefix(f[1], dir) && !seen[f[1]] {
+				seen[f[1]] = true
+				found = append(found, f[1])
+			}
+		}
+	}
+	return found
+}
+
+// checkPublished checks that the template in dir is one whole set: the
+// tarball verifies with sha256sum -c and the manifest lists what the
+// tarball's package database lists.
+func checkPublished(t *testing.T, dir, what string) {
+	t.Helper()
+	sum := exec.Command("sha256sum", "-c", template+".tar.gz.sha256")
+	sum.Dir = dir
+	if out, err := sum.CombinedOutput(); err != nil {
+		t.Errorf("%s: sha256sum -c: %v\n%s", what, err, out)
+	}
+	admin := t.TempDir()
+	status, err := exec.Command("tar", "-xOf", filepath.Join(dir, template+".tar.gz"), "./var/lib/dpkg/status").Output()
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	os.WriteFile(filepath.Join(admin, "status"), status, 0o644)
+	db, err := exec.Command("dpkg-query", "--admindir="+admin, "-W", "-f", "${db:Status-Abbrev}${Package} ${Version} ${Architecture}\n").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want strings.Builder
+	for _, l := range strings.Split(string(db), "\n") {
+		if rest, ok := strings.CutPrefix(l, "ii "); ok {
+			want.WriteString(rest + "\n")
+		}
+	}
+	manifest, _ := os.ReadFile(filepath.Join(dir, template+".manifest"))
+	if string(manifest) != want.String() {
+		t.Errorf("%s: the manifest does not list what the tarball's package database lists", what)
 	}
 }

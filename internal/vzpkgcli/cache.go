@@ -39,6 +39,15 @@ func (f *buildFlags) register(cmd *cobra.Command, withFormat bool) {
 	registerNoWait(cmd, &f.noWait)
 }
 
+// isolatedAnnotation marks the commands that run in namespaces of their
+// own (see Isolated).
+const isolatedAnnotation = "vzpkg-isolated"
+
+// Isolated reports whether cmd builds templates and so should run in mount
+// and PID namespaces of its own (internal/isolate), so that the kernel
+// removes its mounts and processes however it dies.
+func Isolated(cmd *cobra.Command) bool { return cmd.Annotations[isolatedAnnotation] == "true" }
+
 // registerNoWait adds --no-wait to a command that changes a template.
 func registerNoWait(cmd *cobra.Command, noWait *bool) {
 	cmd.Flags().BoolVar(noWait, "no-wait", false, "fail at once when another vzpkg run works on the template, instead of waiting for it")
@@ -154,6 +163,7 @@ no private directory and no mount behind.` + lockNote,
 		},
 	}
 	f.register(cache, true)
+	cache.Annotations = map[string]string{isolatedAnnotation: "true"}
 	create.AddCommand(cache)
 	return create
 }
@@ -208,6 +218,7 @@ from scratch instead, as vzpkg create cache does.` + lockNote,
 	}
 	f.register(cache, false)
 	cache.Flags().BoolVar(&recreate, "recreate", false, "rebuild from scratch")
+	cache.Annotations = map[string]string{isolatedAnnotation: "true"}
 	update.AddCommand(cache)
 	return update
 }
