@@ -141,3 +141,19 @@ func mkdirCache(dir string) error {
 	}
 	return os.Chmod(dir, 0o755)
 }
+
+// Recover finishes a publish of template name in dir that a killed run
+// committed but did not finish (see publish), so that a reader such as
+// vzpkg list sees a whole set. It does nothing when there is none, and
+// leaves it when another run works on the template: that run finishes it.
+func Recover(ctx context.Context, dir, name string) error {
+	if _, err := os.Stat(commitDir(dir, name)); err != nil {
+		return nil
+	}
+	unlock, err := lockTemplate(ctx, name, Options{CacheDir: dir, NoWait: true})
+	if err != nil {
+		return err
+	}
+	unlock()
+	return nil
+}

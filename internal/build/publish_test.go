@@ -516,3 +516,29 @@ func TestNextRunRemovesDeadBuildsLeftovers(t *testing.T) {
 		t.Errorf("mounts of the dead build are left:\n%s", m)
 	}
 }
+
+// TestListFinishesAKilledPublish: vzpkg list calls Recover before it looks,
+// and sees the whole new set of a publish killed after its commit point.
+func TestListFinishesAKilledPublish(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	if _, err := fakeCreate(ctx, t, Options{CacheDir: dir}, "1"); err != nil {
+		t.Fatal(err)
+	}
+	killed := errors.New("killed")
+	opt := Options{CacheDir: dir, fault: func(s string) error {
+		if s == "moved "+testName+".manifest" {
+			return killed
+		}
+		return nil
+	}}
+	if _, err := fakeCreate(ctx, t, opt, "2"); !errors.Is(err, killed) {
+		t.Fatalf("publish: %v", err)
+	}
+	if err := Recover(ctx, dir, testName); err != nil {
+		t.Fatal(err)
+	}
+	if cur, old := publishedVersion(t, dir); cur != "2" || old != "1" {
+		t.Errorf("after Recover: template %s with -old %s, want 2 with -old 1", cur, old)
+	}
+}
