@@ -419,6 +419,50 @@ func TestCreateCacheDebian12ThroughPkgCacher(t *testing.T) {
 		}
 	})
 
+	t.Run("interrupt during a customize hook", func(t *testing.T) {
+		local := t.TempDir()
+		os.MkdirAll(filepath.Join(local, "debian/12/_hooks"), 0o755)
+		os.WriteFile(filepath.Join(local, "debian/12/config.yaml"), []byte("hooks:\n  customize: [_hooks/slow.sh]\n"), 0o644)
+		os.WriteFile(filepath.Join(local, "debian/12/_hooks/slow.sh"), []byte("#!/bin/sh\necho vzpkg-test-hook-runs\nsleep 120 &\nsleep 120\n"), 0o755)
+		out5 := t.TempDir()
+		cmd := exec.Command(filepath.Join(bin, "vzpkg"), "--templates", local+":../../templates", "create", "cache", template, "--cache-dir", out5, "--cacher", c.url, "--verbose")
+		stderr, _ := cmd.StderrPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(stderr)
+		reached := false
+		for !reached && sc.Scan() {
+			reached = strings.Contains(sc.Text(), "vzpkg-test-hook-runs")
+		}
+		if !reached {
+			t.Fatal("the customize hook never ran")
+		}
+		start := time.Now()
+		cmd.Process.Signal(syscall.SIGINT)
+		go io.Copy(io.Discard, stderr)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err == nil {
+				t.Error("a build interrupted in a hook exited 0")
+			}
+			if d := time.Since(start); d > 20*time.Second {
+				t.Errorf("vzpkg took %v to stop after SIGINT in a hook, want < 20 s", d.Round(time.Second))
+			}
+		case <-time.After(3 * time.Minute):
+			cmd.Process.Kill()
+			t.Fatal("vzpkg did not stop within 3 minutes of SIGINT")
+		}
+		if left := buildProcesses(out5); len(left) > 0 {
+			t.Errorf("processes of the build outlive it: %v", left)
+		}
+		if left, _ := os.ReadDir(out5); len(left) != 0 {
+			t.Errorf("interrupted build left %v in the cache directory", left)
+		}
+	})
+
 	// SIGKILL skips every cleanup of vzpkg's own: the kernel must do it.
 	t.Run("killed build leaves no process and no mount", func(t *testing.T) {
 		out4 := t.TempDir()
