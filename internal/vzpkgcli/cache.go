@@ -143,8 +143,13 @@ the dummy packages; applies the fixups; points the repositories at pkg-cacher (t
 kept as *.disabled) when the template says use_cacher; and packs a reproducible tarball:
 sorted entries, numeric owners, times clamped to $SOURCE_DATE_EPOCH when it is set, extended
 attributes and file capabilities kept, compressed on every CPU. An existing template of the
-same name is kept as NAME.tar.gz-old. Interrupted or failed, a build leaves no output file,
-no private directory and no mount behind.` + lockNote,
+same name, in any format, is kept as NAME.tar.gz-old with NAME.tar.gz-old.sha256 and
+NAME.manifest-old; the files of a template change together, even when a run is killed.
+
+Interrupted or failed, a build leaves no output file, no private directory and no mount
+behind. As root it runs in mount and PID namespaces of its own: killed (SIGKILL), it leaves
+no process and no mount, and the next run on the template removes its private directory.
+Builds ignore the caller's umask: files are published 0644.` + lockNote,
 		Example: `  vzpkg create cache debian-12-x86_64-minimal --cacher http://127.0.0.1:3142/
   SOURCE_DATE_EPOCH=1700000000 vzpkg create cache debian-12-x86_64 --cache-dir ./out --format zst`,
 		Args: cobra.ExactArgs(1),
