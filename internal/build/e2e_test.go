@@ -419,6 +419,66 @@ func TestCreateCacheDebian12ThroughPkgCacher(t *testing.T) {
 		}
 	})
 
+	t.Run("two runs on one template", func(t *testing.T) {
+		out6 := t.TempDir()
+		local := t.TempDir()
+		os.MkdirAll(filepath.Join(local, "debian/12"), 0o755)
+		os.WriteFile(filepath.Join(local, "debian/12/config.yaml"), []byte("sets:\n  minimal:\n    packages: [cowsay]\n"), 0o644)
+		start := func(templates string, args ...string) (*exec.Cmd, string) {
+			logPath := filepath.Join(t.TempDir(), "stderr")
+			logFile, _ := os.Create(logPath)
+			defer logFile.Close()
+			cmd := exec.Command(filepath.Join(bin, "vzpkg"), append([]string{"--templates", templates}, args...)...)
+			cmd.Stdout, cmd.Stderr = logFile, logFile
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			return cmd, logPath
+		}
+		waitFor := func(logPath, want string) bool {
+			for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+				if log, _ := os.ReadFile(logPath); strings.Contains(string(log), want) {
+					return true
+				}
+			}
+			return false
+		}
+		// The create builds the shipped set, the update adds cowsay.
+		create, createLog := start("../../templates", "create", "cache", template, "--cache-dir", out6, "--cacher", c.url)
+		if !waitFor(createLog, "installing essential packages") {
+			t.Fatal("create never reached the bootstrap")
+		}
+		update, updateLog := start(local+":../../templates", "update", "cache", template, "--cache-dir", out6, "--cacher", c.url)
+		if !waitFor(updateLog, "waiting for another vzpkg run (pid ") {
+			log, _ := os.ReadFile(updateLog)
+			t.Errorf("update during a create did not say that it waits:\n%s", log)
+		}
+		if err := create.Wait(); err != nil {
+			log, _ := os.ReadFile(createLog)
+			t.Fatalf("create: %v\n%s", err, log)
+		}
+		if log, _ := os.ReadFile(updateLog); !strings.Contains(string(log), fmt.Sprintf("waiting for another vzpkg run (pid %d)", create.Process.Pid)) {
+			t.Errorf("the waiting update did not name the create's process %d:\n%s", create.Process.Pid, log)
+		}
+		if !waitFor(updateLog, "] unpack") {
+			t.Fatal("the update did not go on after the create")
+		}
+		if _, err := vzpkg(t, "remove", "cache", template, "--cache-dir", out6, "--no-wait"); err == nil || !strings.Contains(err.Error(), "another vzpkg run (pid ") {
+			t.Errorf("remove --no-wait during an update: got %v, want it to fail at once naming the other run", err)
+		}
+		if err := update.Wait(); err != nil {
+			log, _ := os.ReadFile(updateLog)
+			t.Fatalf("update: %v\n%s", err, log)
+		}
+		checkPublished(t, out6, "after a create and an update at once")
+		if manifest, _ := os.ReadFile(filepath.Join(out6, template+".manifest")); !bytes.Contains(manifest, []byte("\ncowsay ")) {
+			t.Error("the update that waited for the create did not publish its result")
+		}
+		if _, err := os.Stat(filepath.Join(out6, template+".tar.gz-old")); err != nil {
+			t.Errorf("the create's template is not the -old of the update's: %v", err)
+		}
+	})
+
 	t.Run("interrupt during a customize hook", func(t *testing.T) {
 		local := t.TempDir()
 		os.MkdirAll(filepath.Join(local, "debian/12/_hooks"), 0o755)

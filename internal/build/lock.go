@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"vzpkg2/internal/isolate"
 	"vzpkg2/internal/tmpl"
 )
 
@@ -69,7 +70,7 @@ func lockTemplate(ctx context.Context, name string, opt Options) (unlock func(),
 		}
 		f.Close()
 	}
-	if err := errors.Join(f.Truncate(0), writeAt(f, strconv.Itoa(os.Getpid())+"\n")); err != nil {
+	if err := errors.Join(f.Truncate(0), writeAt(f, strconv.Itoa(isolate.PID())+"\n")); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}

@@ -13,11 +13,23 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime"
+	"strconv"
 	"syscall"
 )
 
-// Env is the environment variable that marks the re-run process.
+// Env is the environment variable that marks the re-run process; its value
+// is the process ID of the process that re-ran it.
 const Env = "VZPKG_ISOLATED"
+
+// PID returns the process ID users know this run by: in a re-run process
+// (PID 1 of its namespace), the ID of the process that re-ran it, which is
+// the one they started and would signal; otherwise the process's own.
+func PID() int {
+	if pid, err := strconv.Atoi(os.Getenv(Env)); err == nil && pid > 1 {
+		return pid
+	}
+	return os.Getpid()
+}
 
 // Self runs the current program again with the same arguments, standard
 // input, output and error, in new mount and PID namespaces (the new mount
@@ -40,7 +52,7 @@ func Self() (status int, ok bool) {
 	defer runtime.UnlockOSThread()
 	cmd := exec.Command(exe, os.Args[1:]...)
 	cmd.Args[0] = os.Args[0]
-	cmd.Env = append(os.Environ(), Env+"=1")
+	cmd.Env = append(os.Environ(), Env+"="+strconv.Itoa(os.Getpid()))
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags:   syscall.CLONE_NEWPID,
