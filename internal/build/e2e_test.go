@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -123,6 +124,48 @@ func vzpkg(t *testing.T, args ...string) (string, error) {
 type tarball struct {
 	headers map[string]*tar.Header
 	files   map[string]string
+}
+
+// withSymlink copies the gzip'ed tarball src to dst with one more entry:
+// the symbolic link name pointing at target.
+func withSymlink(t *testing.T, src, dst, name, target string) {
+	t.Helper()
+	in, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	zr, err := gzip.NewReader(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := os.Create(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	zw := gzip.NewWriter(out)
+	tr, tw := tar.NewReader(zr), tar.NewWriter(zw)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.Copy(tw, tr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: name, Linkname: target, Mode: 0o777}); err != nil {
+		t.Fatal(err)
+	}
+	if err := errors.Join(tw.Close(), zw.Close(), out.Close()); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func readTarball(t *testing.T, path string, want ...string) *tarball {
@@ -357,6 +400,36 @@ func TestCreateCacheDebian12ThroughPkgCacher(t *testing.T) {
 		}
 		if manifest, _ := os.ReadFile(filepath.Join(out1, template+".manifest")); !bytes.Contains(manifest, []byte("\nhello ")) {
 			t.Error("the manifest does not list hello")
+		}
+	})
+
+	t.Run("update cache writes nothing through a link in the template", func(t *testing.T) {
+		// The template's own update list is a link to a file outside it: the
+		// update must write its list in the template, not into that file.
+		outside := filepath.Join(t.TempDir(), "outside.list")
+		const own = "the host's own file\n"
+		if err := os.WriteFile(outside, []byte(own), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out := t.TempDir()
+		withSymlink(t, path, filepath.Join(out, template+".tar.gz"), "./var/lib/vzpkg-update.list", outside)
+		// Published as a build publishes it (update checks both): a hostile
+		// template comes with a valid checksum and manifest.
+		tarball, err := os.ReadFile(filepath.Join(out, template+".tar.gz"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		manifest, err := os.ReadFile(filepath.Join(out1, template+".manifest"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(out, template+".tar.gz.sha256"), fmt.Appendf(nil, "%x  %s.tar.gz\n", sha256.Sum256(tarball), template), 0o644)
+		os.WriteFile(filepath.Join(out, template+".manifest"), manifest, 0o644)
+		if _, err := vzpkg(t, "update", "cache", template, "--cache-dir", out, "--cacher", c.url); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := os.ReadFile(outside); string(got) != own {
+			t.Errorf("update cache wrote through the template's link to %s: it holds %q", outside, got)
 		}
 	})
 

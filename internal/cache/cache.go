@@ -9,16 +9,17 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"vzpkg2/internal/expect"
 	"vzpkg2/internal/repofmt"
 	"vzpkg2/internal/store"
-	"vzpkg2/internal/upstream"
 )
 
 // Status says how a request was answered; it is what the access log shows.
@@ -33,6 +34,10 @@ const (
 	Stale       Status = "STALE"       // cached copy was stale, upstream failed: served the old one
 	Pass        Status = "PASS"        // answered without caching (errors, refusals)
 )
+
+// ErrStore is returned (wrapped) when the store cannot be read: out of
+// descriptors, an I/O error. It is never taken for a miss.
+var ErrStore = errors.New("cannot read the cache")
 
 // ErrOffline is returned for a file that is not cached in offline mode.
 var ErrOffline = errors.New("not cached, and offline_mode forbids contacting upstream")
@@ -58,7 +63,42 @@ type Checker interface {
 
 // Fetcher gets files from upstream mirrors; *upstream.Client is one.
 type Fetcher interface {
-	Get(ctx context.Context, f upstream.Fetch) (*upstream.Response, error)
+	// Get returns the first of f.URLs that answers 200 (or 304 when f.Cond
+	// is set); an error wrapping a *StatusError says what upstream answered.
+	Get(ctx context.Context, f Fetch) (*Response, error)
+}
+
+// Conditions make a GET conditional on the copy the cache holds.
+type Conditions struct {
+	LastModified time.Time
+	ETag         string
+}
+
+// Fetch is one file to get.
+type Fetch struct {
+	URLs []string   // mirrors, tried in order
+	Cond Conditions // when set, the GET is conditional on the cached copy
+	// NoHTML refuses a text/html answer (a captive portal's or a mirror's
+	// error page where a package was expected) and tries the next mirror.
+	NoHTML bool
+	// Head asks with HEAD: the answer has the headers and no body.
+	Head bool
+}
+
+// StatusError is an upstream answer that is neither a body nor "not modified".
+type StatusError struct {
+	URL  string
+	Code int
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("upstream %s answered %d %s", e.URL, e.Code, http.StatusText(e.Code))
+}
+
+// Response is an upstream answer: 200 with a body, or 304.
+type Response struct {
+	*http.Response
+	URL string // the mirror URL that answered (before redirects)
 }
 
 // Cache answers requests from a store, filling it from upstream.
@@ -67,17 +107,22 @@ type Cache struct {
 	up          Fetcher
 	log         *slog.Logger
 	volatileTTL time.Duration
+	negativeTTL time.Duration
 	fillTimeout time.Duration
+	maxFileSize int64
 	offline     bool
 	expect      Expecter
 	check       Checker
+	served      func(key string)
 	now         func() time.Time
 
 	mismatches atomic.Int64 // upstream files refused for not matching the metadata
+	full       atomic.Bool  // the last store write failed for want of space
 
-	mu       sync.Mutex                      // protects inflight, avoid and closed
+	mu       sync.Mutex                      // protects inflight, avoid, missing and closed
 	inflight map[string]*fill                // fills under way, by key
 	avoid    map[string]map[string]time.Time // by key: mirrors that sent wrong bytes, until when
+	missing  map[string]missing              // by key: files every mirror said do not exist
 	closed   bool                            // Close was called: no new fills
 
 	fills    sync.WaitGroup     // fill goroutines
@@ -87,13 +132,24 @@ type Cache struct {
 
 // Options configure a Cache.
 type Options struct {
-	VolatileTTL time.Duration // volatile files are served without revalidation this long
-	FillTimeout time.Duration // a whole fill is abandoned after this long (0: 6 hours)
-	Offline     bool          // never contact upstream
-	Expect      Expecter      // checks bodies against repository metadata; nil checks nothing
-	Check       Checker       // refuses bodies before they are stored; nil refuses none
-	Logger      *slog.Logger
+	Now         func() time.Time // the clock; nil is time.Now
+	VolatileTTL time.Duration    // volatile files are served without revalidation this long
+	NegativeTTL time.Duration    // a file upstream said does not exist is not asked for again this long
+	FillTimeout time.Duration    // a whole fill is abandoned after this long (0: 6 hours)
+	// MaxFileSize bounds a file whose size the metadata does not promise
+	// (0: DefaultMaxFileSize); a promised file is bounded by its size.
+	MaxFileSize int64
+	Offline     bool     // never contact upstream
+	Expect      Expecter // checks bodies against repository metadata; nil checks nothing
+	Check       Checker  // refuses bodies before they are stored; nil refuses none
+	// Served is told the key of every file a client is answered with
+	// (for expiry's record of use); nil is told nothing.
+	Served func(key string)
+	Logger *slog.Logger
 }
+
+// DefaultMaxFileSize is the size bound of a file no metadata promises.
+const DefaultMaxFileSize = 8 << 30
 
 // avoidFor is how long a mirror that sent a wrong file is skipped for it.
 const avoidFor = 10 * time.Minute
@@ -103,11 +159,17 @@ func New(s store.Store, up Fetcher, o Options) *Cache {
 	if o.FillTimeout == 0 {
 		o.FillTimeout = 6 * time.Hour
 	}
+	if o.MaxFileSize == 0 {
+		o.MaxFileSize = DefaultMaxFileSize
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 	base, stop := context.WithCancel(context.Background())
 	return &Cache{
 		store: s, up: up, log: o.Logger,
-		volatileTTL: o.VolatileTTL, fillTimeout: o.FillTimeout, offline: o.Offline, expect: o.Expect, check: o.Check,
-		now: time.Now, inflight: map[string]*fill{}, avoid: map[string]map[string]time.Time{},
+		volatileTTL: o.VolatileTTL, negativeTTL: o.NegativeTTL, fillTimeout: o.FillTimeout, maxFileSize: o.MaxFileSize, offline: o.Offline, expect: o.Expect, check: o.Check, served: o.Served,
+		now: o.Now, inflight: map[string]*fill{}, avoid: map[string]map[string]time.Time{}, missing: map[string]missing{},
 		fillBase: base, stopAll: stop,
 	}
 }
@@ -126,19 +188,29 @@ func (c *Cache) Close() {
 }
 
 // Request names a file: its store key, the upstream URLs to try in order and
-// how the repository format says it may be cached.
+// how the repository format says it may be cached. Head asks only for the
+// file's headers: it starts no download of a file that is not cached.
 type Request struct {
 	Key   string
 	URLs  []string
 	Class repofmt.Class
+	Head  bool
 }
 
-// Result is the answer to a Request: a committed Object or a Body being filled.
-// The caller must Close it.
+// Result is the answer to a Request: a committed Object, a Body being
+// filled, or for a Head request of a file not cached, the upstream's
+// headers. The caller must Close it.
 type Result struct {
-	Status Status
-	Object store.Object // a committed file; nil when Body is set
-	Body   *Body        // a file still arriving from upstream
+	Status   Status
+	Object   store.Object // a committed file
+	Body     *Body        // a file still arriving from upstream
+	Upstream *Headers     // what upstream answered a HEAD with
+}
+
+// Headers are what upstream says of a file it was not asked to send.
+type Headers struct {
+	Length int64 // -1 when not given
+	Info   store.Info
 }
 
 // Close releases the result.
@@ -152,9 +224,17 @@ func (r *Result) Close() error {
 	return nil
 }
 
-// Get answers req. Errors are ErrOffline, an *upstream.StatusError, or
+// Get answers req. Errors are ErrOffline, a *StatusError, or
 // another upstream or store failure.
 func (c *Cache) Get(ctx context.Context, req Request) (*Result, error) {
+	res, err := c.get(ctx, req)
+	if err == nil && c.served != nil && (res.Object != nil || res.Body != nil) {
+		c.served(req.Key)
+	}
+	return res, err
+}
+
+func (c *Cache) get(ctx context.Context, req Request) (*Result, error) {
 	obj, err := c.open(ctx, req.Key)
 	if err != nil {
 		return nil, err
@@ -165,17 +245,34 @@ func (c *Cache) Get(ctx context.Context, req Request) (*Result, error) {
 	if obj == nil && c.offline {
 		return nil, ErrOffline
 	}
-	var cond upstream.Conditions
+	if obj == nil {
+		if err := c.knownMissing(req.Key); err != nil {
+			return nil, err
+		}
+	}
+	if obj == nil && req.Head {
+		if f := c.joinRunning(req.Key); f != nil {
+			return c.wait(ctx, req, f, nil)
+		}
+		return c.head(ctx, req)
+	}
+	var cond Conditions
 	if obj != nil {
-		cond = upstream.Conditions{LastModified: obj.Info().LastModified, ETag: obj.Info().ETag}
+		cond = Conditions{LastModified: obj.Info().LastModified, ETag: obj.Info().ETag}
 	}
 	f, res := c.join(ctx, req, cond)
 	if res != nil {
 		return res, nil
 	}
+	return c.wait(ctx, req, f, obj)
+}
+
+// wait returns the answer of fill f, which the caller joined, for req; obj
+// is the cached copy being revalidated, if any.
+func (c *Cache) wait(ctx context.Context, req Request, f *fill, obj store.Object) (*Result, error) {
 	defer func() {
 		if f != nil {
-			f.release()
+			c.leave(f)
 		}
 	}()
 	select {
@@ -197,7 +294,7 @@ func (c *Cache) Get(ctx context.Context, req Request) (*Result, error) {
 		if obj != nil {
 			obj.Close()
 		}
-		obj, err = c.store.Open(ctx, req.Key)
+		obj, err := c.store.Open(ctx, req.Key)
 		if err != nil {
 			return nil, fmt.Errorf("reopen revalidated %q: %w", req.Key, err)
 		}
@@ -208,9 +305,20 @@ func (c *Cache) Get(ctx context.Context, req Request) (*Result, error) {
 		status = Expired
 		obj.Close()
 	}
-	body := &Body{f: f}
+	body := &Body{c: c, f: f}
 	f = nil // the Body holds the reference now
 	return &Result{Status: status, Body: body}, nil
+}
+
+// head answers a HEAD request for a file not cached with upstream's
+// headers: a HEAD must not start a download.
+func (c *Cache) head(ctx context.Context, req Request) (*Result, error) {
+	resp, err := c.up.Get(ctx, Fetch{URLs: c.mirrors(req.Key, req.URLs), Head: true, NoHTML: req.Class == repofmt.Immutable})
+	if err != nil {
+		return nil, err
+	}
+	resp.Body.Close()
+	return &Result{Status: Pass, Upstream: &Headers{Length: resp.ContentLength, Info: infoFromHeader(resp.Header)}}, nil
 }
 
 // Hit returns the committed object Get would answer req with as a Hit, or
@@ -224,6 +332,9 @@ func (c *Cache) Hit(ctx context.Context, req Request) store.Object {
 		obj.Close()
 		return nil
 	}
+	if c.served != nil {
+		c.served(req.Key)
+	}
 	return obj
 }
 
@@ -231,19 +342,44 @@ func (c *Cache) Hit(ctx context.Context, req Request) store.Object {
 // it no longer matches the repository metadata.
 func (c *Cache) open(ctx context.Context, key string) (store.Object, error) {
 	obj, err := c.store.Open(ctx, key)
-	if errors.Is(err, store.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	if !c.matches(key, obj.Info().Size, obj.Info().SHA256) {
+	switch {
+	case errors.Is(err, store.ErrNotExist):
+	case err != nil:
+		return nil, fmt.Errorf("%w: %w", ErrStore, err)
+	case c.matches(key, obj.Info().Size, obj.Info().SHA256):
+		return obj, nil
+	default:
 		// Replaced upstream: newer metadata promises other bytes.
 		c.log.Info("cached copy no longer matches the repository metadata; fetching it again", "key", key)
 		obj.Close()
-		return nil, nil
 	}
-	return obj, nil
+	return c.linked(ctx, key), nil
+}
+
+// linked returns the body the metadata promises for key when the store
+// holds it under another key (another mirror, path_map name or release),
+// now under key too; nil otherwise. The same bytes are never fetched twice.
+func (c *Cache) linked(ctx context.Context, key string) store.Object {
+	if c.expect == nil {
+		return nil
+	}
+	want, ok := c.expect.Expect(key)
+	if !ok {
+		return nil
+	}
+	if _, err := c.store.Link(ctx, key, store.Info{SHA256: want.SHA256, Size: want.Size, Validated: c.now()}); err != nil {
+		if !errors.Is(err, store.ErrNotExist) {
+			c.log.Warn("cannot link a stored body to a new key", "key", key, "err", err)
+		}
+		return nil
+	}
+	obj, err := c.store.Open(ctx, key)
+	if err != nil {
+		return nil
+	}
+	c.log.Debug("stored already under another key", "key", key, "sha256", want.SHA256)
+	c.learn(key) // an index under a new key promises files under new keys
+	return obj
 }
 
 // Mismatches is the number of upstream files refused because they did not
@@ -317,10 +453,10 @@ func (c *Cache) fresh(class repofmt.Class, info store.Info) bool {
 // join returns the fill under way for req.Key, starting one if there is none,
 // with a reference the caller releases. When a fill committed while the
 // caller was looking, it returns the fresh object instead.
-func (c *Cache) join(ctx context.Context, req Request, cond upstream.Conditions) (*fill, *Result) {
+func (c *Cache) join(ctx context.Context, req Request, cond Conditions) (*fill, *Result) {
 	c.mu.Lock()
 	f := c.inflight[req.Key]
-	if f == nil && cond == (upstream.Conditions{}) {
+	if f == nil && cond == (Conditions{}) {
 		// A fill may have committed between the store lookup and now; fills
 		// leave the map only after their commit, so one look settles it.
 		c.mu.Unlock()
@@ -335,6 +471,9 @@ func (c *Cache) join(ctx context.Context, req Request, cond upstream.Conditions)
 	}
 	if f == nil {
 		f = newFill(req)
+		if c.expect != nil {
+			f.want, f.known = c.expect.Expect(req.Key)
+		}
 		if c.closed {
 			f.err = ErrClosed
 			close(f.ready)
@@ -342,29 +481,74 @@ func (c *Cache) join(ctx context.Context, req Request, cond upstream.Conditions)
 			c.inflight[req.Key] = f
 			f.refs++ // the fill goroutine's own reference
 			c.fills.Add(1)
-			go c.run(f, cond)
+			ctx, abandon := context.WithCancelCause(c.fillBase)
+			f.abandon = abandon
+			go c.run(ctx, f, cond)
 		}
 	}
-	f.mu.Lock()
-	f.refs++
-	f.mu.Unlock()
+	c.addClient(f)
 	c.mu.Unlock()
 	return f, nil
 }
 
+// joinRunning returns the fill under way for key with a client reference,
+// or nil when there is none.
+func (c *Cache) joinRunning(key string) *fill {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f := c.inflight[key]
+	if f != nil {
+		c.addClient(f)
+	}
+	return f
+}
+
+// addClient counts a client of f; c.mu is held.
+func (c *Cache) addClient(f *fill) {
+	f.clients++
+	f.mu.Lock()
+	f.refs++
+	f.mu.Unlock()
+}
+
+// errAbandoned ends a fill that no client waits for any more.
+var errAbandoned = errors.New("abandoned: no client waits for it, and no metadata promises it")
+
+// leave drops a client's reference to f. When the last client leaves a fill
+// of a file whose size and checksum no metadata promises, the fill is
+// abandoned: nobody may want it, and an upstream could send anything for as
+// long as it likes. A promised package is worth finishing: the next client
+// of the fleet will ask for it.
+func (c *Cache) leave(f *fill) {
+	c.mu.Lock()
+	f.clients--
+	abandon := f.clients == 0 && !f.promised() && c.inflight[f.req.Key] == f
+	if abandon {
+		delete(c.inflight, f.req.Key)
+	}
+	c.mu.Unlock()
+	if abandon {
+		f.abandon(errAbandoned)
+	}
+	f.release()
+}
+
 // run fetches f from upstream into the store. It runs detached from any
-// client: a client hanging up never breaks the fill for the others.
-func (c *Cache) run(f *fill, cond upstream.Conditions) {
+// client: a client hanging up never breaks the fill for the others (see
+// leave for when the last one does).
+func (c *Cache) run(ctx context.Context, f *fill, cond Conditions) {
 	defer c.fills.Done()
-	ctx, cancel := context.WithTimeout(c.fillBase, c.fillTimeout)
+	defer f.abandon(nil)
+	ctx, cancel := context.WithTimeout(ctx, c.fillTimeout)
 	defer cancel()
 	defer f.release()
 
 	// Packages and checksum-named files are never HTML: such an answer is
 	// a captive portal's or an error page, and the next mirror is tried.
-	resp, err := c.fetch(ctx, f.req, cond)
+	resp, err := c.fetch(ctx, f, cond)
 	if err != nil {
 		f.err = err
+		c.rememberMissing(f.req.Key, err)
 		c.forget(f)
 		close(f.ready)
 		return
@@ -379,6 +563,7 @@ func (c *Cache) run(f *fill, cond upstream.Conditions) {
 	}
 	w, err := c.store.Create(ctx, f.req.Key)
 	if err != nil {
+		c.diskFull(err)
 		f.err = err
 		c.forget(f)
 		close(f.ready)
@@ -389,14 +574,16 @@ func (c *Cache) run(f *fill, cond upstream.Conditions) {
 	f.info = infoFromHeader(resp.Header)
 	close(f.ready)
 
-	n, err := c.copyBody(f, resp.Body)
+	n, err := c.copyBody(f, resp.Body, c.sizeBound(f))
 	if err == nil && f.length >= 0 && n != f.length {
 		err = fmt.Errorf("upstream %s sent %d of %d bytes", resp.URL, n, f.length)
 	}
-	if err != nil {
+	if cause := context.Cause(ctx); errors.Is(cause, errAbandoned) {
+		err = cause
+	} else if err != nil {
 		c.avoidMirror(f.req.Key, resp.URL)
 	}
-	if err == nil && !c.matches(f.req.Key, n, w.SHA256()) {
+	if err == nil && f.known && (w.SHA256() != f.want.SHA256 || f.want.Size >= 0 && n != f.want.Size) {
 		err = c.mismatch(f.req.Key, resp.URL, "SHA-256 "+w.SHA256()+" is not the one the metadata gives")
 	}
 	if err == nil && c.check != nil {
@@ -408,6 +595,7 @@ func (c *Cache) run(f *fill, cond upstream.Conditions) {
 		info := f.info // readers share f.info: commit a copy
 		info.Validated = c.now()
 		_, err = w.Commit(ctx, info)
+		c.diskFull(err)
 		if err == nil && c.expect != nil {
 			// Before the last byte reaches the clients: apt asks for the
 			// packages an index lists right after it has the index.
@@ -416,35 +604,125 @@ func (c *Cache) run(f *fill, cond upstream.Conditions) {
 	} else {
 		w.Cancel(ctx)
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, errAbandoned):
+		c.log.Debug("fill abandoned, nothing stored", "key", f.req.Key, "url", resp.URL)
+	case c.diskFull(err):
+	case err != nil:
 		c.log.Warn("fill failed, nothing stored", "key", f.req.Key, "url", resp.URL, "err", err)
 	}
 	c.forget(f)
 	f.finish(err)
 }
 
-// fetch gets req from its mirrors, those that sent a wrong file last; a
-// mirror announcing another size than the metadata promises is skipped
-// before any byte reaches a client.
-func (c *Cache) fetch(ctx context.Context, req Request, cond upstream.Conditions) (*upstream.Response, error) {
+// missing is a file every mirror said does not exist.
+type missing struct {
+	until time.Time
+	err   error // what upstream answered
+}
+
+// maxMissing bounds how many missing files are remembered: the keys come
+// from clients.
+const maxMissing = 10000
+
+// rememberMissing remembers for negative_ttl that the file under key does
+// not exist, when err says every mirror answered 404 or 410: a fleet
+// asking for it does not hammer the mirrors.
+func (c *Cache) rememberMissing(key string, err error) {
+	if c.negativeTTL <= 0 || !notFound(err) {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.missing) >= maxMissing {
+		now := c.now()
+		maps.DeleteFunc(c.missing, func(_ string, m missing) bool { return !now.Before(m.until) })
+		if len(c.missing) >= maxMissing {
+			return
+		}
+	}
+	c.missing[key] = missing{until: c.now().Add(c.negativeTTL), err: err}
+}
+
+// knownMissing returns what upstream answered for key when that was "not
+// found" less than negative_ttl ago.
+func (c *Cache) knownMissing(key string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, ok := c.missing[key]
+	if !ok {
+		return nil
+	}
+	if !c.now().Before(m.until) {
+		delete(c.missing, key)
+		return nil
+	}
+	return m.err
+}
+
+// notFound reports whether err is made of 404 and 410 answers only.
+func notFound(err error) bool {
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range joined.Unwrap() {
+			if !notFound(e) {
+				return false
+			}
+		}
+		return len(joined.Unwrap()) > 0
+	}
+	var se *StatusError
+	return errors.As(err, &se) && (se.Code == http.StatusNotFound || se.Code == http.StatusGone)
+}
+
+// diskFull reports whether err is the cache's disk being full (or out of
+// quota). That is logged once, when it starts, and once when a file is
+// stored again, not for every fill that fails meanwhile: serving from the
+// cache goes on.
+func (c *Cache) diskFull(err error) bool {
+	full := errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+	switch {
+	case full && c.full.CompareAndSwap(false, true):
+		c.log.Error("the cache's disk is full: new files are not stored (their clients get an error) until space is freed; cached files are still served", "err", err)
+	case !full && err == nil && c.full.CompareAndSwap(true, false):
+		c.log.Info("the cache's disk has room again: new files are stored")
+	}
+	return full
+}
+
+// sizeBound is the most bytes f may receive: the size the metadata
+// promises, or max_file_size.
+func (c *Cache) sizeBound(f *fill) int64 {
+	if f.promised() {
+		return f.want.Size
+	}
+	return c.maxFileSize
+}
+
+// fetch gets f's file from its mirrors, those that sent a wrong file last;
+// a mirror announcing another size than the metadata promises, or more than
+// max_file_size, is skipped before any byte reaches a client.
+func (c *Cache) fetch(ctx context.Context, f *fill, cond Conditions) (*Response, error) {
+	req := f.req
 	urls := c.mirrors(req.Key, req.URLs)
 	var errs []error
 	for len(urls) > 0 {
 		// Packages and checksum-named files are never HTML: such an answer is
 		// a captive portal's or an error page, and the next mirror is tried.
-		resp, err := c.up.Get(ctx, upstream.Fetch{URLs: urls, Cond: cond, NoHTML: req.Class == repofmt.Immutable})
+		resp, err := c.up.Get(ctx, Fetch{URLs: urls, Cond: cond, NoHTML: req.Class == repofmt.Immutable})
 		if err != nil {
 			return nil, errors.Join(append([]error{err}, errs...)...)
 		}
-		want, ok := expect.Sum{}, false
-		if c.expect != nil {
-			want, ok = c.expect.Expect(req.Key)
-		}
-		if resp.StatusCode == http.StatusNotModified || !ok || want.Size < 0 || resp.ContentLength < 0 || resp.ContentLength == want.Size {
+		switch {
+		case resp.StatusCode == http.StatusNotModified || resp.ContentLength < 0:
+			return resp, nil
+		case f.promised() && resp.ContentLength != f.want.Size:
+			errs = append(errs, c.mismatch(req.Key, resp.URL, fmt.Sprintf("Content-Length %d, the metadata gives %d", resp.ContentLength, f.want.Size)))
+		case !f.promised() && resp.ContentLength > c.maxFileSize:
+			errs = append(errs, fmt.Errorf("upstream %s announces %d bytes, more than max_file_size (%d)", resp.URL, resp.ContentLength, c.maxFileSize))
+		default:
 			return resp, nil
 		}
 		resp.Body.Close()
-		errs = append(errs, c.mismatch(req.Key, resp.URL, fmt.Sprintf("Content-Length %d, the metadata gives %d", resp.ContentLength, want.Size)))
 		i := slices.Index(urls, resp.URL)
 		urls = urls[i+1:]
 	}
@@ -467,12 +745,16 @@ func (c *Cache) forget(f *fill) {
 	c.mu.Unlock()
 }
 
-// copyBody writes the upstream body to the fill's writer, publishing progress.
-func (c *Cache) copyBody(f *fill, body io.Reader) (int64, error) {
+// copyBody writes the upstream body to the fill's writer, publishing
+// progress, and fails past limit bytes.
+func (c *Cache) copyBody(f *fill, body io.Reader, limit int64) (int64, error) {
 	buf := make([]byte, 64<<10)
 	var total int64
 	for {
 		n, rerr := body.Read(buf)
+		if total+int64(n) > limit {
+			return total, fmt.Errorf("upstream sent more than %d bytes, the most this file may have", limit)
+		}
 		if n > 0 {
 			if _, err := f.w.Write(buf[:n]); err != nil {
 				return total, fmt.Errorf("write cache file: %w", err)
@@ -512,7 +794,12 @@ func infoFromHeader(h http.Header) store.Info {
 
 // fill is one upstream fetch shared by every client asking for its key.
 type fill struct {
-	req   Request
+	req     Request
+	want    expect.Sum // what the metadata says the file is, when known
+	known   bool
+	abandon context.CancelCauseFunc // ends the fill; nil cause when it is over
+	clients int                     // clients waiting or reading; guarded by Cache.mu
+
 	ready chan struct{} // closed when the fields below it are set
 
 	err         error        // the fetch failed before any body byte
@@ -530,8 +817,11 @@ type fill struct {
 }
 
 func newFill(req Request) *fill {
-	return &fill{req: req, ready: make(chan struct{}), changed: make(chan struct{}), length: -1}
+	return &fill{req: req, ready: make(chan struct{}), changed: make(chan struct{}), length: -1, abandon: func(error) {}}
 }
+
+// promised reports whether the metadata gives f's file's size and checksum.
+func (f *fill) promised() bool { return f.known && f.want.Size >= 0 }
 
 func (f *fill) progress(n int64) {
 	f.mu.Lock()
@@ -564,6 +854,7 @@ func (f *fill) release() {
 // written (all but the last, which waits for the commit), io.EOF at the end
 // of a committed body, an error if the fill failed.
 type Body struct {
+	c      *Cache
 	f      *fill
 	closed bool
 }
@@ -617,6 +908,6 @@ func (b *Body) ReadAtContext(ctx context.Context, p []byte, off int64) (int, err
 func (b *Body) Close() {
 	if !b.closed {
 		b.closed = true
-		b.f.release()
+		b.c.leave(b.f)
 	}
 }

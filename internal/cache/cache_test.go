@@ -1,4 +1,4 @@
-package cache
+package cache_test
 
 import (
 	"errors"
@@ -7,9 +7,11 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"vzpkg2/internal/cache"
 	"vzpkg2/internal/repofmt"
 	"vzpkg2/internal/repotest"
 	"vzpkg2/internal/store"
@@ -18,7 +20,7 @@ import (
 )
 
 // Each class is revalidated after its own window: metalink answers after
-// MirrorListTTL, indexes after volatile_ttl, packages never.
+// cache.MirrorListTTL, indexes after volatile_ttl, packages never.
 func TestFreshnessByClass(t *testing.T) {
 	root := t.TempDir()
 	for _, name := range []string{"metalink", "repodata/repomd.xml", "Packages/a-1-1.noarch.rpm"} {
@@ -37,10 +39,10 @@ func TestFreshnessByClass(t *testing.T) {
 	}
 	t.Cleanup(func() { st.Close() })
 	log := slog.New(slog.DiscardHandler)
-	c := New(st, upstream.New(upstream.Options{ConnectTimeout: 5 * time.Second, StallTimeout: 5 * time.Second, Logger: log}),
-		Options{VolatileTTL: 30 * time.Second, Logger: log})
 	now := time.Now()
-	c.now = func() time.Time { return now }
+	var after atomic.Int64 // since the fill
+	c := cache.New(st, upstream.New(upstream.Options{ConnectTimeout: 5 * time.Second, StallTimeout: 5 * time.Second, Logger: log}),
+		cache.Options{VolatileTTL: 30 * time.Second, Logger: log, Now: func() time.Time { return now.Add(time.Duration(after.Load())) }})
 
 	files := []struct {
 		path, query string
@@ -50,18 +52,18 @@ func TestFreshnessByClass(t *testing.T) {
 		{"/Packages/a-1-1.noarch.rpm", ""},
 	}
 	for _, step := range []struct {
-		after time.Duration // since the fill
-		want  []Status      // for each of files
+		after time.Duration  // since the fill
+		want  []cache.Status // for each of files
 	}{
-		{0, []Status{Miss, Miss, Miss}},
-		{MirrorListTTL - time.Second, []Status{Hit, Hit, Hit}},
-		{MirrorListTTL + time.Second, []Status{Revalidated, Hit, Hit}},
-		{31 * time.Second, []Status{Revalidated, Revalidated, Hit}},
+		{0, []cache.Status{cache.Miss, cache.Miss, cache.Miss}},
+		{cache.MirrorListTTL - time.Second, []cache.Status{cache.Hit, cache.Hit, cache.Hit}},
+		{cache.MirrorListTTL + time.Second, []cache.Status{cache.Revalidated, cache.Hit, cache.Hit}},
+		{31 * time.Second, []cache.Status{cache.Revalidated, cache.Revalidated, cache.Hit}},
 	} {
 		for i, f := range files {
-			c.now = func() time.Time { return now.Add(step.after) }
+			after.Store(int64(step.after))
 			key := up.HostPort() + f.path + "?" + f.query
-			res, err := c.Get(t.Context(), Request{Key: key, URLs: []string{up.URL() + f.path + "?" + f.query}, Class: repofmt.Classify(f.path, f.query)})
+			res, err := c.Get(t.Context(), cache.Request{Key: key, URLs: []string{up.URL() + f.path + "?" + f.query}, Class: repofmt.Classify(f.path, f.query)})
 			if err != nil {
 				t.Fatalf("%v after the fill: %s: %v", step.after, f.path, err)
 			}
@@ -77,7 +79,7 @@ func TestFreshnessByClass(t *testing.T) {
 }
 
 // drain reads b to its end, which comes once the fill is committed.
-func drain(t *testing.T, b *Body) {
+func drain(t *testing.T, b *cache.Body) {
 	t.Helper()
 	buf := make([]byte, 4096)
 	var off int64
@@ -113,8 +115,8 @@ func TestCloseStopsFills(t *testing.T) {
 	}
 	defer st.Close()
 	log := slog.New(slog.DiscardHandler)
-	c := New(st, upstream.New(upstream.Options{ConnectTimeout: 5 * time.Second, StallTimeout: time.Minute, Logger: log}), Options{Logger: log})
-	req := Request{Key: up.HostPort() + "/a.deb", URLs: []string{up.URL() + "/a.deb"}, Class: repofmt.Immutable}
+	c := cache.New(st, upstream.New(upstream.Options{ConnectTimeout: 5 * time.Second, StallTimeout: time.Minute, Logger: log}), cache.Options{Logger: log})
+	req := cache.Request{Key: up.HostPort() + "/a.deb", URLs: []string{up.URL() + "/a.deb"}, Class: repofmt.Immutable}
 	res, err := c.Get(t.Context(), req)
 	if err != nil {
 		t.Fatal(err)
@@ -130,7 +132,7 @@ func TestCloseStopsFills(t *testing.T) {
 	if _, err := st.Stat(t.Context(), req.Key); !errors.Is(err, store.ErrNotExist) {
 		t.Errorf("a fill stopped by Close was stored: %v", err)
 	}
-	if _, err := c.Get(t.Context(), req); !errors.Is(err, ErrClosed) {
-		t.Errorf("Get after Close: %v, want ErrClosed", err)
+	if _, err := c.Get(t.Context(), req); !errors.Is(err, cache.ErrClosed) {
+		t.Errorf("Get after Close: %v, want cache.ErrClosed", err)
 	}
 }

@@ -1,23 +1,28 @@
 // Package cacheconf reads pkg-cacher's configuration: pkg-cacher.conf files in the
 // original `key = value` format and `key=value` overrides from the command line.
 //
-// Format: one `key = value` per line; `#` starts a comment; a line ending in `\`
-// continues on the next; list values are separated by `,` or `;`. Every error
-// names the file and line it came from and how to fix it.
+// Format: package keyvalue's (one `key = value` per line, `#` comments, `\`
+// continues a line, the last of a key set twice wins); list values are
+// separated by `,` or `;`. Every error names the file and line it came from
+// and how to fix it.
 package cacheconf
 
 import (
-	"bufio"
-	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"math"
 	"net"
 	"net/url"
 	"os"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"vzpkg2/internal/keyvalue"
+	"vzpkg2/internal/route"
+	"vzpkg2/internal/suggest"
 )
 
 // DefaultFile is read when no -c flag is given and the file exists.
@@ -41,27 +46,19 @@ type Config struct {
 	DaemonPort       int           // listen port
 	LogDir           string        // access.log goes here; empty logs to stderr only
 	OfflineMode      bool          // serve only cached files, never contact upstream
-	PathMap          []PathMap     // named upstream mirror lists
-	AllowedLocations []Location    // upstreams clients may reach by host (forms 1, 2, 4)
-	AllowAll         bool          // allowed_locations = * : an open proxy on purpose
+	route.Table                    // path_map, allowed_locations
 	AllowedHosts     []*net.IPNet  // client networks allowed to use the cache; empty = all
 	VolatileTTL      time.Duration // how long index files are served without revalidation
+	NegativeTTL      time.Duration // how long a file upstream said does not exist is not asked for again
 	FetchTimeout     time.Duration // give up on an upstream that sends no byte for this long
+	WriteTimeout     time.Duration // drop a client that takes longer to accept 1 MiB (or a smaller write)
+	MaxFileSize      int64         // bytes a file no metadata gives the size of may have
+	ExpireDays       int           // a file unused this many days goes unless cached metadata references it; 0: never
+	MaxSize          int64         // the cache's cap in bytes; 0: none (see MaxSizePercent)
+	MaxSizePercent   float64       // the cap as a share of cache_dir's file system; 0: none
 	ConnectTimeout   time.Duration // give up connecting to an upstream after this long
 	CAFile           string        // PEM certificates trusted for https upstreams besides the system roots
 	VerifySignatures []string      // OpenPGP keyrings InRelease, Release.gpg and repomd.xml.asc must verify with; empty: not checked
-}
-
-// PathMap maps the first path segment Name to mirrors tried in order.
-type PathMap struct {
-	Name    string
-	Mirrors []*url.URL
-}
-
-// Location is an allowed upstream: a host (optionally "*.domain") and a path prefix.
-type Location struct {
-	Host string // lower case; "*.example.org" matches subdomains
-	Path string // "" or a prefix starting with "/"
 }
 
 // Defaults returns the built-in configuration.
@@ -71,7 +68,11 @@ func Defaults() *Config {
 		DaemonPort:     3142,
 		LogDir:         "/var/log/pkg-cacher",
 		VolatileTTL:    30 * time.Second,
+		NegativeTTL:    30 * time.Second,
 		FetchTimeout:   60 * time.Second,
+		WriteTimeout:   60 * time.Second,
+		MaxFileSize:    8 << 30,
+		ExpireDays:     30,
 		ConnectTimeout: 15 * time.Second,
 	}
 	for _, l := range DefaultAllowedLocations {
@@ -81,19 +82,9 @@ func Defaults() *Config {
 	return c
 }
 
-// Error is a configuration error at a place in a file (or on the command line).
-type Error struct {
-	File string // file name, or "command line"
-	Line int    // 1-based; 0 when unknown
-	Msg  string
-}
-
-func (e *Error) Error() string {
-	if e.Line > 0 {
-		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
-	}
-	return fmt.Sprintf("%s: %s", e.File, e.Msg)
-}
+// Error is a configuration error at a place in a file (or on the command
+// line).
+type Error = keyvalue.Error
 
 // Load reads file (when not empty) over the defaults, then applies overrides of
 // the form key=value. A missing DefaultFile is not an error.
@@ -114,7 +105,7 @@ func Load(file string, overrides []string) (*Config, error) {
 		if !ok {
 			return nil, &Error{File: "command line", Msg: fmt.Sprintf("argument %d %q is not key=value (example: daemon_port=3142)", i+1, o)}
 		}
-		if err := c.set(strings.TrimSpace(k), strings.TrimSpace(v)); err != nil {
+		if err := c.set(keyvalue.Key(k), strings.TrimSpace(v)); err != nil {
 			return nil, &Error{File: "command line", Msg: err.Error()}
 		}
 	}
@@ -123,61 +114,7 @@ func Load(file string, overrides []string) (*Config, error) {
 
 // Parse applies the settings in r (named name in errors) to c.
 func (c *Config) Parse(name string, r io.Reader) error {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	var (
-		pending   strings.Builder
-		startLine int
-		line      int
-	)
-	flush := func() error {
-		text := strings.TrimSpace(pending.String())
-		pending.Reset()
-		if text == "" {
-			return nil
-		}
-		k, v, ok := strings.Cut(text, "=")
-		if !ok {
-			return &Error{File: name, Line: startLine, Msg: fmt.Sprintf("%q is not a `key = value` line", text)}
-		}
-		if err := c.set(strings.TrimSpace(k), strings.TrimSpace(v)); err != nil {
-			return &Error{File: name, Line: startLine, Msg: err.Error()}
-		}
-		return nil
-	}
-	for sc.Scan() {
-		line++
-		text := sc.Text()
-		if i := strings.IndexByte(text, '#'); i >= 0 {
-			text = text[:i]
-		}
-		if pending.Len() == 0 {
-			startLine = line
-		}
-		trimmed := strings.TrimRight(text, " \t\r")
-		if strings.HasSuffix(trimmed, `\`) {
-			pending.WriteString(strings.TrimSuffix(trimmed, `\`))
-			pending.WriteByte(' ')
-			continue
-		}
-		pending.WriteString(trimmed)
-		if err := flush(); err != nil {
-			return err
-		}
-	}
-	if err := sc.Err(); err != nil {
-		// The entry that could not be read starts at the line after the
-		// last one read, or earlier if that one was continued.
-		if pending.Len() == 0 {
-			startLine = line + 1
-		}
-		msg := fmt.Sprintf("read: %v", err)
-		if errors.Is(err, bufio.ErrTooLong) {
-			msg = "line longer than 1 MiB (split it with a `\\` at the end of each part)"
-		}
-		return &Error{File: name, Line: startLine, Msg: msg}
-	}
-	return flush()
+	return keyvalue.Parse(name, r, c.set)
 }
 
 // keys documents every key; the example config lists the same.
@@ -191,23 +128,22 @@ var keys = map[string]string{
 	"allowed_locations": "hosts or host/path prefixes, or *",
 	"allowed_hosts":     "client addresses or CIDR networks, or *",
 	"volatile_ttl":      "seconds (or a duration like 30s) index files are fresh",
+	"negative_ttl":      "seconds a file upstream answered 404 for is answered 404 without asking again (0: always ask)",
 	"fetch_timeout":     "seconds without a byte before an upstream is abandoned",
+	"write_timeout":     "seconds a client may take to accept 1 MiB of an answer before it is dropped",
+	"max_file_size":     "largest file fetched when no metadata gives its size (bytes, or with K, M, G, T)",
+	"expire_days":       "days a file no cached metadata references may go unused before it is removed (0: never)",
+	"max_size":          "the cache's size cap: bytes (with K, M, G, T) or a percentage of its file system; empty: none",
 	"connect_timeout":   "seconds to connect to an upstream",
 	"ca_file":           "PEM file of CA certificates trusted for https upstreams, besides the system roots",
 	"verify_signatures": "OpenPGP keyring files signed metadata must be signed by (empty: no check)",
 }
 
 func knownKeys() string {
-	var ks []string
-	for k := range keys {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return strings.Join(ks, ", ")
+	return strings.Join(slices.Sorted(maps.Keys(keys)), ", ")
 }
 
 func (c *Config) set(key, val string) error {
-	key = strings.ToLower(key)
 	var err error
 	switch key {
 	case "cache_dir":
@@ -246,7 +182,7 @@ func (c *Config) set(key, val string) error {
 			}
 			loc, err := parseLocation(item)
 			if err != nil {
-				return fmt.Errorf("allowed_locations: %w", err)
+				return keyvalue.Item(item, fmt.Errorf("allowed_locations: %w", err))
 			}
 			c.AllowedLocations = append(c.AllowedLocations, loc)
 		}
@@ -259,22 +195,43 @@ func (c *Config) set(key, val string) error {
 			}
 			n, err := parseNet(item)
 			if err != nil {
-				return fmt.Errorf("allowed_hosts: %w", err)
+				return keyvalue.Item(item, fmt.Errorf("allowed_hosts: %w", err))
 			}
 			c.AllowedHosts = append(c.AllowedHosts, n)
 		}
 	case "volatile_ttl":
 		c.VolatileTTL, err = parseSeconds(val)
+	case "negative_ttl":
+		c.NegativeTTL, err = parseSeconds(val)
 	case "fetch_timeout":
-		c.FetchTimeout, err = parseSeconds(val)
+		c.FetchTimeout, err = parseTimeout(val)
 	case "connect_timeout":
-		c.ConnectTimeout, err = parseSeconds(val)
+		c.ConnectTimeout, err = parseTimeout(val)
+	case "write_timeout":
+		c.WriteTimeout, err = parseTimeout(val)
+	case "max_file_size":
+		c.MaxFileSize, err = parseSize(val)
+	case "expire_days":
+		c.ExpireDays, err = strconv.Atoi(val)
+		if err != nil || c.ExpireDays < 0 {
+			return fmt.Errorf("expire_days %q is not a number of days (e.g. 30; 0 keeps files for ever)", val)
+		}
+	case "max_size":
+		c.MaxSize, c.MaxSizePercent = 0, 0
+		if pct, ok := strings.CutSuffix(val, "%"); ok {
+			c.MaxSizePercent, err = strconv.ParseFloat(strings.TrimSpace(pct), 64)
+			if err != nil || c.MaxSizePercent <= 0 || c.MaxSizePercent > 100 {
+				return fmt.Errorf("max_size %q is not a percentage from 1%% to 100%% (e.g. 80%%)", val)
+			}
+		} else if val != "" && val != "0" {
+			c.MaxSize, err = parseSize(val)
+		}
 	case "ca_file":
 		c.CAFile = val
 	case "verify_signatures":
 		c.VerifySignatures = splitList(val)
 	default:
-		return fmt.Errorf("unknown key %q%s (known keys: %s)", key, suggest(key), knownKeys())
+		return fmt.Errorf("unknown key %q%s (known keys: %s)", key, suggestKey(key), knownKeys())
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", key, err)
@@ -282,39 +239,12 @@ func (c *Config) set(key, val string) error {
 	return nil
 }
 
-// suggest returns ` (did you mean "x"?)` for a near miss.
-func suggest(key string) string {
-	best, bestD := "", 3
-	for k := range keys {
-		if d := distance(key, k); d < bestD || (d == bestD && k < best) {
-			best, bestD = k, d
-		}
+// suggestKey returns ` (did you mean "x"?)` for a near miss.
+func suggestKey(key string) string {
+	if k := suggest.Nearest(key, slices.Sorted(maps.Keys(keys))); k != "" {
+		return fmt.Sprintf(" (did you mean %q?)", k)
 	}
-	if best == "" {
-		return ""
-	}
-	return fmt.Sprintf(" (did you mean %q?)", best)
-}
-
-// distance is the Levenshtein distance between a and b.
-func distance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev = cur
-	}
-	return prev[len(b)]
+	return ""
 }
 
 func splitList(v string) []string {
@@ -343,32 +273,59 @@ func parseSeconds(v string) (time.Duration, error) {
 	return d, nil
 }
 
+// parseSize parses a size in bytes, with an optional K, M, G or T suffix
+// (powers of 1024; a trailing B or iB is allowed).
+func parseSize(v string) (int64, error) {
+	num := strings.TrimSuffix(strings.TrimSuffix(strings.ToUpper(v), "IB"), "B")
+	shift := 0
+	if i := strings.IndexAny(num, "KMGT"); i >= 0 && i == len(num)-1 {
+		shift = 10 * (1 + strings.IndexByte("KMGT", num[i]))
+		num = num[:i]
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+	if err != nil || n <= 0 || n > math.MaxInt64>>shift {
+		return 0, fmt.Errorf("%q is not a size (e.g. 8G, 500M or 1048576)", v)
+	}
+	return n << shift, nil
+}
+
+// parseTimeout is parseSeconds for a timeout, which must be at least a
+// second: 0 would mean never giving up.
+func parseTimeout(v string) (time.Duration, error) {
+	d, err := parseSeconds(v)
+	if err == nil && d < time.Second {
+		err = fmt.Errorf("%q is less than a second; a timeout of 0 would never give up (e.g. 60)", v)
+	}
+	return d, err
+}
+
 // parsePathMap parses "name mirror [mirror...] ; name ..." (entries separated
 // by ';' or ',', fields by blanks). Mirrors without a scheme are http.
-func parsePathMap(v string) ([]PathMap, error) {
-	var out []PathMap
+func parsePathMap(v string) ([]route.PathMap, error) {
+	var out []route.PathMap
 	seen := map[string]bool{}
 	for _, entry := range strings.FieldsFunc(v, func(r rune) bool { return r == ';' || r == ',' }) {
 		f := strings.Fields(entry)
 		if len(f) == 0 {
 			continue
 		}
+		item := strings.TrimSpace(entry)
 		if len(f) < 2 {
-			return nil, fmt.Errorf("entry %q has no mirror (write: path_map = debian deb.debian.org/debian)", strings.TrimSpace(entry))
+			return nil, keyvalue.Item(item, fmt.Errorf("entry %q has no mirror (write: path_map = debian deb.debian.org/debian)", item))
 		}
 		name := f[0]
 		if strings.ContainsAny(name, "/.:") {
-			return nil, fmt.Errorf("name %q must be one path segment without '.', ':' or '/' (it would look like a host)", name)
+			return nil, keyvalue.Item(item, fmt.Errorf("name %q must be one path segment without '.', ':' or '/' (it would look like a host)", name))
 		}
 		if seen[name] {
-			return nil, fmt.Errorf("name %q is mapped twice (list all its mirrors in one entry)", name)
+			return nil, keyvalue.Item(item, fmt.Errorf("name %q is mapped twice (list all its mirrors in one entry)", name))
 		}
 		seen[name] = true
-		pm := PathMap{Name: name}
+		pm := route.PathMap{Name: name}
 		for _, m := range f[1:] {
 			u, err := parseMirror(m)
 			if err != nil {
-				return nil, err
+				return nil, keyvalue.Item(item, err)
 			}
 			pm.Mirrors = append(pm.Mirrors, u)
 		}
@@ -392,7 +349,7 @@ func parseMirror(m string) (*url.URL, error) {
 	return u, nil
 }
 
-func parseLocation(item string) (Location, error) {
+func parseLocation(item string) (route.Location, error) {
 	item = strings.TrimPrefix(strings.TrimPrefix(item, "http://"), "https://")
 	host, path, _ := strings.Cut(item, "/")
 	host = strings.ToLower(host)
@@ -401,9 +358,9 @@ func parseLocation(item string) (Location, error) {
 		check = h
 	}
 	if host == "" || (net.ParseIP(strings.Trim(check, "[]")) == nil && !validHostname(check)) {
-		return Location{}, fmt.Errorf("%q is not a host or host/path (e.g. deb.debian.org or ppa.launchpadcontent.net/owner)", item)
+		return route.Location{}, fmt.Errorf("%q is not a host or host/path (e.g. deb.debian.org or ppa.launchpadcontent.net/owner)", item)
 	}
-	loc := Location{Host: host}
+	loc := route.Location{Host: host}
 	if path = strings.Trim(path, "/"); path != "" {
 		loc.Path = "/" + path
 	}
@@ -429,8 +386,10 @@ func parseNet(item string) (*net.IPNet, error) {
 	return &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)}, nil
 }
 
+// validHostname reports whether h is a DNS name. Its last label is not all
+// digits (RFC 3696 2), so 1.2.3.4.5.6 is neither a name nor an address.
 func validHostname(h string) bool {
-	if h == "" || len(h) > 253 {
+	if h == "" || len(h) > 253 || strings.Trim(h[strings.LastIndexByte(h, '.')+1:], "0123456789") == "" {
 		return false
 	}
 	for _, label := range strings.Split(h, ".") {
@@ -444,35 +403,6 @@ func validHostname(h string) bool {
 		}
 	}
 	return true
-}
-
-// Allowed reports whether clients may fetch from host (lower case, with an
-// optional :port) at path through a host-named form.
-func (c *Config) Allowed(host, path string) bool {
-	if c.AllowAll {
-		return true
-	}
-	bare := host
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		bare = h
-	}
-	for _, l := range c.AllowedLocations {
-		if !l.matchHost(host, bare) {
-			continue
-		}
-		if l.Path == "" || path == l.Path || strings.HasPrefix(path, l.Path+"/") {
-			return true
-		}
-	}
-	return false
-}
-
-func (l Location) matchHost(host, bare string) bool {
-	if suffix, ok := strings.CutPrefix(l.Host, "*."); ok {
-		return strings.HasSuffix(bare, "."+suffix)
-	}
-	// A location with a port matches only that port; without one, any port.
-	return l.Host == host || l.Host == bare
 }
 
 // ClientAllowed reports whether a client at ip may use the cache.
@@ -491,14 +421,4 @@ func (c *Config) ClientAllowed(ip net.IP) bool {
 // ListenAddr is the address to listen on.
 func (c *Config) ListenAddr() string {
 	return net.JoinHostPort(c.DaemonAddr, strconv.Itoa(c.DaemonPort))
-}
-
-// Map returns the path_map entry called name, or nil.
-func (c *Config) Map(name string) *PathMap {
-	for i := range c.PathMap {
-		if c.PathMap[i].Name == name {
-			return &c.PathMap[i]
-		}
-	}
-	return nil
 }

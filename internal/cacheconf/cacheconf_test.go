@@ -82,7 +82,8 @@ func TestExampleConfigIsDefaults(t *testing.T) {
 	}
 	d := Defaults()
 	if len(c.AllowedLocations) != len(d.AllowedLocations) || c.CacheDir != d.CacheDir || c.DaemonPort != d.DaemonPort ||
-		c.VolatileTTL != d.VolatileTTL || c.FetchTimeout != d.FetchTimeout || c.LogDir != d.LogDir || c.CAFile != d.CAFile {
+		c.VolatileTTL != d.VolatileTTL || c.FetchTimeout != d.FetchTimeout || c.LogDir != d.LogDir || c.CAFile != d.CAFile ||
+		c.WriteTimeout != d.WriteTimeout || c.MaxFileSize != d.MaxFileSize || c.NegativeTTL != d.NegativeTTL {
 		t.Errorf("etc/pkg-cacher.conf does not match the built-in defaults: got %+v, want %+v", c, d)
 	}
 }
@@ -94,7 +95,13 @@ func TestErrors(t *testing.T) {
 		{"unknown key", "cache_dir = /x\n\ncahce_dir = /y\n", `bad.conf:3: unknown key "cahce_dir" (did you mean "cache_dir"?)`},
 		{"bad port", "daemon_port = 99999\n", `bad.conf:1: daemon_port "99999" is not a port number`},
 		{"no equals", "# c\ncache_dir /x\n", "bad.conf:2: \"cache_dir /x\" is not a `key = value` line"},
-		{"continued line", "path_map = debian \\\n  deb.debian.org/debian ; \\\n  x\n", `bad.conf:1: path_map: entry "x" has no mirror`},
+		{"continued line", "path_map = debian \\\n  deb.example.org/debian ; \\\n  x\n", `bad.conf:3: path_map: entry "x" has no mirror`},
+		{"continued list", "# c\nallowed_locations = deb.debian.org, \\\n  example.org, \\\n  exa$mple.org/x, \\\n  other.org\n", `bad.conf:4: allowed_locations: "exa$mple.org/x" is not a host`},
+		{"continued map twice", "path_map = d a.org; \\\n d b.org\n", `bad.conf:2: path_map: name "d" is mapped twice`},
+		{"address with six parts", "daemon_addr = 1.2.3.4.5.6\n", `bad.conf:1: daemon_addr "1.2.3.4.5.6" is not an IP address or host name`},
+		{"fetch_timeout 0", "fetch_timeout = 0\n", `bad.conf:1: fetch_timeout: "0" is less than a second`},
+		{"write_timeout 0", "write_timeout = 0s\n", `bad.conf:1: write_timeout: "0s" is less than a second`},
+		{"bad size", "max_file_size = 8 gigs\n", `bad.conf:1: max_file_size: "8 gigs" is not a size`},
 		{"bad bool", "offline_mode = maybe\n", `bad.conf:1: offline_mode "maybe": want 0 or 1`},
 		{"bad duration", "volatile_ttl = soon\n", `bad.conf:1: volatile_ttl: "soon" is not a number of seconds`},
 		{"bad location", "allowed_locations = deb.debian.org, exa$mple.org/x\n", `bad.conf:1: allowed_locations: "exa$mple.org/x" is not a host`},

@@ -7,12 +7,17 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"vzpkg2/internal/cacheconf"
-	"vzpkg2/internal/proxy"
+	"vzpkg2/internal/cacheserver"
+	"vzpkg2/internal/expire"
+	"vzpkg2/internal/precache"
 	"vzpkg2/internal/store/disk"
 )
 
@@ -27,7 +32,7 @@ client of a file being downloaded receives its bytes as they arrive.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServe(), newVerify(), newVersion())
+	root.AddCommand(newServe(), newVerify(), newExpire(), newImport(), newPrecache(), newVersion())
 	return root
 }
 
@@ -58,7 +63,7 @@ http://cacher:3142/HTTPS///HOST/PATH.`,
 				level = slog.LevelDebug
 			}
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
-			srv, err := proxy.NewServer(cfg, log)
+			srv, err := cacheserver.New(cfg, log)
 			if err != nil {
 				return err
 			}
@@ -139,13 +144,173 @@ running on the same cache directory. Exits 1 when damage is found and not repair
 	return cmd
 }
 
+func newExpire() *cobra.Command {
+	var (
+		file   string
+		dryRun bool
+	)
+	cmd := &cobra.Command{
+		Use:   "expire [-c FILE] [--dry-run] [key=value ...]",
+		Short: "remove cached files no metadata references and no client has used lately",
+		Long: `Run one expiry pass over the cache directory (cache_dir), as pkg-cacher serve does every
+6 hours: a file no cached metadata references and no client has asked for in expire_days
+goes (a release nobody has updated from in that time goes with its packages); then, over
+max_size, the least recently used packages go. Each file that goes is printed with its size,
+then the space freed. pkg-cacher serve must not be running on the same cache directory.`,
+		Example: `  pkg-cacher expire --dry-run
+  pkg-cacher expire expire_days=7 max_size=20G`,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := loadConfig(file, args)
+			if err != nil {
+				return err
+			}
+			st, err := disk.Open(cfg.CacheDir)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			used := expire.NewUsage()
+			usage := cacheserver.UsagePath(cfg)
+			if err := used.Load(usage); err != nil {
+				return err
+			}
+			r, err := cacheserver.Expire(cmd.Context(), cfg, st, used, time.Now(), dryRun)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			for _, info := range r.Removed {
+				fmt.Fprintf(out, "%s\t%d\n", info.Key, info.Size)
+			}
+			if dryRun {
+				fmt.Fprintf(out, "dry run: %d files would go, freeing %d bytes; %d files (%d bytes) would stay\n", len(r.Removed), r.Freed, r.Kept, r.Size)
+				return nil
+			}
+			fmt.Fprintf(out, "%d files removed, %d bytes freed; %d files (%d bytes) kept\n", len(r.Removed), r.Freed, r.Kept, r.Size)
+			return used.Save(usage)
+		},
+	}
+	cmd.Flags().StringVarP(&file, "config", "c", "", "configuration file")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print what would go, remove nothing")
+	return cmd
+}
+
+func newImport() *cobra.Command {
+	var file string
+	cmd := &cobra.Command{
+		Use:   "import [-c FILE] [key=value ...] DIR...",
+		Short: "adopt package files from other caches into the cache",
+		Long: `Adopt the package files (.deb, .udeb, .rpm, .drpm) found under each DIR — an apt-cacher-ng
+cache, a /var/cache/apt/archives, an old pkg-cacher cache — whose bytes a repository index
+in the cache lists, under every URL that lists them: they are never fetched again. Files no
+cached index lists are skipped; files whose name an index lists with other bytes are
+corrupt and left out. Each file's fate is printed, then the counts. Fetch the repositories'
+indexes through pkg-cacher first (apt-get update, dnf makecache), so that it knows them.
+pkg-cacher serve must not be running on the same cache directory. Arguments with a = are
+settings; the others are directories.`,
+		Example: `  pkg-cacher import /var/cache/apt-cacher-ng /var/cache/apt/archives`,
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var settings, dirs []string
+			for _, a := range args {
+				if k, _, ok := strings.Cut(a, "="); ok && !strings.ContainsAny(k, "/.") {
+					settings = append(settings, a)
+				} else {
+					dirs = append(dirs, a)
+				}
+			}
+			if len(dirs) == 0 {
+				return errors.New("no directory to import from")
+			}
+			cfg, err := loadConfig(file, settings)
+			if err != nil {
+				return err
+			}
+			st, err := disk.Open(cfg.CacheDir)
+			if err != nil {
+				return err
+			}
+			defer st.Close()
+			out := cmd.OutOrStdout()
+			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			r, err := cacheserver.Import(cmd.Context(), st, dirs, log, func(file, fate string) {
+				fmt.Fprintf(out, "%s: %s\n", file, fate)
+			})
+			fmt.Fprintf(out, "%d adopted (%d bytes), %d skipped, %d corrupt\n", r.Adopted, r.Bytes, r.Skipped, r.Corrupt)
+			return err
+		},
+	}
+	cmd.Flags().StringVarP(&file, "config", "c", "", "configuration file")
+	return cmd
+}
+
+func newPrecache() *cobra.Command {
+	var from string
+	cmd := &cobra.Command{
+		Use:   "precache [--from FILE] INDEX-URL [PACKAGE ...]",
+		Short: "fetch through a running pkg-cacher the packages an index lists by name",
+		Long: `Fetch INDEX-URL — a Packages or Sources index, or a primary.xml (compressed or not), at the
+URL a client reaches it by through pkg-cacher — and then every file it lists for the named
+packages, through the same pkg-cacher, so that a fleet's first install finds them cached.
+--from FILE adds the first word of each line of FILE as a name (a template's .manifest, say).
+Shows a progress line on a terminal, a line per file otherwise. Exits 1 when a name is not
+in the index.`,
+		Example: `  pkg-cacher precache http://127.0.0.1:3142/deb.debian.org/debian/dists/bookworm/main/binary-amd64/Packages.xz hello curl
+  pkg-cacher precache --from /vz/template/cache/debian-12-x86_64-minimal.manifest \
+      http://127.0.0.1:3142/deb.debian.org/debian/dists/bookworm/main/binary-amd64/Packages.xz`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			names := args[1:]
+			if from != "" {
+				b, err := os.ReadFile(from)
+				if err != nil {
+					return err
+				}
+				for _, line := range strings.Split(string(b), "\n") {
+					if f := strings.Fields(line); len(f) > 0 && !strings.HasPrefix(f[0], "#") {
+						names = append(names, f[0])
+					}
+				}
+			}
+			if len(names) == 0 {
+				return errors.New("no package named (give names, or --from FILE)")
+			}
+			out := cmd.OutOrStdout()
+			tty := false
+			if f, ok := out.(*os.File); ok {
+				if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+					tty = true
+				}
+			}
+			progress := func(done, total int, file string) {
+				switch {
+				case tty && file != "":
+					fmt.Fprintf(out, "\r\x1b[K[%d/%d] %s", done+1, total, file)
+				case tty:
+					fmt.Fprint(out, "\r\x1b[K")
+				case file != "":
+					fmt.Fprintf(out, "[%d/%d] %s\n", done+1, total, file)
+				}
+			}
+			r, err := precache.Run(cmd.Context(), &http.Client{}, args[0], names, progress)
+			fmt.Fprintf(out, "%d files fetched (%d bytes)\n", r.Fetched, r.Bytes)
+			if err == nil && len(r.Missing) > 0 {
+				err = fmt.Errorf("the index lists no package called %s", strings.Join(r.Missing, ", "))
+			}
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&from, "from", "", "file whose lines start with package names")
+	return cmd
+}
+
 func newVersion() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "print the version",
 		Args:  cobra.NoArgs,
 		Run: func(cmd *cobra.Command, _ []string) {
-			fmt.Fprintln(cmd.OutOrStdout(), "pkg-cacher", proxy.Version)
+			fmt.Fprintln(cmd.OutOrStdout(), "pkg-cacher", cacheserver.Version)
 		},
 	}
 }

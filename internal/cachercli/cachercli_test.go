@@ -139,3 +139,40 @@ func TestVerify(t *testing.T) {
 		t.Fatalf("verify after repair: %q, %v", out, err)
 	}
 }
+
+// TestExpireCommand: --dry-run lists what would go and removes nothing;
+// without it the file goes, with its body.
+func TestExpireCommand(t *testing.T) {
+	dir := t.TempDir()
+	st, err := disk.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, age := range map[string]time.Duration{"h/pool/old.deb": 40 * 24 * time.Hour, "h/pool/recent.deb": time.Hour} {
+		w, _ := st.Create(context.Background(), key)
+		w.Write([]byte("the body of " + key))
+		if _, err := w.Commit(context.Background(), store.Info{Validated: time.Now().Add(-age)}); err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+	}
+	st.Close()
+	blobs := func() int {
+		n := 0
+		filepath.WalkDir(filepath.Join(dir, "blobs"), func(_ string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				n++
+			}
+			return nil
+		})
+		return n
+	}
+	out, err := execute(context.Background(), "expire", "--dry-run", "cache_dir="+dir)
+	if err != nil || !strings.Contains(out, "h/pool/old.deb\t26\n") || !strings.Contains(out, "dry run: 1 files would go, freeing 26 bytes") || blobs() != 2 {
+		t.Errorf("expire --dry-run: %q, %v, %d bodies left; want old.deb listed and both bodies kept", out, err, blobs())
+	}
+	out, err = execute(context.Background(), "expire", "cache_dir="+dir)
+	if err != nil || !strings.Contains(out, "1 files removed, 26 bytes freed; 1 files (29 bytes) kept") || blobs() != 1 {
+		t.Errorf("expire: %q, %v, %d bodies left; want old.deb removed with its body", out, err, blobs())
+	}
+}

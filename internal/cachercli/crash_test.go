@@ -111,18 +111,23 @@ func TestKill9WithDownloadsInFlight(t *testing.T) {
 		w.(http.Flusher).Flush()
 		<-stall
 	})
+	// The clients stay until the crash: a download no client waits for is
+	// abandoned (these files are promised by no metadata).
 	var halfway sync.WaitGroup
+	crashed := make(chan struct{})
 	for i := range n {
 		halfway.Add(1)
 		go func() {
-			defer halfway.Done()
 			resp, err := http.Get(url(fmt.Sprintf("pool/f%02d.deb", i)))
 			if err != nil {
 				t.Error(err)
+				halfway.Done()
 				return
 			}
 			defer resp.Body.Close()
 			io.ReadFull(resp.Body, make([]byte, size/4))
+			halfway.Done()
+			<-crashed
 		}()
 	}
 	halfway.Wait()
@@ -131,6 +136,7 @@ func TestKill9WithDownloadsInFlight(t *testing.T) {
 	}
 	child.Process.Signal(syscall.SIGKILL)
 	child.Wait()
+	close(crashed)
 
 	// The store as the crash left it: verify opens it (cleaning the temp area) and re-hashes it.
 	out, err := execute(context.Background(), "verify", "cache_dir="+dir)

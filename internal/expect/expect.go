@@ -24,9 +24,10 @@ type Sum struct {
 
 // Index holds learned checksums. It is safe for concurrent use.
 type Index struct {
-	mu   sync.RWMutex      // protects the maps
-	sums map[uint64]entry  // by hash of the key: compact for a whole archive's Packages
-	kind map[string]string // metadata keys whose names do not say what they are (by-hash), by key: their index name
+	mu    sync.RWMutex      // protects the maps
+	sums  map[uint64]entry  // by hash of the key: compact for a whole archive's Packages
+	kind  map[string]string // metadata keys whose names do not say what they are (by-hash), by key: their index name
+	onSet func(key string, s Sum)
 }
 
 type entry struct {
@@ -44,6 +45,14 @@ var (
 	repodataRE = regexp.MustCompile(`/repodata/([0-9a-f]{64})-[^/]+$`)
 )
 
+// NewListing returns an empty Index that also tells fn of every promise it
+// learns, with its key (the Index itself keeps only a hash of the key).
+func NewListing(fn func(key string, s Sum)) *Index {
+	ix := New()
+	ix.onSet = fn
+	return ix
+}
+
 // Expect returns what the file under key must be, if anything says.
 func (ix *Index) Expect(key string) (Sum, bool) {
 	if m := byHashRE.FindStringSubmatch(key); m != nil {
@@ -59,6 +68,15 @@ func (ix *Index) Expect(key string) (Sum, bool) {
 		return Sum{}, false
 	}
 	return Sum{Size: e.size, SHA256: hex.EncodeToString(e.sum[:])}, true
+}
+
+// Listed reports whether metadata this Index learned from lists the file
+// under key (a name that says its own checksum does not count).
+func (ix *Index) Listed(key string) bool {
+	ix.mu.RLock()
+	_, ok := ix.sums[keyHash(key)]
+	ix.mu.RUnlock()
+	return ok
 }
 
 // withSize is the checksum a key names, with the size learned for it if any.
@@ -85,6 +103,9 @@ func (ix *Index) set(key string, size int64, sha string) {
 	ix.mu.Lock()
 	ix.sums[keyHash(key)] = entry{size: size, sum: sum}
 	ix.mu.Unlock()
+	if ix.onSet != nil {
+		ix.onSet(key, Sum{Size: size, SHA256: sha})
+	}
 }
 
 // setKind records that the file under key is the index named name (e.g.

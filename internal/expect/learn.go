@@ -6,6 +6,7 @@ import (
 	"path"
 	"strings"
 
+	"vzpkg2/internal/cachekey"
 	"vzpkg2/internal/repofmt"
 )
 
@@ -14,18 +15,8 @@ import (
 // by-hash names), a Packages or Sources index's package files, a repomd.xml's
 // repodata files, a primary.xml's RPMs. Other files are not opened.
 func (ix *Index) Learn(key string, open func() (io.ReadCloser, error)) error {
-	name := ix.kindOf(key)
-	var learn func(io.Reader) error
-	switch {
-	case name == "InRelease" || name == "Release":
-		learn = func(r io.Reader) error { return ix.learnRelease(key, r) }
-	case isIndex(name, "Packages") || isIndex(name, "Sources"):
-		learn = func(r io.Reader) error { return ix.learnPackages(key, name, r) }
-	case name == "repomd.xml":
-		learn = func(r io.Reader) error { return ix.learnRepomd(key, r) }
-	case isIndex(name[strings.LastIndexByte(name, '-')+1:], "primary.xml"): // [CHECKSUM-]primary.xml[.gz]
-		learn = func(r io.Reader) error { return ix.learnPrimary(key, name, r) }
-	default:
+	learn := ix.learner(key)
+	if learn == nil {
 		return nil
 	}
 	f, err := open()
@@ -35,6 +26,34 @@ func (ix *Index) Learn(key string, open func() (io.ReadCloser, error)) error {
 	defer f.Close()
 	if err := learn(f); err != nil {
 		return fmt.Errorf("%s: %w", key, err)
+	}
+	return nil
+}
+
+// LearnAs is Learn for the file under key read as the index called name
+// (e.g. "Packages.xz"): for a by-hash file whose Release is gone.
+func (ix *Index) LearnAs(key, name string, open func() (io.ReadCloser, error)) error {
+	ix.setKind(key, name)
+	return ix.Learn(key, open)
+}
+
+// IsIndex reports whether the file under key is metadata that lists other
+// files: what Learn reads.
+func (ix *Index) IsIndex(key string) bool { return ix.learner(key) != nil }
+
+// learner returns what learns from the file under key, or nil when it lists
+// nothing.
+func (ix *Index) learner(key string) func(io.Reader) error {
+	name := ix.kindOf(key)
+	switch {
+	case name == "InRelease" || name == "Release":
+		return func(r io.Reader) error { return ix.learnRelease(key, r) }
+	case isIndex(name, "Packages") || isIndex(name, "Sources"):
+		return func(r io.Reader) error { return ix.learnPackages(key, name, r) }
+	case name == "repomd.xml":
+		return func(r io.Reader) error { return ix.learnRepomd(key, r) }
+	case isIndex(name[strings.LastIndexByte(name, '-')+1:], "primary.xml"): // [CHECKSUM-]primary.xml[.gz]
+		return func(r io.Reader) error { return ix.learnPrimary(key, name, r) }
 	}
 	return nil
 }
@@ -55,15 +74,15 @@ func (ix *Index) learnRelease(key string, r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	dir := path.Dir(key)
+	dir := cachekey.Dir(key)
 	for p, c := range rel.Files() {
 		// A Release listing itself (or its signature) would pin the next
 		// Release to this one's checksum forever.
-		if c.SHA256 == "" || !clean(p) || releaseFiles[p] {
+		if c.SHA256 == "" || !repofmt.CleanPath(p) || releaseFiles[p] {
 			continue
 		}
-		ix.set(dir+"/"+p, c.Size, c.SHA256)
-		byHash := dir + "/" + path.Dir(p) + "/by-hash/SHA256/" + c.SHA256
+		ix.set(cachekey.Join(dir, p), c.Size, c.SHA256)
+		byHash := cachekey.Join(dir, path.Dir(p)+"/by-hash/SHA256/"+c.SHA256)
 		ix.set(byHash, c.Size, c.SHA256)
 		ix.setKind(byHash, p)
 	}
@@ -84,8 +103,8 @@ func (ix *Index) learnPackages(key, name string, r io.Reader) error {
 	}
 	defer body.Close()
 	return repofmt.ParsePackages(body, func(e repofmt.Entry) error {
-		if e.SHA256 != "" && clean(e.Path) {
-			ix.set(root+"/"+e.Path, e.Size, e.SHA256)
+		if e.SHA256 != "" && repofmt.CleanPath(e.Path) {
+			ix.set(cachekey.Join(root, e.Path), e.Size, e.SHA256)
 		}
 		return nil
 	})
@@ -103,12 +122,12 @@ func (ix *Index) learnRepomd(key string, r io.Reader) error {
 		return err
 	}
 	for _, d := range md.Data {
-		if d.Checksum.Type != "sha256" || d.Base != "" || !clean(d.Href) {
+		if d.Checksum.Type != "sha256" || d.Base != "" || !repofmt.CleanPath(d.Href) {
 			continue
 		}
-		ix.set(base+"/"+d.Href, d.Size, d.Checksum.Value)
+		ix.set(cachekey.Join(base, d.Href), d.Size, d.Checksum.Value)
 		if d.Type == "primary" {
-			ix.setKind(base+"/"+d.Href, path.Base(d.Href))
+			ix.setKind(cachekey.Join(base, d.Href), path.Base(d.Href))
 		}
 	}
 	return nil
@@ -128,15 +147,9 @@ func (ix *Index) learnPrimary(key, name string, r io.Reader) error {
 	defer body.Close()
 	return repofmt.ParsePrimary(body, func(e repofmt.RPMEntry) error {
 		// A location with its own xml:base lives elsewhere: nothing to anchor it to.
-		if e.Checksum.Type == "sha256" && e.Base == "" && clean(e.Href) {
-			ix.set(base+"/"+e.Href, e.Size, e.Checksum.Value)
+		if e.Checksum.Type == "sha256" && e.Base == "" && repofmt.CleanPath(e.Href) {
+			ix.set(cachekey.Join(base, e.Href), e.Size, e.Checksum.Value)
 		}
 		return nil
 	})
-}
-
-// clean reports whether p is a relative path without dot segments, as every
-// key the proxy makes is.
-func clean(p string) bool {
-	return p != "" && !strings.HasPrefix(p, "/") && path.Clean(p) == p && p != ".." && !strings.HasPrefix(p, "../")
 }

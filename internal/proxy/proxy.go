@@ -11,21 +11,31 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"vzpkg2/internal/cache"
-	"vzpkg2/internal/cacheconf"
+	"vzpkg2/internal/hitpath"
 	"vzpkg2/internal/repofmt"
+	"vzpkg2/internal/route"
 	"vzpkg2/internal/store"
-	"vzpkg2/internal/upstream"
 )
+
+// Policy is what the front needs to know of pkg-cacher's configuration.
+type Policy struct {
+	Routes *route.Table // request forms to keys and upstream URLs
+	// ClientAllowed reports whether a client may use the cache; nil allows
+	// every client.
+	ClientAllowed func(net.IP) bool
+}
 
 // Handler serves clients from a Cache.
 type Handler struct {
-	cfg      *cacheconf.Config
+	pol      Policy
 	cache    *cache.Cache
 	access   *AccessLog
 	log      *slog.Logger
@@ -34,13 +44,54 @@ type Handler struct {
 }
 
 // NewHandler returns a Handler.
-func NewHandler(cfg *cacheconf.Config, c *cache.Cache, access *AccessLog, log *slog.Logger) *Handler {
-	return &Handler{cfg: cfg, cache: c, access: access, log: log, stats: newMetrics()}
+func NewHandler(c *cache.Cache, pol Policy, access *AccessLog, log *slog.Logger) *Handler {
+	return &Handler{pol: pol, cache: c, access: access, log: log, stats: newMetrics()}
+}
+
+// ClientAllowed reports whether the client at ip may use the cache.
+func (h *Handler) ClientAllowed(ip net.IP) bool {
+	return ip == nil || h.pol.ClientAllowed == nil || h.pol.ClientAllowed(ip)
+}
+
+// Hit returns the cached file that answers a GET or HEAD of u without
+// upstream, with the URL to log, or nil (for hitpath).
+func (h *Handler) Hit(u *url.URL) (store.Object, string) {
+	if isLocal(u) {
+		return nil, ""
+	}
+	t, refused := h.pol.Routes.Resolve(u)
+	if refused != nil {
+		return nil, ""
+	}
+	return h.cache.Hit(context.Background(), request(t, false)), t.Show
+}
+
+// Answering counts a hit in flight (for hitpath).
+func (h *Handler) Answering() { h.inFlight.Add(1) }
+
+// Answered logs a hit hitpath answered.
+func (h *Handler) Answered(client string, ok bool, code int, n int64, show string) {
+	status := cache.Hit
+	if !ok {
+		h.log.Warn("cannot read cached file", "url", show)
+		status = cache.Pass
+	}
+	h.record(client, status, code, n, show)
+}
+
+// isLocal reports whether u is one of pkg-cacher's own pages.
+func isLocal(u *url.URL) bool {
+	return !u.IsAbs() && u.Host == "" && (u.Path == "/" || u.Path == "/metrics")
+}
+
+// request is the cache request for t.
+func request(t route.Target, head bool) cache.Request {
+	return cache.Request{Key: t.Key, URLs: t.URLs, Class: repofmt.Classify(t.Path, t.Query), Head: head}
 }
 
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	cw := &countingWriter{ResponseWriter: w, conn: connOf(r.Context())}
+	cw := &countingWriter{ResponseWriter: w, conn: hitpath.ConnOf(r.Context())}
 	status, show := cache.Pass, r.RequestURI
 	h.inFlight.Add(1)
 	// Deferred, so an aborted response is logged too. A small response
@@ -48,7 +99,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		h.record(clientIP(r.RemoteAddr), status, cw.code(), cw.n, show)
 		if cw.conn != nil {
-			cw.conn.send()
+			cw.conn.Send()
 		}
 	}()
 	status, show = h.serve(cw, r)
@@ -64,53 +115,65 @@ func (h *Handler) record(client string, status cache.Status, code int, n int64, 
 
 // serve answers r and returns what the access log records.
 func (h *Handler) serve(w *countingWriter, r *http.Request) (cache.Status, string) {
-	if ip := net.ParseIP(clientIP(r.RemoteAddr)); ip != nil && !h.cfg.ClientAllowed(ip) {
-		writeRefusal(w, refuse(http.StatusForbidden, "client "+ip.String()+" is not in allowed_hosts"))
+	if ip := net.ParseIP(clientIP(r.RemoteAddr)); !h.ClientAllowed(ip) {
+		writeRefusal(w, route.Refuse(http.StatusForbidden, "client "+ip.String()+" is not in allowed_hosts"))
 		return cache.Pass, r.RequestURI
 	}
 	if r.Method == http.MethodConnect {
-		writeRefusal(w, refuse(http.StatusMethodNotAllowed, "CONNECT is refused: pkg-cacher caches repositories; use http:// URLs or http://cacher:3142/HTTPS///host/path for https upstreams"))
+		writeRefusal(w, route.Refuse(http.StatusMethodNotAllowed, "CONNECT is refused: pkg-cacher caches repositories; use http:// URLs or http://cacher:3142/HTTPS///host/path for https upstreams"))
 		return cache.Pass, r.RequestURI
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		writeRefusal(w, refuse(http.StatusMethodNotAllowed, "only GET and HEAD are supported"))
+		writeRefusal(w, route.Refuse(http.StatusMethodNotAllowed, "only GET and HEAD are supported"))
 		return cache.Pass, r.RequestURI
 	}
-	if !r.URL.IsAbs() && r.URL.Host == "" && r.URL.Path == "/" {
-		h.usage(w, r)
+	if len(r.TransferEncoding) > 0 || r.ContentLength > 0 {
+		// apt and dnf send none. With both Content-Length and
+		// Transfer-Encoding, where the next request starts is in doubt
+		// (RFC 9112 §6.1): the connection is closed after the answer.
+		w.Header().Set("Connection", "close")
+		writeRefusal(w, route.Refuse(http.StatusBadRequest, "a GET or HEAD request with a body is refused"))
 		return cache.Pass, r.RequestURI
 	}
-	if !r.URL.IsAbs() && r.URL.Host == "" && r.URL.Path == "/metrics" {
-		h.stats.serve(w, h.cache)
+	if isLocal(r.URL) {
+		if r.URL.Path == "/" {
+			h.usage(w, r)
+		} else {
+			h.stats.serve(w, h.cache)
+		}
 		return cache.Pass, r.RequestURI
 	}
-	t, cerr := resolve(h.cfg, r.URL)
+	t, cerr := h.pol.Routes.Resolve(r.URL)
 	if cerr != nil {
 		writeRefusal(w, cerr)
 		return cache.Pass, r.RequestURI
 	}
-	res, err := h.cache.Get(r.Context(), cache.Request{Key: t.key, URLs: t.urls, Class: repofmt.Classify(t.path, t.query)})
+	res, err := h.cache.Get(r.Context(), request(t, r.Method == http.MethodHead))
 	if err != nil {
 		h.fail(w, t, err)
-		return cache.Pass, t.show
+		return cache.Pass, t.Show
 	}
 	defer res.Close()
 	w.Header().Set("X-Cache", string(res.Status))
-	if res.Object != nil {
+	switch {
+	case res.Object != nil:
 		serveObject(w, r, res.Object)
-	} else {
+	case res.Body != nil:
 		h.stream(w, r, t, res.Body)
+	default:
+		serveHeaders(w, res.Upstream)
 	}
-	return res.Status, t.show
+	return res.Status, t.Show
 }
 
 // serveObject serves a committed file: Range, conditional requests and HEAD
 // come from http.ServeContent, the copy from the kernel's sendfile.
 func serveObject(w http.ResponseWriter, r *http.Request, obj store.Object) {
 	info := obj.Info()
-	setContentType(w, info)
-	if info.SHA256 != "" {
-		w.Header().Set("ETag", `"`+info.SHA256+`"`)
+	contentType, etag := hitpath.Headers(info)
+	w.Header().Set("Content-Type", contentType)
+	if etag != "" {
+		w.Header().Set("ETag", etag)
 	}
 	var content io.ReadSeeker = obj
 	if f, ok := obj.(interface{ OSFile() *os.File }); ok && f.OSFile() != nil {
@@ -119,13 +182,25 @@ func serveObject(w http.ResponseWriter, r *http.Request, obj store.Object) {
 	http.ServeContent(w, r, "", info.LastModified, content)
 }
 
+// serveHeaders answers a HEAD request with what upstream said of the file.
+func serveHeaders(w http.ResponseWriter, up *cache.Headers) {
+	setContentType(w, up.Info)
+	if up.Length >= 0 {
+		w.Header().Set("Content-Length", strconv.FormatInt(up.Length, 10))
+	}
+	if lm := up.Info.LastModified; !lm.IsZero() {
+		w.Header().Set("Last-Modified", lm.UTC().Format(http.TimeFormat))
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
 // stream sends a file while it arrives from upstream. When its length is
 // known, http.ServeContent answers Range (single, suffix, open-ended and
 // multi-range), If-Range and conditional requests as for a committed file,
 // reading bytes already written and waiting for the rest. If the fill fails
 // the response is aborted, so the client never takes a short body for a
 // whole one.
-func (h *Handler) stream(w http.ResponseWriter, r *http.Request, t target, b *cache.Body) {
+func (h *Handler) stream(w http.ResponseWriter, r *http.Request, t route.Target, b *cache.Body) {
 	info := b.Info()
 	setContentType(w, info)
 	fw := flushWriter{ResponseWriter: w, rc: http.NewResponseController(w)}
@@ -148,7 +223,7 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, t target, b *ca
 		}
 	}
 	if body.err != nil {
-		h.log.Warn("aborting response: upstream transfer failed", "url", t.show, "err", body.err)
+		h.log.Warn("aborting response: upstream transfer failed", "url", t.Show, "err", body.err)
 		panic(http.ErrAbortHandler)
 	}
 }
@@ -203,35 +278,30 @@ func (f flushWriter) Write(p []byte) (int, error) {
 }
 
 func setContentType(w http.ResponseWriter, info store.Info) {
-	w.Header().Set("Content-Type", contentType(info))
-}
-
-// contentType is the Content-Type a stored file is served with: upstream's,
-// unless it had none or one no header may carry.
-func contentType(info store.Info) string {
-	if info.ContentType == "" || !validValue(info.ContentType) {
-		return "application/octet-stream"
-	}
-	return info.ContentType
+	contentType, _ := hitpath.Headers(info)
+	w.Header().Set("Content-Type", contentType)
 }
 
 // fail answers a request the cache could not serve.
-func (h *Handler) fail(w http.ResponseWriter, t target, err error) {
-	var se *upstream.StatusError
+func (h *Handler) fail(w http.ResponseWriter, t route.Target, err error) {
+	var se *cache.StatusError
 	switch {
 	case errors.Is(err, cache.ErrClosed):
-		writeRefusal(w, refuse(http.StatusServiceUnavailable, t.show+": pkg-cacher is shutting down"))
+		writeRefusal(w, route.Refuse(http.StatusServiceUnavailable, t.Show+": pkg-cacher is shutting down"))
+	case errors.Is(err, cache.ErrStore):
+		h.log.Error("cannot read the cache", "url", t.Show, "err", err)
+		writeRefusal(w, route.Refuse(http.StatusServiceUnavailable, t.Show+": pkg-cacher cannot read its cache now; try again later"))
 	case errors.Is(err, cache.ErrOffline):
-		writeRefusal(w, refuse(http.StatusServiceUnavailable, t.show+" is not cached and offline_mode is on"))
+		writeRefusal(w, route.Refuse(http.StatusServiceUnavailable, t.Show+" is not cached and offline_mode is on"))
 	case errors.As(err, &se) && se.Code >= 400 && se.Code < 500:
-		writeRefusal(w, refuse(se.Code, t.show+": "+se.Error()))
+		writeRefusal(w, route.Refuse(se.Code, t.Show+": "+se.Error()))
 	case errors.Is(err, context.Canceled):
 		// The client went away while waiting.
 	case errors.Is(err, context.DeadlineExceeded):
-		writeRefusal(w, refuse(http.StatusGatewayTimeout, t.show+": upstream timed out"))
+		writeRefusal(w, route.Refuse(http.StatusGatewayTimeout, t.Show+": upstream timed out"))
 	default:
-		h.log.Warn("upstream failed", "url", t.show, "err", err)
-		writeRefusal(w, refuse(http.StatusBadGateway, t.show+": "+firstLine(err.Error())))
+		h.log.Warn("upstream failed", "url", t.Show, "err", err)
+		writeRefusal(w, route.Refuse(http.StatusBadGateway, t.Show+": "+firstLine(err.Error())))
 	}
 }
 
@@ -244,11 +314,11 @@ func firstLine(s string) string {
 	return s
 }
 
-func writeRefusal(w http.ResponseWriter, e *clientError) {
+func writeRefusal(w http.ResponseWriter, e *route.Refusal) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(e.code)
-	fmt.Fprintln(w, e.reason)
+	w.WriteHeader(e.Code)
+	fmt.Fprintln(w, e.Reason)
 }
 
 // clientIP is the host of a client's address.
@@ -264,7 +334,7 @@ func clientIP(addr string) string {
 // io.ReaderFrom, so http.ServeContent still reaches sendfile.
 type countingWriter struct {
 	http.ResponseWriter
-	conn   *batchConn // the client's connection; nil outside Server.Serve
+	conn   *hitpath.Conn // the client's connection; nil outside hitpath.Listener
 	status int
 	n      int64
 }
@@ -286,7 +356,7 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 }
 
 func (c *countingWriter) ReadFrom(src io.Reader) (int64, error) {
-	if lr, ok := src.(*io.LimitedReader); ok && lr.N <= smallBody {
+	if lr, ok := src.(*io.LimitedReader); ok && lr.N <= hitpath.SmallBody {
 		return c.copySmall(lr)
 	}
 	if c.status == 0 {
@@ -297,18 +367,13 @@ func (c *countingWriter) ReadFrom(src io.Reader) (int64, error) {
 	return n, err
 }
 
-// smallBody is the size up to which a body is copied through memory rather
-// than sendfile: for small files one write carrying headers and body costs
-// less than a header write followed by sendfile.
-const smallBody = 64 << 10
+var smallBuffers = sync.Pool{New: func() any { return new([hitpath.SmallBody]byte) }}
 
-var smallBuffers = sync.Pool{New: func() any { return new([smallBody]byte) }}
-
-// copySmall sends the at most smallBody bytes of lr with the headers in one
-// write to the connection: through net/http's buffers into the batchConn,
+// copySmall sends the at most hitpath.SmallBody bytes of lr with the headers in one
+// write to the connection: through net/http's buffers into the hitpath.Conn,
 // which ServeHTTP sends after the access-log record.
 func (c *countingWriter) copySmall(lr *io.LimitedReader) (int64, error) {
-	buf := smallBuffers.Get().(*[smallBody]byte)
+	buf := smallBuffers.Get().(*[hitpath.SmallBody]byte)
 	defer smallBuffers.Put(buf)
 	n, err := io.ReadFull(lr, buf[:lr.N])
 	if err == io.ErrUnexpectedEOF {
@@ -316,7 +381,7 @@ func (c *countingWriter) copySmall(lr *io.LimitedReader) (int64, error) {
 	}
 	if n > 0 {
 		if c.conn != nil {
-			c.conn.gather() // sent by ServeHTTP
+			c.conn.Gather() // sent by ServeHTTP
 		}
 		_, werr := c.Write(buf[:n])
 		if werr == nil && c.conn != nil {

@@ -67,7 +67,7 @@ func (h *Handler) usage(w *countingWriter, r *http.Request) {
 	if data.Host == "" {
 		data.Host = "cacher:3142"
 	}
-	for _, pm := range h.cfg.PathMap {
+	for _, pm := range h.pol.Routes.PathMap {
 		var ms []string
 		for _, m := range pm.Mirrors {
 			ms = append(ms, m.String())
@@ -98,11 +98,11 @@ func (h *Handler) usage(w *countingWriter, r *http.Request) {
 }
 
 func (h *Handler) allowedText() string {
-	if h.cfg.AllowAll {
+	if h.pol.Routes.AllowAll {
 		return "* (any host: this cache is an open proxy)"
 	}
 	var hosts []string
-	for _, l := range h.cfg.AllowedLocations {
+	for _, l := range h.pol.Routes.AllowedLocations {
 		hosts = append(hosts, l.Host+l.Path)
 	}
 	return strings.Join(hosts, "\n")

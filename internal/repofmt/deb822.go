@@ -160,9 +160,9 @@ func (p *paragraphReader) kept(name string) string {
 	return ""
 }
 
-// cleanPath reports whether p is a non-empty relative slash-separated path
+// CleanPath reports whether p is a non-empty relative slash-separated path
 // without dot segments or empty segments.
-func cleanPath(p string) bool {
+func CleanPath(p string) bool {
 	return p != "" && p != "." && !strings.HasPrefix(p, "/") && path.Clean(p) == p &&
 		p != ".." && !strings.HasPrefix(p, "../") && !strings.ContainsRune(p, 0)
 }

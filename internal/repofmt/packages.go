@@ -84,7 +84,7 @@ func ParsePackages(r io.Reader, fn func(Entry) error) error {
 // binaryEntry checks and yields the entry of a Packages stanza starting on
 // line start.
 func binaryEntry(e Entry, size *field, start int, fn func(Entry) error) error {
-	if !cleanPath(e.Path) {
+	if !CleanPath(e.Path) {
 		return fmt.Errorf("line %d: package %s: Filename %.60q is not a clean relative path", start, e.Package, e.Path)
 	}
 	if size == nil {
@@ -107,7 +107,7 @@ func binaryEntry(e Entry, size *field, start int, fn func(Entry) error) error {
 // sourceEntries yields one entry per file of a Sources stanza's
 // Checksums-Sha256 list, each under the stanza's Directory.
 func sourceEntries(e Entry, dir, checksums *field, fn func(Entry) error) error {
-	if dir == nil || !cleanPath(dir.value) {
+	if dir == nil || !CleanPath(dir.value) {
 		return fmt.Errorf("line %d: source %s: Checksums-Sha256 without a clean relative Directory", checksums.line, e.Package)
 	}
 	if checksums.value != "" {
@@ -127,7 +127,7 @@ func sourceEntries(e Entry, dir, checksums *field, fn func(Entry) error) error {
 		if err != nil || size < 0 {
 			return fmt.Errorf("line %d: source %s: bad size %.30q", line, e.Package, w[1])
 		}
-		if strings.Contains(name, "/") || !cleanPath(name) {
+		if strings.Contains(name, "/") || !CleanPath(name) {
 			return fmt.Errorf("line %d: source %s: %.60q is not a plain file name", line, e.Package, name)
 		}
 		f := e

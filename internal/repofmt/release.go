@@ -103,7 +103,7 @@ func (rel *Release) addFiles(f field) error {
 		if err != nil || size < 0 {
 			return fmt.Errorf("line %d: %s: bad size %q", line, path, w[1])
 		}
-		if !cleanPath(path) {
+		if !CleanPath(path) {
 			return fmt.Errorf("line %d: %.60q is not a clean relative path", line, path)
 		}
 		if f.name != "sha256" && f.name != "sha512" {

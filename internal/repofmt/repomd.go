@@ -144,7 +144,7 @@ func decodeData(dec *xml.Decoder, se *xml.StartElement) (RepomdData, error) {
 	fail := func(format string, args ...any) (RepomdData, error) {
 		return RepomdData{}, fmt.Errorf("line %d: data %.30q: %s", line, d.Type, fmt.Sprintf(format, args...))
 	}
-	if !cleanPath(d.Href) {
+	if !CleanPath(d.Href) {
 		return fail("location %.60q is not a clean relative path", d.Href)
 	}
 	if x.Checksum == nil {
@@ -267,7 +267,7 @@ func decodePackage(dec *xml.Decoder, se *xml.StartElement) (RPMEntry, error) {
 	fail := func(format string, args ...any) (RPMEntry, error) {
 		return RPMEntry{}, fmt.Errorf("line %d: package %.60q: %s", line, e.Name, fmt.Sprintf(format, args...))
 	}
-	if !cleanPath(e.Href) {
+	if !CleanPath(e.Href) {
 		return fail("location %.60q is not a clean relative path", e.Href)
 	}
 	if x.Checksum == nil {

@@ -8,67 +8,75 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
+	"path"
 	"strings"
 )
 
 // fixups implements the fixups named in tmpl.Fixups (rpmdb-rebuild, which
 // needs the template's own rpm, belongs to the dnf packager). Each one works on the
-// tree from outside (no chroot), is idempotent, and does nothing where the
-// files it changes do not exist.
-var fixups = map[string]func(root string) error{
+// tree from outside (no chroot) through an os.Root, so nothing it does
+// leaves the root; it is idempotent, and does nothing where the files it
+// changes do not exist.
+var fixups = map[string]func(r *os.Root) error{
 	"apt-clean":                aptClean,
 	"dnf-clean":                dnfClean,
-	"fstab-empty":              func(root string) error { return writeIfDir(root, "etc/fstab", "") },
+	"fstab-empty":              func(r *os.Root) error { return writeIfDir(r, "etc/fstab", "") },
 	"getty-disable":            gettyDisable,
-	"hostname-empty":           func(root string) error { return writeIfDir(root, "etc/hostname", "") },
+	"hostname-empty":           func(r *os.Root) error { return writeIfDir(r, "etc/hostname", "") },
 	"logs-truncate":            logsTruncate,
 	"machine-id-empty":         machineIDEmpty,
-	"resolv-conf-plain":        func(root string) error { return replaceWithFile(root, "etc/resolv.conf", "") },
+	"resolv-conf-plain":        func(r *os.Root) error { return WriteFile(r, "etc/resolv.conf", nil, 0o644) },
 	"selinux-disable":          selinuxDisable,
 	"ssh-host-keys-regenerate": sshHostKeys,
 	"systemd-container":        systemdContainer,
 }
 
 // Fixup applies the named fixups to root in order, then removes what a build
-// must never leave behind (policy-rc.d).
+// must never leave behind (policy-rc.d). A fixup whose files are reached
+// through a symbolic link out of the root fails.
 func Fixup(root string, names []string) error {
 	for _, n := range names {
-		f, ok := fixups[n]
-		if !ok {
+		if _, ok := fixups[n]; !ok {
 			return fmt.Errorf("unknown fixup %q", n)
 		}
-		if err := f(root); err != nil {
-			return fmt.Errorf("fixup %s: %w", n, err)
+	}
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	for _, n := range names {
+		if err := fixups[n](r); err != nil {
+			return fmt.Errorf("fixup %s: %w", n, Explain(root, err))
 		}
 	}
-	return removeAll(root, "usr/sbin/policy-rc.d")
+	return Explain(root, r.RemoveAll("usr/sbin/policy-rc.d"))
 }
 
-func aptClean(root string) error {
-	return removeGlobs(root,
+func aptClean(r *os.Root) error {
+	return RemoveGlobs(r,
 		"var/lib/apt/lists/*_*", "var/lib/apt/lists/partial/*",
 		"var/cache/apt/*.bin", "var/cache/apt/archives/*.deb", "var/cache/apt/archives/partial/*",
 		"var/lib/apt/extended_states.old")
 }
 
-func dnfClean(root string) error {
-	return removeGlobs(root, "var/cache/dnf/*", "var/cache/yum/*", "var/lib/dnf/repos/*")
+func dnfClean(r *os.Root) error {
+	return RemoveGlobs(r, "var/cache/dnf/*", "var/cache/yum/*", "var/lib/dnf/repos/*")
 }
 
 // gettyDisable masks the units that would start terminals: a container is
 // entered with vzctl enter / lxc-attach or has one console, not ttys.
-func gettyDisable(root string) error {
-	if err := removeGlobs(root, "etc/systemd/system/getty.target.wants/*"); err != nil {
+func gettyDisable(r *os.Root) error {
+	if err := RemoveGlobs(r, "etc/systemd/system/getty.target.wants/*"); err != nil {
 		return err
 	}
-	return mask(root, "getty@.service", "serial-getty@.service", "console-getty.service", "container-getty@.service", "getty-static.service")
+	return mask(r, "getty@.service", "serial-getty@.service", "console-getty.service", "container-getty@.service", "getty-static.service")
 }
 
 // systemdContainer masks units for hardware and kernel state a container does
 // not own.
-func systemdContainer(root string) error {
-	return mask(root,
+func systemdContainer(r *os.Root) error {
+	return mask(r,
 		"systemd-udevd.service", "systemd-udevd-control.socket", "systemd-udevd-kernel.socket",
 		"systemd-udev-trigger.service", "systemd-udev-settle.service",
 		"systemd-remount-fs.service", "systemd-modules-load.service", "kmod-static-nodes.service",
@@ -77,30 +85,35 @@ func systemdContainer(root string) error {
 }
 
 // mask links units to /dev/null in /etc/systemd/system, when the root has systemd.
-func mask(root string, units ...string) error {
-	dir := filepath.Join(root, "etc/systemd/system")
-	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+func mask(r *os.Root, units ...string) error {
+	const dir = "etc/systemd/system"
+	if _, err := r.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		return nil
+	} else if err != nil {
+		return err
 	}
 	for _, u := range units {
-		p := filepath.Join(dir, u)
-		if err := os.RemoveAll(p); err != nil {
+		p := path.Join(dir, u)
+		if err := r.RemoveAll(p); err != nil {
 			return err
 		}
-		if err := os.Symlink("/dev/null", p); err != nil {
+		if err := r.Symlink("/dev/null", p); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func logsTruncate(root string) error {
-	logs := filepath.Join(root, "var/log")
-	err := filepath.WalkDir(logs, func(p string, d fs.DirEntry, err error) error {
+func logsTruncate(r *os.Root) error {
+	err := fs.WalkDir(r.FS(), "var/log", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || !d.Type().IsRegular() {
 			return err
 		}
-		return os.Truncate(p, 0)
+		f, err := r.OpenFile(p, os.O_WRONLY|os.O_TRUNC, 0)
+		if err != nil {
+			return err
+		}
+		return f.Close()
 	})
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -111,11 +124,11 @@ func logsTruncate(root string) error {
 // machineIDEmpty leaves an empty /etc/machine-id, which systemd (on Debian,
 // Ubuntu and the RPM distributions alike) takes as "first boot": it generates
 // an id and runs the first-boot presets.
-func machineIDEmpty(root string) error {
-	if err := replaceWithFile(root, "etc/machine-id", ""); err != nil {
+func machineIDEmpty(r *os.Root) error {
+	if err := WriteFile(r, "etc/machine-id", nil, 0o644); err != nil {
 		return err
 	}
-	return removeAll(root, "var/lib/dbus/machine-id")
+	return r.RemoveAll("var/lib/dbus/machine-id")
 }
 
 const sshKeygenUnit = `# Installed by vzpkg: a template carries no SSH host keys; every container
@@ -135,33 +148,35 @@ WantedBy=multi-user.target
 
 // sshHostKeys removes the host keys; when the root has an SSH server and
 // systemd, a oneshot unit creates new ones before sshd starts on first boot.
-func sshHostKeys(root string) error {
-	if err := removeGlobs(root, "etc/ssh/ssh_host_*"); err != nil {
+func sshHostKeys(r *os.Root) error {
+	if err := RemoveGlobs(r, "etc/ssh/ssh_host_*"); err != nil {
 		return err
 	}
-	if _, err := os.Stat(filepath.Join(root, "usr/sbin/sshd")); err != nil {
+	if _, err := r.Stat("usr/sbin/sshd"); err != nil {
 		return nil
 	}
-	sys := filepath.Join(root, "etc/systemd/system")
-	if _, err := os.Stat(sys); err != nil {
+	const sys = "etc/systemd/system"
+	if _, err := r.Stat(sys); err != nil {
 		return nil
 	}
 	const unit = "vzpkg-ssh-host-keys.service"
-	if err := os.WriteFile(filepath.Join(sys, unit), []byte(sshKeygenUnit), 0o644); err != nil {
+	if err := WriteFile(r, path.Join(sys, unit), []byte(sshKeygenUnit), 0o644); err != nil {
 		return err
 	}
-	wants := filepath.Join(sys, "multi-user.target.wants")
-	if err := os.MkdirAll(wants, 0o755); err != nil {
+	wants := path.Join(sys, "multi-user.target.wants")
+	if err := r.MkdirAll(wants, 0o755); err != nil {
 		return err
 	}
-	link := filepath.Join(wants, unit)
-	os.Remove(link)
-	return os.Symlink("/etc/systemd/system/"+unit, link)
+	link := path.Join(wants, unit)
+	if err := r.Remove(link); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return r.Symlink("/etc/systemd/system/"+unit, link)
 }
 
-func selinuxDisable(root string) error {
-	p := filepath.Join(root, "etc/selinux/config")
-	data, err := os.ReadFile(p)
+func selinuxDisable(r *os.Root) error {
+	const p = "etc/selinux/config"
+	data, err := r.ReadFile(p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	} else if err != nil {
@@ -173,48 +188,15 @@ func selinuxDisable(root string) error {
 			lines[i] = "SELINUX=disabled"
 		}
 	}
-	return os.WriteFile(p, []byte(strings.Join(lines, "\n")), 0o644)
+	return WriteFile(r, p, []byte(strings.Join(lines, "\n")), 0o644)
 }
 
 // writeIfDir writes content to rel when its directory exists.
-func writeIfDir(root, rel, content string) error {
-	p := filepath.Join(root, rel)
-	if _, err := os.Stat(filepath.Dir(p)); err != nil {
+func writeIfDir(r *os.Root, rel, content string) error {
+	if _, err := r.Stat(path.Dir(rel)); errors.Is(err, fs.ErrNotExist) {
 		return nil
-	}
-	return replaceWithFile(root, rel, content)
-}
-
-// replaceWithFile makes rel a regular file (mode 0644) holding content,
-// replacing a symlink (e.g. resolv.conf pointing into /run).
-func replaceWithFile(root, rel, content string) error {
-	p := filepath.Join(root, rel)
-	if fi, err := os.Lstat(p); err == nil && !fi.Mode().IsRegular() {
-		if err := os.Remove(p); err != nil {
-			return err
-		}
-	}
-	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+	} else if err != nil {
 		return err
 	}
-	return os.Truncate(p, int64(len(content)))
-}
-
-func removeAll(root, rel string) error {
-	return os.RemoveAll(filepath.Join(root, rel))
-}
-
-func removeGlobs(root string, patterns ...string) error {
-	for _, pat := range patterns {
-		matches, err := filepath.Glob(filepath.Join(root, pat))
-		if err != nil {
-			return err
-		}
-		for _, m := range matches {
-			if err := os.RemoveAll(m); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
+	return WriteFile(r, rel, []byte(content), 0o644)
 }

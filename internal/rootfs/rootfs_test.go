@@ -249,3 +249,74 @@ func TestMountTmpfs(t *testing.T) {
 		t.Error("still on a tmpfs after UnmountUnder")
 	}
 }
+
+// TestPackDoesNotFollowLinks packs a root holding symbolic links to a
+// directory outside it, absolute and relative: each is packed as a link,
+// and nothing of the outside directory is in the archive.
+func TestPackDoesNotFollowLinks(t *testing.T) {
+	base := t.TempDir()
+	outside := filepath.Join(base, "outside")
+	os.MkdirAll(filepath.Join(outside, "etc"), 0o755)
+	os.WriteFile(filepath.Join(outside, "etc/shadow"), []byte("root:OUTSIDE-SECRET:19000::::::\n"), 0o600)
+	root := filepath.Join(base, "root")
+	os.MkdirAll(filepath.Join(root, "var"), 0o755)
+	os.Symlink(outside, filepath.Join(root, "abs"))
+	os.Symlink("../../../../../../.."+outside, filepath.Join(root, "var/rel"))
+	os.Symlink(filepath.Join(outside, "etc/shadow"), filepath.Join(root, "shadow"))
+	var buf bytes.Buffer
+	if err := Pack(root, &buf, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	h := readAll(t, buf.Bytes())
+	for name, target := range map[string]string{"./abs": outside, "./var/rel": "../../../../../../.." + outside, "./shadow": filepath.Join(outside, "etc/shadow")} {
+		if e := h[name]; e == nil || e.Typeflag != tar.TypeSymlink || e.Linkname != target {
+			t.Errorf("%s: want a symbolic link to %s, got %+v", name, target, e)
+		}
+	}
+	for name := range h {
+		if strings.HasPrefix(name, "./abs/") || strings.HasPrefix(name, "./var/rel/") {
+			t.Errorf("packed %s, from outside the root", name)
+		}
+	}
+	if bytes.Contains(buf.Bytes(), []byte("OUTSIDE-SECRET")) {
+		t.Error("the archive holds the content of a file outside the root")
+	}
+}
+
+// TestMountDoesNotPropagateOut binds a shared directory (as /dev is on a
+// systemd host) into a root and mounts a tmpfs on a directory of the bind:
+// the tmpfs must stay in the root, not appear in the shared source too.
+// (Needs root.)
+func TestMountDoesNotPropagateOut(t *testing.T) {
+	base := t.TempDir()
+	host, root := filepath.Join(base, "host"), filepath.Join(base, "root")
+	os.MkdirAll(host, 0o755)
+	os.MkdirAll(root, 0o755)
+	t.Cleanup(func() { UnmountUnder(base) })
+	if err := MountTmpfs(host, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("", host, "", syscall.MS_SHARED, ""); err != nil {
+		t.Fatal(err)
+	}
+	os.Mkdir(filepath.Join(host, "shm"), 0o755)
+	var m Mounts
+	if err := m.Mount(root, "dev", host, "", syscall.MS_BIND|syscall.MS_REC); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Mount(root, "dev/shm", "tmpfs", "tmpfs", 0); err != nil {
+		t.Fatal(err)
+	}
+	if !OnTmpfs(filepath.Join(root, "dev/shm")) {
+		t.Fatal("no tmpfs on dev/shm in the root")
+	}
+	if got, _ := MountsUnder(host); len(got) != 1 {
+		t.Errorf("mounts under the shared source: got %v, want only itself (the tmpfs on the root's dev/shm propagated out)", got)
+	}
+	if err := m.Unmount(); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := MountsUnder(root); len(got) != 0 {
+		t.Errorf("left mounted in the root: %v", got)
+	}
+}

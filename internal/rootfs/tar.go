@@ -19,10 +19,18 @@ import (
 // clamped to epoch (unless epoch is the zero time), hard links kept as links,
 // device nodes and FIFOs kept, extended attributes (file capabilities, ACLs,
 // SELinux labels) kept as SCHILY.xattr records. Sockets are skipped.
+// Symbolic links are packed as links and never followed: the walk reads
+// each entry with lstat, and a file's content is opened inside the root and
+// must be the very file the walk saw.
 func Pack(root string, w io.Writer, epoch time.Time) error {
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
 	tw := tar.NewWriter(w)
 	links := map[[2]uint64]string{} // (device, inode) → first name of a multiply linked file
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -60,11 +68,16 @@ func Pack(root string, w io.Writer, epoch time.Time) error {
 		if hdr.Typeflag != tar.TypeReg || hdr.Size == 0 {
 			return nil
 		}
-		f, err := os.Open(p)
+		f, err := r.Open(rel)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
+		if fst, err := f.Stat(); err != nil {
+			return err
+		} else if s := fst.Sys().(*syscall.Stat_t); s.Dev != st.Dev || s.Ino != st.Ino {
+			return fmt.Errorf("%s was replaced while being packed", p)
+		}
 		if n, err := io.Copy(tw, f); err != nil {
 			return fmt.Errorf("%s: %w", p, err)
 		} else if n != hdr.Size {

@@ -15,6 +15,7 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/clearsign"
 
+	"vzpkg2/internal/cachekey"
 	"vzpkg2/internal/store"
 )
 
@@ -79,7 +80,7 @@ func (c *Checker) Check(key string, r io.Reader) error {
 	if !ok {
 		return nil
 	}
-	dataKey := path.Dir(key) + "/" + data
+	dataKey := cachekey.Dir(key) + "/" + data
 	sig, err := io.ReadAll(r)
 	if err != nil {
 		return err

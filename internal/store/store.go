@@ -59,6 +59,12 @@ type Store interface {
 	// SetInfo replaces the metadata of the committed object for key (for
 	// example Validated after a 304); Size and SHA256 must not change.
 	SetInfo(ctx context.Context, info Info) error
+	// Link makes key name the committed body whose SHA-256 (lowercase hex)
+	// info gives, with info's metadata, as Commit would have: the same bytes
+	// reached under another key are not fetched again. A Size of -1 takes the
+	// body's. It returns an error wrapping ErrNotExist when the store holds
+	// no such body (or one of another size).
+	Link(ctx context.Context, key string, info Info) (Info, error)
 	// Delete removes the object for key; deleting a missing key is not an error.
 	Delete(ctx context.Context, key string) error
 	// Walk calls fn for every committed object.

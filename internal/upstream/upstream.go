@@ -13,9 +13,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
+
+	"vzpkg2/internal/cache"
 )
 
 // MaxRedirects is the number of redirect hops followed for one mirror.
@@ -37,6 +41,10 @@ type Options struct {
 	Logger         *slog.Logger
 	// RootCAs verifies https upstreams; nil means the system roots.
 	RootCAs *x509.CertPool
+	// AllowRedirect reports whether a redirect to u may be followed: a
+	// mirror redirector must not lead the cache to a host its clients
+	// could not name themselves. nil follows none.
+	AllowRedirect func(u *url.URL) bool
 }
 
 // New returns a Client.
@@ -54,7 +62,9 @@ func New(o Options) *Client {
 		TLSClientConfig:       &tls.Config{RootCAs: o.RootCAs},
 	}
 	c := &Client{stall: o.StallTimeout, userAgent: o.UserAgent, log: o.Logger}
-	c.http = &http.Client{Transport: tr, CheckRedirect: checkRedirect}
+	c.http = &http.Client{Transport: tr, CheckRedirect: func(req *http.Request, via []*http.Request) error {
+		return checkRedirect(req, via, o.AllowRedirect)
+	}}
 	return c
 }
 
@@ -76,54 +86,28 @@ func SystemRootsPlus(caFile string) (*x509.CertPool, error) {
 }
 
 // checkRedirect follows mirror redirectors: at most MaxRedirects hops, to
-// http or https URLs only.
-func checkRedirect(req *http.Request, via []*http.Request) error {
-	if len(via) > MaxRedirects {
+// http or https URLs that allow accepts, and never from https to http (a
+// file asked for over https must not be taken from a plain connection).
+func checkRedirect(req *http.Request, via []*http.Request, allow func(*url.URL) bool) error {
+	switch {
+	case len(via) > MaxRedirects:
 		return fmt.Errorf("more than %d redirects", MaxRedirects)
-	}
-	if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
+	case req.URL.Scheme != "http" && req.URL.Scheme != "https":
 		return fmt.Errorf("redirect to unsupported scheme %q", req.URL.Scheme)
+	case req.URL.Scheme == "http" && slices.ContainsFunc(via, func(r *http.Request) bool { return r.URL.Scheme == "https" }):
+		return fmt.Errorf("redirect from https to plain http %s refused", req.URL.Redacted())
+	case allow == nil || !allow(req.URL):
+		return fmt.Errorf("redirect to %s refused: not in allowed_locations or path_map", req.URL.Redacted())
 	}
 	return nil
-}
-
-// Conditions make a GET conditional on the copy the cache holds.
-type Conditions struct {
-	LastModified time.Time
-	ETag         string
-}
-
-// Fetch is one file to get.
-type Fetch struct {
-	URLs []string   // mirrors, tried in order
-	Cond Conditions // when set, the GET is conditional on the cached copy
-	// NoHTML refuses a text/html answer (a captive portal's or a mirror's
-	// error page where a package was expected) and tries the next mirror.
-	NoHTML bool
-}
-
-// StatusError is an upstream answer that is neither a body nor "not modified".
-type StatusError struct {
-	URL  string
-	Code int
-}
-
-func (e *StatusError) Error() string {
-	return fmt.Sprintf("upstream %s answered %d %s", e.URL, e.Code, http.StatusText(e.Code))
-}
-
-// Response is an upstream answer: 200 with a body, or 304.
-type Response struct {
-	*http.Response
-	URL string // the mirror URL that answered (before redirects)
 }
 
 // Get fetches the first of f.URLs that answers 200 (or 304 when f.Cond is
 // set), following redirects, and trying the next on connection errors,
 // error statuses and refused HTML answers. The body stops with an error if
 // the upstream sends nothing for the stall timeout. The caller closes the body. All failures are returned joined, the last one
-// first; a StatusError among them tells what the upstream answered.
-func (c *Client) Get(ctx context.Context, f Fetch) (*Response, error) {
+// first; a cache.StatusError among them tells what the upstream answered.
+func (c *Client) Get(ctx context.Context, f cache.Fetch) (*cache.Response, error) {
 	var errs []error
 	for _, u := range f.URLs {
 		resp, err := c.get(ctx, u, f)
@@ -142,10 +126,14 @@ func (c *Client) Get(ctx context.Context, f Fetch) (*Response, error) {
 	return nil, errors.Join(errs...)
 }
 
-func (c *Client) get(ctx context.Context, u string, f Fetch) (*Response, error) {
+func (c *Client) get(ctx context.Context, u string, f cache.Fetch) (*cache.Response, error) {
 	cond := f.Cond
 	ctx, cancel := context.WithCancelCause(ctx)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	method := http.MethodGet
+	if f.Head {
+		method = http.MethodHead
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, nil)
 	if err != nil {
 		cancel(nil)
 		return nil, fmt.Errorf("upstream request %s: %w", u, err)
@@ -167,14 +155,14 @@ func (c *Client) get(ctx context.Context, u string, f Fetch) (*Response, error) 
 		resp.Body.Close()
 		cancel(nil)
 		return nil, &HTMLError{URL: u, Final: resp.Request.URL.String()}
-	case resp.StatusCode == http.StatusOK || (resp.StatusCode == http.StatusNotModified && cond != (Conditions{})):
+	case resp.StatusCode == http.StatusOK || (resp.StatusCode == http.StatusNotModified && cond != (cache.Conditions{})):
 		resp.Body = newStallReader(resp.Body, c.stall, cancel)
-		return &Response{Response: resp, URL: u}, nil
+		return &cache.Response{Response: resp, URL: u}, nil
 	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
 	cancel(nil)
-	return nil, &StatusError{URL: u, Code: resp.StatusCode}
+	return nil, &cache.StatusError{URL: u, Code: resp.StatusCode}
 }
 
 // HTMLError is an HTML page where a package was expected.

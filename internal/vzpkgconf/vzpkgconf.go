@@ -2,13 +2,13 @@
 // pkg-cacher is, where built templates are kept, and where the template
 // metadata trees are.
 //
-// Format: one `key = value` per line; `#` starts a comment; blank lines are
-// ignored. Unknown keys and bad values are errors naming the file and line.
+// Format: package keyvalue's, as pkg-cacher.conf (one `key = value` per
+// line, `#` comments, `\` continues a line, the last of a key set twice
+// wins). Unknown keys and bad values are errors naming the file and line.
 // etc/vzpkg.conf in the source tree documents every key.
 package vzpkgconf
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +19,9 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"vzpkg2/internal/keyvalue"
+	"vzpkg2/internal/suggest"
 )
 
 // DefaultFile is read when no --config is given and the file exists.
@@ -49,13 +52,7 @@ func Defaults() *Config {
 }
 
 // Error is a problem at a line of a configuration file.
-type Error struct {
-	File string
-	Line int
-	Msg  string
-}
-
-func (e *Error) Error() string { return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg) }
+type Error = keyvalue.Error
 
 var keys = []string{"cache_dir", "cacher_url", "hook_timeout", "templates_path"}
 
@@ -82,34 +79,7 @@ func Load(file string) (*Config, error) {
 
 // Parse applies the settings in r (called name in errors) to c.
 func (c *Config) Parse(name string, r io.Reader) error {
-	sc := bufio.NewScanner(r)
-	seen := map[string]int{}
-	for line := 1; sc.Scan(); line++ {
-		text := sc.Text()
-		if i := strings.IndexByte(text, '#'); i >= 0 {
-			text = text[:i]
-		}
-		text = strings.TrimSpace(text)
-		if text == "" {
-			continue
-		}
-		k, v, ok := strings.Cut(text, "=")
-		if !ok {
-			return &Error{File: name, Line: line, Msg: fmt.Sprintf("%q is not a `key = value` line", text)}
-		}
-		k, v = strings.ToLower(strings.TrimSpace(k)), strings.TrimSpace(v)
-		if first, dup := seen[k]; dup {
-			return &Error{File: name, Line: line, Msg: fmt.Sprintf("%s is already set on line %d; keep one", k, first)}
-		}
-		seen[k] = line
-		if err := c.set(k, v); err != nil {
-			return &Error{File: name, Line: line, Msg: err.Error()}
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("read %s: %w", name, err)
-	}
-	return nil
+	return keyvalue.Parse(name, r, c.set)
 }
 
 func (c *Config) set(key, val string) error {
@@ -144,7 +114,11 @@ func (c *Config) set(key, val string) error {
 			c.TemplatesPath = nil // empty: the default search path
 		}
 	default:
-		return fmt.Errorf("unknown key %q (known: %s)", key, strings.Join(keys, ", "))
+		hint := ""
+		if k := suggest.Nearest(key, keys); k != "" {
+			hint = fmt.Sprintf(" (did you mean %q?)", k)
+		}
+		return fmt.Errorf("unknown key %q%s (known: %s)", key, hint, strings.Join(keys, ", "))
 	}
 	return nil
 }

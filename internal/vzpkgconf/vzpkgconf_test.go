@@ -62,9 +62,21 @@ hook_timeout = 90s
 			wantErr: `vzpkg.conf:1: cache_dir "cache": want an absolute directory such as /vz/template/cache`,
 		},
 		{
-			name:    "key twice",
-			in:      "cache_dir = /a\ncache_dir = /b\n",
-			wantErr: `vzpkg.conf:2: cache_dir is already set on line 1; keep one`,
+			// One rule for vzpkg.conf and pkg-cacher.conf: the last wins, as
+			// in the original pkg-cacher's configuration.
+			name: "key twice: the last wins",
+			in:   "cache_dir = /a\ncache_dir = /b\n",
+			want: Config{CacheDir: "/b", HookTimeout: DefaultHookTimeout},
+		},
+		{
+			name:    "near miss",
+			in:      "cacher_ulr = http://x/\n",
+			wantErr: `vzpkg.conf:1: unknown key "cacher_ulr" (did you mean "cacher_url"?) (known: cache_dir, cacher_url, hook_timeout, templates_path)`,
+		},
+		{
+			name: "continued line",
+			in:   "templates_path = /a:\\\n  /b\n",
+			want: Config{CacheDir: DefaultCacheDir, TemplatesPath: []string{"/a", "/b"}, HookTimeout: DefaultHookTimeout},
 		},
 		{
 			name:    "not key = value",

@@ -1,5 +1,6 @@
 // Package apt builds and updates Debian and Ubuntu roots: mmdebstrap
-// bootstraps them, apt-get in a chroot updates them, dpkg-query lists them.
+// bootstraps them, apt-get in a chroot updates them, their dpkg status file
+// lists them. Every file it reads or writes in a root is resolved inside it.
 package apt
 
 import (
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net/url"
 	"os"
 	"os/exec"
@@ -105,7 +107,12 @@ func (a Apt) Bootstrap(ctx context.Context, root string, def *tmpl.Definition, e
 	if err := run(ctx, env, "mmdebstrap", args...); err != nil {
 		return err
 	}
-	if err := removeIfExists(filepath.Join(root, mmdebstrapConf)); err != nil {
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	if err := removeIfExists(r, mmdebstrapConf); err != nil {
 		return err
 	}
 	return prune(root, filters)
@@ -162,7 +169,7 @@ func (a Apt) debootstrap(ctx context.Context, root string, def *tmpl.Definition,
 		return err
 	}
 	sources := strings.Join(sourcesLines(def, nil), "\n") + "\n"
-	if err := os.WriteFile(filepath.Join(root, "etc/apt/sources.list"), []byte(sources), 0o644); err != nil {
+	if err := writeInRoot(root, "etc/apt/sources.list", sources); err != nil {
 		return err
 	}
 	if err := a.Update(ctx, root, def, env); err != nil {
@@ -174,12 +181,20 @@ func (a Apt) debootstrap(ctx context.Context, root string, def *tmpl.Definition,
 // Update runs apt-get in a chroot of root (with /proc and /dev mounted) from
 // the definition's mirrors through env.Cacher, whatever the root's own
 // sources say. The root's excludes file follows the definition's path
-// filters first, and what they leave out goes at the end.
+// filters first, and what they leave out goes at the end. Meanwhile a
+// policy-rc.d keeps the packages' scripts from starting services in the
+// chroot (as mmdebstrap's does during a bootstrap).
 func (Apt) Update(ctx context.Context, root string, def *tmpl.Definition, env packager.Env) (err error) {
+	defer func() { err = rootfs.Explain(root, err) }()
 	filters, err := pathFilters(def)
 	if err != nil {
 		return err
 	}
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
 	if err := writeExcludes(root, filters); err != nil {
 		return err
 	}
@@ -189,26 +204,34 @@ func (Apt) Update(ctx context.Context, root string, def *tmpl.Definition, env pa
 	}
 	defer func() { err = errors.Join(err, m.Unmount()) }()
 
+	restorePolicy, err := borrow(r, "usr/sbin/policy-rc.d", []byte(policyRCD), 0o755)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, restorePolicy()) }()
 	if env.Cacher == nil {
 		// Straight to the mirrors: the root needs the host's name servers meanwhile.
-		restore, err := borrowFile(root, "/etc/resolv.conf")
+		restore, err := borrowFile(r, "/etc/resolv.conf")
 		if err != nil {
 			return err
 		}
 		defer func() { err = errors.Join(err, restore()) }()
 	}
+	// Everything Update puts in the root goes in through r, and comes out
+	// the same way: a link in the root cannot send it elsewhere.
 	const list = "/var/lib/vzpkg-update.list"
-	if err := os.WriteFile(filepath.Join(root, list), []byte(strings.Join(sourcesLines(def, nil), "\n")+"\n"), 0o644); err != nil {
+	if err := rootfs.WriteFile(r, list[1:], []byte(strings.Join(sourcesLines(def, nil), "\n")+"\n"), 0o644); err != nil {
 		return err
 	}
-	defer os.Remove(filepath.Join(root, list))
+	defer removeIfExists(r, list[1:])
 	for _, d := range env.Dummies {
-		if err := copyFile(d, filepath.Join(root, "tmp", filepath.Base(d))); err != nil {
+		name := "tmp/" + filepath.Base(d)
+		if err := rootfs.CopyFile(r, d, name); err != nil {
 			return err
 		}
-		defer os.Remove(filepath.Join(root, "tmp", filepath.Base(d)))
+		defer removeIfExists(r, name)
 	}
-	apt := []string{root, "apt-get", "-y", "-q",
+	apt := []string{"apt-get", "-y", "-q",
 		"-o", "Dir::Etc::SourceList=" + list, "-o", "Dir::Etc::SourceParts=/nonexistent",
 		"-o", "APT::Install-Recommends=false", "-o", "Dpkg::Options::=--force-confold",
 		"-o", "Acquire::CompressionTypes::Order::=gz"}
@@ -216,38 +239,76 @@ func (Apt) Update(ctx context.Context, root string, def *tmpl.Definition, env pa
 		apt = append(apt, "-o", "Acquire::http::Proxy="+env.Cacher.String())
 	}
 	for _, k := range def.Keys {
-		if err := copyFile(k, filepath.Join(root, "etc/apt/trusted.gpg.d", "vzpkg-update-"+filepath.Base(k))); err != nil {
+		name := "etc/apt/trusted.gpg.d/vzpkg-update-" + filepath.Base(k)
+		if err := rootfs.CopyFile(r, k, name); err != nil {
 			return err
 		}
-		defer os.Remove(filepath.Join(root, "etc/apt/trusted.gpg.d", "vzpkg-update-"+filepath.Base(k)))
+		defer removeIfExists(r, name)
 	}
 	install := slices.Clone(def.Packages)
 	for _, d := range env.Dummies {
 		install = append(install, "/tmp/"+filepath.Base(d))
 	}
 	for _, step := range [][]string{{"update"}, {"dist-upgrade"}, append([]string{"install"}, install...)} {
-		if err := run(ctx, env, "chroot", append(apt, step...)...); err != nil {
+		if err := runCmd(ctx, env, rootfs.Command(ctx, root, aptEnv, append(apt, step...)...)); err != nil {
 			return err
 		}
 	}
 	return prune(root, filters) // it stays off /proc and /dev, other file systems
 }
 
-// Query lists root's packages with the host's dpkg-query.
-func (Apt) Query(ctx context.Context, root string) ([]packager.Package, error) {
-	out, err := exec.CommandContext(ctx, "dpkg-query", "--admindir="+filepath.Join(root, "var/lib/dpkg"),
-		"-W", "-f", "${db:Status-Abbrev}\t${Package}\t${Version}\t${Architecture}\n").Output()
+// aptEnv is what apt-get needs in a chroot beyond rootfs.Command's environment.
+var aptEnv = []string{"DEBIAN_FRONTEND=noninteractive"}
+
+// Query lists root's installed packages from its dpkg database, read
+// inside the root (a var/lib/dpkg leading out of it is refused, never read):
+// the status file, then the journal in updates/ that dpkg would apply first,
+// as dpkg-query reads them.
+func (Apt) Query(ctx context.Context, root string) (_ []packager.Package, err error) {
+	defer func() { err = rootfs.Explain(root, err) }()
+	r, err := os.OpenRoot(root)
 	if err != nil {
-		return nil, fmt.Errorf("list packages of %s: dpkg-query: %w", root, err)
+		return nil, err
 	}
-	var pkgs []packager.Package
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		f := strings.Split(line, "\t")
-		if len(f) != 4 || !strings.HasPrefix(f[0], "ii") {
-			continue
+	defer r.Close()
+	const admin = "var/lib/dpkg"
+	installed := map[string]packager.Package{} // by name and architecture
+	files := []string{admin + "/status"}
+	journal, err := fs.ReadDir(r.FS(), admin+"/updates")
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("list packages of %s: %w", root, err)
+	}
+	for _, e := range journal { // sorted by name; dpkg names them 0000, 0001 ...
+		if strings.Trim(e.Name(), "0123456789") == "" && e.Type().IsRegular() {
+			files = append(files, admin+"/updates/"+e.Name())
 		}
-		pkgs = append(pkgs, packager.Package{Name: f[1], Version: f[2], Arch: f[3]})
 	}
+	for _, f := range files {
+		data, err := r.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("list packages of %s: %w", root, err)
+		}
+		for _, para := range strings.Split(string(data), "\n\n") {
+			fields := map[string]string{}
+			for _, line := range strings.Split(para, "\n") {
+				if k, v, ok := strings.Cut(line, ":"); ok && line[0] != ' ' && line[0] != '\t' {
+					fields[k] = strings.TrimSpace(v)
+				}
+			}
+			if fields["Package"] == "" {
+				continue
+			}
+			p := packager.Package{Name: fields["Package"], Version: fields["Version"], Arch: fields["Architecture"]}
+			key := p.Name + "\x00" + p.Arch
+			// "ii" in dpkg -l: wanted installed, and installed.
+			if st := strings.Fields(fields["Status"]); len(st) == 3 && st[0] == "install" && st[2] == "installed" {
+				installed[key] = p
+			} else {
+				delete(installed, key)
+			}
+		}
+	}
+	pkgs := slices.Collect(maps.Values(installed))
 	slices.SortFunc(pkgs, func(a, b packager.Package) int {
 		return strings.Compare(a.Name+"\x00"+a.Arch, b.Name+"\x00"+b.Arch)
 	})
@@ -257,26 +318,36 @@ func (Apt) Query(ctx context.Context, root string) ([]packager.Package, error) {
 // ConfigureRepos renames the root's sources (sources.list, sources.list.d/*)
 // to *.disabled and writes a sources.list with the same repositories through
 // cacher. With cacher nil, the root keeps the mirrors mmdebstrap wrote.
-func (Apt) ConfigureRepos(root string, def *tmpl.Definition, cacher *url.URL) error {
+func (Apt) ConfigureRepos(root string, def *tmpl.Definition, cacher *url.URL) (err error) {
+	defer func() { err = rootfs.Explain(root, err) }()
 	if cacher == nil {
 		return nil
 	}
-	etc := filepath.Join(root, "etc/apt")
-	main := filepath.Join(etc, "sources.list")
-	files, _ := filepath.Glob(filepath.Join(etc, "sources.list.d/*"))
-	if data, err := os.ReadFile(main); err == nil && !strings.HasPrefix(string(data), sourcesHeader) {
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	const main = "etc/apt/sources.list"
+	files, err := fs.Glob(r.FS(), "etc/apt/sources.list.d/*")
+	if err != nil {
+		return err
+	}
+	if data, err := r.ReadFile(main); err == nil && !strings.HasPrefix(string(data), sourcesHeader) {
 		files = append(files, main)
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
 	}
 	for _, f := range files {
 		if strings.HasSuffix(f, ".disabled") {
 			continue
 		}
-		if err := os.Rename(f, f+".disabled"); err != nil {
+		if err := r.Rename(f, f+".disabled"); err != nil {
 			return err
 		}
 	}
 	content := sourcesHeader + strings.Join(sourcesLines(def, cacher), "\n") + "\n"
-	return os.WriteFile(main, []byte(content), 0o644)
+	return rootfs.WriteFile(r, main, []byte(content), 0o644)
 }
 
 // Dummy builds a dummy .deb.
@@ -327,9 +398,18 @@ func run(ctx context.Context, env packager.Env, name string, args ...string) err
 	return runEnv(ctx, env, nil, name, args...)
 }
 
-// runEnv is run with extra environment variables.
+// runEnv is run with extra environment variables. It is for the host's
+// programs (mmdebstrap, debootstrap, hooks), which get the host's
+// environment; a command in a chroot gets rootfs.Command's.
 func runEnv(ctx context.Context, env packager.Env, vars []string, name string, args ...string) error {
 	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = append(append(os.Environ(), "DEBIAN_FRONTEND=noninteractive", "LC_ALL=C.UTF-8"), vars...)
+	return runCmd(ctx, env, cmd)
+}
+
+// runCmd runs cmd, made with exec.CommandContext(ctx, ...), as run does.
+func runCmd(ctx context.Context, env packager.Env, cmd *exec.Cmd) error {
+	name := cmd.Args[0]
 	// Signalling only the command left a hook it ran (sleep in a customize
 	// hook) running, and vzpkg waited for its output pipe the whole 60 s.
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
@@ -341,7 +421,6 @@ func runEnv(ctx context.Context, env packager.Env, vars []string, name string, a
 			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // ESRCH when nothing is left
 		}
 	}()
-	cmd.Env = append(append(os.Environ(), "DEBIAN_FRONTEND=noninteractive", "LC_ALL=C.UTF-8"), vars...)
 	tail := &tailWriter{max: 30}
 	if env.Output != nil {
 		cmd.Stdout = io.MultiWriter(env.Output, tail)
@@ -358,43 +437,58 @@ func runEnv(ctx context.Context, env packager.Env, vars []string, name string, a
 	return nil
 }
 
-// borrowFile puts the host's file name into root (replacing a file or
-// symlink there) and returns the function that puts root's own back.
-func borrowFile(root, name string) (restore func() error, err error) {
-	dst := filepath.Join(root, name)
+// policyRCD is the policy-rc.d that forbids invoke-rc.d to start anything.
+const policyRCD = "#!/bin/sh\n# Written by vzpkg for an update: no service starts in the chroot.\nexit 101\n"
+
+// borrowFile puts the host's file name into r (replacing a file or
+// symlink there) and returns the function that puts r's own back.
+func borrowFile(r *os.Root, name string) (restore func() error, err error) {
+	data, err := os.ReadFile(name)
+	if err != nil {
+		return nil, err
+	}
+	return borrow(r, strings.TrimPrefix(name, "/"), data, 0o644)
+}
+
+// borrow puts a file holding data at dst in r (replacing a file or symlink
+// there) and returns the function that puts r's own back.
+func borrow(r *os.Root, dst string, data []byte, perm fs.FileMode) (restore func() error, err error) {
 	saved := dst + ".vzpkg-saved"
 	had := false
-	if _, err := os.Lstat(dst); err == nil {
-		if err := os.Rename(dst, saved); err != nil {
+	if _, err := r.Lstat(dst); err == nil {
+		if err := r.Rename(dst, saved); err != nil {
 			return nil, err
 		}
 		had = true
 	}
 	restore = func() error {
-		if err := removeIfExists(dst); err != nil || !had {
+		if err := removeIfExists(r, dst); err != nil || !had {
 			return err
 		}
-		return os.Rename(saved, dst)
+		return r.Rename(saved, dst)
 	}
-	if err := copyFile(name, dst); err != nil {
+	if err := rootfs.WriteFile(r, dst, data, perm); err != nil {
 		return nil, errors.Join(err, restore())
 	}
 	return restore, nil
 }
 
-func removeIfExists(p string) error {
-	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+// removeIfExists removes name from r; that it is not there is no error.
+func removeIfExists(r *os.Root, name string) error {
+	if err := r.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
 	return nil
 }
 
-func copyFile(src, dst string) error {
-	data, err := os.ReadFile(src)
+// writeInRoot writes content to name in root, as rootfs.WriteFile does.
+func writeInRoot(root, name, content string) error {
+	r, err := os.OpenRoot(root)
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(dst, data, 0o644)
+	defer r.Close()
+	return rootfs.WriteFile(r, name, []byte(content), 0o644)
 }
 
 // tailWriter keeps the last max lines written to it, for error messages.

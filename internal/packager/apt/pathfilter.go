@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
+	"path"
 	"regexp"
 	"slices"
 	"strings"
@@ -13,6 +13,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"vzpkg2/internal/rootfs"
 	"vzpkg2/internal/tmpl"
 )
 
@@ -69,18 +70,22 @@ func excludesConfig(filters []pathFilter) string {
 // removes an excludes file vzpkg wrote before (a file of another origin is
 // left alone).
 func writeExcludes(root string, filters []pathFilter) error {
-	p := filepath.Join(root, excludesFile)
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
 	if len(filters) == 0 {
-		data, err := os.ReadFile(p)
+		data, err := r.ReadFile(excludesFile)
 		if err == nil && strings.HasPrefix(string(data), excludesHeader) {
-			return os.Remove(p)
+			return r.Remove(excludesFile)
 		}
 		return nil
 	}
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+	if err := r.MkdirAll(path.Dir(excludesFile), 0o755); err != nil {
 		return err
 	}
-	return os.WriteFile(p, []byte(excludesConfig(filters)), 0o644)
+	return rootfs.WriteFile(r, excludesFile, []byte(excludesConfig(filters)), 0o644)
 }
 
 // skipped reports whether dpkg, reading filters, leaves out the entry name
@@ -122,24 +127,31 @@ func prune(root string, filters []pathFilter) error {
 	if len(filters) == 0 {
 		return nil
 	}
-	fi, err := os.Stat(root)
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	fi, err := r.Stat(".")
 	if err != nil {
 		return err
 	}
 	dev := fi.Sys().(*syscall.Stat_t).Dev
 	var dirs []string // excluded directories, parents first
-	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || p == root {
+	// The walk reads the root through r and does not follow links; what it
+	// removes is removed through r.
+	err = fs.WalkDir(r.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == "." {
 			return err
 		}
-		name := "/" + filepath.ToSlash(strings.TrimPrefix(p, root+"/"))
+		name := "/" + p
 		if d.IsDir() {
 			info, err := d.Info()
 			if err != nil {
 				return err
 			}
 			if info.Sys().(*syscall.Stat_t).Dev != dev {
-				return filepath.SkipDir
+				return fs.SkipDir
 			}
 			if skipped(filters, name, true) {
 				dirs = append(dirs, p)
@@ -147,7 +159,7 @@ func prune(root string, filters []pathFilter) error {
 			return nil
 		}
 		if skipped(filters, name, d.Type()&fs.ModeSymlink != 0) {
-			return os.Remove(p)
+			return r.Remove(p)
 		}
 		return nil
 	})
@@ -155,7 +167,7 @@ func prune(root string, filters []pathFilter) error {
 		return fmt.Errorf("remove the paths path_exclude leaves out: %w", err)
 	}
 	for _, d := range slices.Backward(dirs) {
-		if err := os.Remove(d); err != nil && !errors.Is(err, syscall.ENOTEMPTY) && !errors.Is(err, syscall.EEXIST) {
+		if err := r.Remove(d); err != nil && !errors.Is(err, syscall.ENOTEMPTY) && !errors.Is(err, syscall.EEXIST) {
 			return fmt.Errorf("remove the paths path_exclude leaves out: %w", err)
 		}
 	}

@@ -168,7 +168,15 @@ func readIndex(p string) (store.Info, error) {
 	return info, nil
 }
 
+// notExist is the error for key when reading its index entry or blob failed
+// with err: absent, torn or another key's entry mean the key is not stored;
+// other failures (out of descriptors, I/O errors) are errors of their own,
+// so that they never pass for a miss and start a download.
 func notExist(key string, err error) error {
+	var perr *fs.PathError
+	if errors.As(err, &perr) && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("read cache entry %q: %w", key, err)
+	}
 	return fmt.Errorf("%q: %w (%v)", key, store.ErrNotExist, err)
 }
 
@@ -289,6 +297,40 @@ func (s *Store) Create(_ context.Context, key string) (store.Writer, error) {
 		return nil, fmt.Errorf("create temp file for %q: %w", key, err)
 	}
 	return &Writer{s: s, key: key, f: f, sum: sha256.New()}, nil
+}
+
+// Link implements store.Store.
+func (s *Store) Link(_ context.Context, key string, info store.Info) (store.Info, error) {
+	if !isSHA256(info.SHA256) {
+		return info, notExist(key, fmt.Errorf("%q is not a SHA-256", info.SHA256))
+	}
+	s.mu.Lock() // no GC between the check and the index entry
+	defer s.mu.Unlock()
+	fi, err := os.Stat(s.blobPath(info.SHA256))
+	if err != nil {
+		return info, notExist(key, err)
+	}
+	if !fi.Mode().IsRegular() || info.Size >= 0 && fi.Size() != info.Size {
+		return info, notExist(key, fmt.Errorf("blob %s has %d bytes, not %d", info.SHA256, fi.Size(), info.Size))
+	}
+	info.Key, info.Size = key, fi.Size()
+	if err := s.writeIndex(s.indexPath(key), info); err != nil {
+		return info, fmt.Errorf("link %q: %w", key, err)
+	}
+	return info, nil
+}
+
+// isSHA256 reports whether s is a SHA-256 in lowercase hex, as blobs are named.
+func isSHA256(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for i := range len(s) {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // Delete implements store.Store. The blob stays until GC finds no other key

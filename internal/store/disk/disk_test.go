@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -279,5 +280,47 @@ func BenchmarkCommit(b *testing.B) {
 			b.Fatal(err)
 		}
 		w.Close()
+	}
+}
+
+// Running out of descriptors is an error, never "not in store": a miss
+// would start a download of a file the cache holds.
+func TestOutOfDescriptorsIsNotAMiss(t *testing.T) {
+	root := t.TempDir()
+	s := open(t, root)
+	put(t, s, "big", strings.Repeat("x", smallBodyMax+1))
+	s.Close()
+	s = open(t, root) // nothing in memory: Open reads the index entry
+
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	low := lim
+	low.Cur = uint64(len(entries) + 16)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	var held []*os.File
+	defer func() {
+		for _, f := range held {
+			f.Close()
+		}
+	}()
+	for {
+		f, err := os.Open(os.DevNull)
+		if err != nil {
+			break
+		}
+		held = append(held, f)
+	}
+	_, err = s.Open(context.Background(), "big")
+	if err == nil || errors.Is(err, store.ErrNotExist) || !errors.Is(err, syscall.EMFILE) {
+		t.Errorf("Open with no descriptor left: got %v, want an EMFILE error that is not ErrNotExist", err)
 	}
 }

@@ -90,19 +90,7 @@ func (s *Store) writeSynced(t time.Time, clean bool) error {
 	if clean {
 		line += cleanMark
 	}
-	tmp := filepath.Join(s.root, "tmp", syncedFile)
-	f, err := os.Create(tmp)
-	if err == nil {
-		_, err = f.WriteString(line + "\n")
-		err = errors.Join(err, f.Sync(), f.Close())
-	}
-	if err == nil {
-		err = os.Rename(tmp, filepath.Join(s.root, syncedFile))
-	}
-	if err == nil {
-		err = atomicfile.SyncDir(s.root)
-	}
-	return err
+	return atomicfile.WriteFile(filepath.Join(s.root, syncedFile), []byte(line+"\n"), 0o644)
 }
 
 // recover checks the blobs a crash may have torn, unless the store was

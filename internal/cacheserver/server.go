@@ -1,0 +1,259 @@
+// Package cacheserver assembles pkg-cacher from its configuration: the
+// disk store, the upstream client, what metadata promises, the signature
+// checker, the cache, the access log and the HTTP front with its fast path
+// for hits; and runs it until its context ends, then shuts it down.
+package cacheserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"vzpkg2/internal/cache"
+	"vzpkg2/internal/cacheconf"
+	"vzpkg2/internal/expect"
+	"vzpkg2/internal/expire"
+	"vzpkg2/internal/hitpath"
+	"vzpkg2/internal/proxy"
+	"vzpkg2/internal/signed"
+	"vzpkg2/internal/store"
+	"vzpkg2/internal/store/disk"
+	"vzpkg2/internal/upstream"
+)
+
+// Version is reported to upstreams in the User-Agent.
+const Version = "0.1.0"
+
+// Server is a configured pkg-cacher: store, cache and HTTP front.
+type Server struct {
+	cfg     *cacheconf.Config
+	store   *disk.Store
+	cache   *cache.Cache
+	access  *proxy.AccessLog
+	handler *proxy.Handler
+	logFile *os.File // access.log, nil when logging to stderr
+	http    *http.Server
+	log     *slog.Logger
+	expect  *expect.Index // checksums the cached metadata promises
+	usage   *expire.Usage // when each cached file was last asked for
+}
+
+// New loads cfg's extra CA certificates, opens the store (cleaning
+// leftovers of a crash) and the access log named by cfg.
+func New(cfg *cacheconf.Config, log *slog.Logger) (*Server, error) {
+	opts := upstream.Options{
+		ConnectTimeout: cfg.ConnectTimeout,
+		StallTimeout:   cfg.FetchTimeout,
+		UserAgent:      "pkg-cacher/" + Version,
+		Logger:         log,
+		AllowRedirect:  cfg.AllowedURL,
+	}
+	if cfg.CAFile != "" {
+		roots, err := upstream.SystemRootsPlus(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("ca_file: %w", err)
+		}
+		opts.RootCAs = roots
+	}
+	st, err := disk.Open(cfg.CacheDir)
+	if err != nil {
+		return nil, err
+	}
+	if r := st.Recovery(); r.Checked > 0 {
+		log.Warn("the cache was not closed cleanly: the files written in its last second were checked", "checked", r.Checked, "torn_removed", r.Removed)
+	}
+	s := &Server{cfg: cfg, store: st, log: log, usage: expire.NewUsage()}
+	if err := s.usage.Load(UsagePath(cfg)); err != nil {
+		log.Warn("the record of when cached files were last used is unreadable; starting a new one", "err", err)
+	}
+	var accessOut io.Writer = os.Stderr
+	if cfg.LogDir != "" {
+		if err := os.MkdirAll(cfg.LogDir, 0o755); err != nil {
+			st.Close()
+			return nil, fmt.Errorf("create logdir: %w", err)
+		}
+		s.logFile, err = os.OpenFile(filepath.Join(cfg.LogDir, "access.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			st.Close()
+			return nil, fmt.Errorf("open access log: %w", err)
+		}
+		accessOut = s.logFile
+	}
+	s.access = proxy.NewAccessLog(accessOut)
+	up := upstream.New(opts)
+	s.expect = expect.New()
+	copts := cache.Options{VolatileTTL: cfg.VolatileTTL, NegativeTTL: cfg.NegativeTTL, Served: s.served, MaxFileSize: cfg.MaxFileSize, Offline: cfg.OfflineMode, Expect: s.expect, Logger: log}
+	if len(cfg.VerifySignatures) > 0 {
+		checker, err := signed.Load(cfg.VerifySignatures, st)
+		if err != nil {
+			s.close()
+			return nil, fmt.Errorf("verify_signatures: %w", err)
+		}
+		copts.Check = checker
+	}
+	c := cache.New(st, up, copts)
+	s.cache = c
+	s.handler = proxy.NewHandler(c, proxy.Policy{Routes: &cfg.Table, ClientAllowed: cfg.ClientAllowed}, s.access, log)
+	s.http = &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ConnContext:       hitpath.ConnContext,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	if cfg.AllowAll {
+		log.Warn("allowed_locations = *: this pkg-cacher is an open proxy for any host its clients name")
+	}
+	return s, nil
+}
+
+// Serve answers clients on ln until ctx is done, then shuts down gracefully.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	defer s.close()
+	hits := hitpath.Listen(ln, s.handler, s.http, s.cfg.WriteTimeout)
+	defer hits.Close()
+	errc := make(chan error, 1)
+	go func() { errc <- s.http.Serve(hits) }()
+	learnCtx, stopLearning := context.WithCancel(ctx)
+	learned := make(chan struct{})
+	go func() { s.learnCached(learnCtx); close(learned) }()
+	defer func() { stopLearning(); <-learned }()
+	if policy, err := Policy(s.cfg); err == nil && (policy.MaxAge > 0 || policy.MaxSize > 0) {
+		expired := make(chan struct{})
+		go func() { s.expirePeriodically(learnCtx); close(expired) }()
+		defer func() { stopLearning(); <-expired }()
+	}
+	s.log.Info("pkg-cacher serving", "addr", ln.Addr().String(), "cache_dir", s.cfg.CacheDir, "offline", s.cfg.OfflineMode)
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := s.http.Shutdown(shutCtx)
+	hits.Shutdown(shutCtx)
+	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return nil
+}
+
+// learnCached reads the metadata already in the store, so that files are
+// checked from the first request after a restart.
+func (s *Server) learnCached(ctx context.Context) {
+	if learnStore(ctx, s.store, s.expect, s.log) == nil {
+		s.log.Info("checksums learned from cached metadata", "files", s.expect.Len())
+	}
+}
+
+// learnStore lets ix learn from the metadata in st, Release and repomd.xml
+// files first (they say which by-hash files are indexes).
+func learnStore(ctx context.Context, st *disk.Store, ix *expect.Index, log *slog.Logger) error {
+	for _, first := range []bool{true, false} {
+		err := st.Walk(ctx, func(info store.Info) error {
+			base := path.Base(info.Key)
+			if top := base == "InRelease" || base == "Release" || base == "repomd.xml"; top != first {
+				return nil
+			}
+			open := func() (io.ReadCloser, error) { return st.Open(ctx, info.Key) }
+			if err := ix.Learn(info.Key, open); err != nil {
+				log.Warn("cannot read cached repository metadata", "key", info.Key, "err", err)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// served records that a client was answered with the file under key.
+func (s *Server) served(key string) { s.usage.Touch(key, time.Now()) }
+
+// Expiry passes run expireEvery, the first expireFirst after the start.
+const (
+	expireFirst = 10 * time.Minute
+	expireEvery = 6 * time.Hour
+)
+
+// expirePeriodically runs expiry passes until ctx ends.
+func (s *Server) expirePeriodically(ctx context.Context) {
+	t := time.NewTimer(expireFirst)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		r, err := Expire(ctx, s.cfg, s.store, s.usage, time.Now(), false)
+		if err != nil {
+			s.log.Error("expiry pass failed", "err", err)
+		} else {
+			s.log.Info("expiry pass", "removed", len(r.Removed), "freed_bytes", r.Freed, "kept", r.Kept, "cache_bytes", r.Size)
+		}
+		if err := s.usage.Save(UsagePath(s.cfg)); err != nil {
+			s.log.Warn("cannot save the record of when cached files were last used", "err", err)
+		}
+		t.Reset(expireEvery)
+	}
+}
+
+func (s *Server) close() {
+	if s.cache != nil {
+		s.cache.Close() // before the store: no commit after it
+	}
+	if err := s.usage.Save(UsagePath(s.cfg)); err != nil {
+		s.log.Warn("cannot save the record of when cached files were last used", "err", err)
+	}
+	s.store.Close()
+	if s.access != nil {
+		s.access.Flush()
+	}
+	if s.logFile != nil {
+		s.logFile.Close()
+	}
+}
+
+// UsagePath is where the record of when cached files were last used is kept.
+func UsagePath(cfg *cacheconf.Config) string { return filepath.Join(cfg.CacheDir, "usage") }
+
+// Policy is the expiry policy cfg gives: expire_days, and max_size in bytes
+// (a percentage of cache_dir's file system turned into bytes now).
+func Policy(cfg *cacheconf.Config) (expire.Policy, error) {
+	p := expire.Policy{MaxAge: time.Duration(cfg.ExpireDays) * 24 * time.Hour, MaxSize: cfg.MaxSize}
+	if cfg.MaxSizePercent > 0 {
+		var fs unix.Statfs_t
+		if err := unix.Statfs(cfg.CacheDir, &fs); err != nil {
+			return p, fmt.Errorf("max_size: size of the file system of %s: %w", cfg.CacheDir, err)
+		}
+		p.MaxSize = int64(float64(fs.Blocks) * float64(fs.Bsize) * cfg.MaxSizePercent / 100)
+	}
+	return p, nil
+}
+
+// Expire runs one expiry pass over st at now (see package expire), then
+// removes the bodies no key names any more.
+func Expire(ctx context.Context, cfg *cacheconf.Config, st *disk.Store, used *expire.Usage, now time.Time, dryRun bool) (expire.Report, error) {
+	p, err := Policy(cfg)
+	if err != nil {
+		return expire.Report{}, err
+	}
+	r, err := expire.Run(ctx, st, used, now, p, dryRun)
+	if err == nil && !dryRun && len(r.Removed) > 0 {
+		_, _, err = st.GC(ctx)
+	}
+	return r, err
+}
