@@ -6,7 +6,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # Debian packages. policy-rc.d keeps any server package from starting on its
 # default port while it is installed (tests start their own instances).
-debs=(ca-certificates curl gnupg dpkg-dev apt-utils xz-utils zstd bzip2 pigz libcap2-bin mmdebstrap debootstrap eatmydata debian-archive-keyring dnf rpm createrepo-c)
+debs=(ca-certificates curl gnupg dpkg-dev apt-utils xz-utils zstd bzip2 pigz libcap2-bin mmdebstrap debootstrap eatmydata debian-archive-keyring dnf rpm createrepo-c squid)
 missing=()
 for p in "${debs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -18,6 +18,11 @@ if [ ${#missing[@]} -gt 0 ]; then
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 	rm -f /usr/sbin/policy-rc.d
 	trap - EXIT
+fi
+# squid is a test's upstream proxy, started on a free loopback port by the
+# test: the packaged service must not hold 3128.
+if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+	systemctl disable --now squid >/dev/null 2>&1 || true
 fi
 
 # Go 1.26 or newer: /usr/local/go or PATH; when missing, the official release is

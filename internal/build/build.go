@@ -27,7 +27,6 @@ import (
 
 	"vzpkg2/internal/atomicfile"
 	"vzpkg2/internal/packager"
-	"vzpkg2/internal/packager/apt"
 	"vzpkg2/internal/rootfs"
 	"vzpkg2/internal/tmpl"
 )
@@ -63,14 +62,6 @@ type Result struct {
 	Packages []packager.Package
 	Changed  bool     // a new file was published
 	Diff     []string // update: the manifest changes, "+ name version", "- ...", "~ name old -> new"
-}
-
-// packagerFor returns the packager of a definition.
-func packagerFor(def *tmpl.Definition) (packager.Packager, error) {
-	if def.Packager == tmpl.PackagerApt {
-		return apt.Apt{}, nil
-	}
-	return nil, fmt.Errorf("%s: vzpkg cannot build %s templates yet (only apt: Debian, Ubuntu)", def.Name, def.Packager)
 }
 
 // Create builds def and publishes it in opt.CacheDir, replacing an existing
@@ -180,7 +171,7 @@ func interrupted(ctx context.Context, name string, err *error) {
 type builder struct {
 	def  *tmpl.Definition
 	opt  Options
-	pkgr packager.Packager
+	pkgr specPackager
 	work string // private directory on the cache's file system
 	root string // work/root: the template's tree
 
@@ -197,7 +188,7 @@ type builder struct {
 const buildUmask = 0o022
 
 // start sets the process's umask to buildUmask (for vzpkg and every program
-// it runs: vzpkg runs one build per process) and makes the private
+// it runs; every build of the process wants the same) and makes the private
 // directory of a build.
 func start(def *tmpl.Definition, opt Options) (*builder, error) {
 	unix.Umask(buildUmask)

@@ -648,17 +648,21 @@ func TestCreateCacheDebian12ThroughPkgCacher(t *testing.T) {
 				t.Errorf("%s cache never printed %q", tc.cmd, tc.phase)
 			}
 			what := tc.cmd + " killed at " + strings.TrimPrefix(tc.phase, "] ")
-			var left []string
+			// The kernel tears the namespaces down as the last process
+			// exits, which takes a moment with a root of many files on a
+			// tmpfs: a few seconds, not forever.
+			var left, mounts []string
 			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-				if left = buildProcesses(out4); len(left) == 0 || time.Now().After(deadline) {
+				left, mounts = buildProcesses(out4), mountsUnder(out4)
+				if len(left)+len(mounts) == 0 || time.Now().After(deadline) {
 					break
 				}
 			}
 			if len(left) > 0 {
 				t.Errorf("%s: processes of the build still run 5 s later: %v", what, left)
 			}
-			if m := mountsUnder(out4); len(m) > 0 {
-				t.Errorf("%s: mounts of the build are left: %v", what, m)
+			if len(mounts) > 0 {
+				t.Errorf("%s: mounts of the build are left 5 s later: %v", what, mounts)
 			}
 			checkPublished(t, out4, what)
 		}

@@ -375,7 +375,7 @@ func checkManifest(path, tarball string, pkgs []packager.Package, name string) e
 		return fmt.Errorf("cannot check the manifest of %s: %w; rebuild it with vzpkg update cache %s --recreate", tarball, err, name)
 	}
 	if string(data) != formatManifest(pkgs) {
-		return fmt.Errorf("%s does not match the package database in %s (var/lib/dpkg/status): it was edited after the build; rebuild it with vzpkg update cache %s --recreate", path, tarball, name)
+		return fmt.Errorf("%s does not match the package database in %s: it was edited after the build; rebuild it with vzpkg update cache %s --recreate", path, tarball, name)
 	}
 	return nil
 }

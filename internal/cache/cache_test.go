@@ -41,7 +41,7 @@ func TestFreshnessByClass(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	now := time.Now()
 	var after atomic.Int64 // since the fill
-	c := cache.New(st, upstream.New(upstream.Options{ConnectTimeout: 5 * time.Second, StallTimeout: 5 * time.Second, Logger: log}),
+	c := cache.New(st, newUpstream(t, upstream.Options{ConnectTimeout: 5 * time.Second, StallTimeout: 5 * time.Second, Logger: log}),
 		cache.Options{VolatileTTL: 30 * time.Second, Logger: log, Now: func() time.Time { return now.Add(time.Duration(after.Load())) }})
 
 	files := []struct {
@@ -115,7 +115,7 @@ func TestCloseStopsFills(t *testing.T) {
 	}
 	defer st.Close()
 	log := slog.New(slog.DiscardHandler)
-	c := cache.New(st, upstream.New(upstream.Options{ConnectTimeout: 5 * time.Second, StallTimeout: time.Minute, Logger: log}), cache.Options{Logger: log})
+	c := cache.New(st, newUpstream(t, upstream.Options{ConnectTimeout: 5 * time.Second, StallTimeout: time.Minute, Logger: log}), cache.Options{Logger: log})
 	req := cache.Request{Key: up.HostPort() + "/a.deb", URLs: []string{up.URL() + "/a.deb"}, Class: repofmt.Immutable}
 	res, err := c.Get(t.Context(), req)
 	if err != nil {
@@ -135,4 +135,13 @@ func TestCloseStopsFills(t *testing.T) {
 	if _, err := c.Get(t.Context(), req); !errors.Is(err, cache.ErrClosed) {
 		t.Errorf("Get after Close: %v, want cache.ErrClosed", err)
 	}
+}
+
+func newUpstream(t *testing.T, o upstream.Options) *upstream.Client {
+	t.Helper()
+	c, err := upstream.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

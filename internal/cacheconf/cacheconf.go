@@ -47,7 +47,7 @@ type Config struct {
 	LogDir           string        // access.log goes here; empty logs to stderr only
 	OfflineMode      bool          // serve only cached files, never contact upstream
 	route.Table                    // path_map, allowed_locations
-	AllowedHosts     []*net.IPNet  // client networks allowed to use the cache; empty = all
+	Clients          Clients       // who may use the cache
 	VolatileTTL      time.Duration // how long index files are served without revalidation
 	NegativeTTL      time.Duration // how long a file upstream said does not exist is not asked for again
 	FetchTimeout     time.Duration // give up on an upstream that sends no byte for this long
@@ -59,6 +59,24 @@ type Config struct {
 	ConnectTimeout   time.Duration // give up connecting to an upstream after this long
 	CAFile           string        // PEM certificates trusted for https upstreams besides the system roots
 	VerifySignatures []string      // OpenPGP keyrings InRelease, Release.gpg and repomd.xml.asc must verify with; empty: not checked
+
+	// The original pkg-cacher's keys that have a meaning here.
+	AdminEmail   string // shown on the usage page
+	User, Group  string // serve drops to these after binding its port; empty: stays who it is
+	CleanCache   bool   // serve runs expiry passes (clean_cache = 0: only pkg-cacher expire does)
+	HTTPProxy    string // upstream HTTP proxy, host:port or a URL (used when UseProxy)
+	UseProxy     bool
+	ProxyAuth    string // user:password for HTTPProxy (used when UseProxyAuth)
+	UseProxyAuth bool
+	Interface    string // local address, host name or network interface for upstream connections
+	Limit        int64  // upstream bytes per second for all fills together; 0: no limit
+	Debug        bool   // log at debug level
+	CGIAdvice    string // when set, requests in the /pkg-cacher/ form get 410 Gone with this text
+	PIDFile      string // serve writes its process ID here
+
+	// Warnings name the settings read that have no effect, with file and
+	// line: serve logs them at start.
+	Warnings []string
 }
 
 // Defaults returns the built-in configuration.
@@ -73,14 +91,23 @@ func Defaults() *Config {
 		WriteTimeout:   60 * time.Second,
 		MaxFileSize:    8 << 30,
 		ExpireDays:     30,
+		CleanCache:     true,
+		Clients:        Clients{Allow: []AddrRange{every(false)}, Allow6: []AddrRange{every(true)}},
 		ConnectTimeout: 15 * time.Second,
 	}
 	for _, l := range DefaultAllowedLocations {
 		loc, _ := parseLocation(l)
 		c.AllowedLocations = append(c.AllowedLocations, loc)
 	}
+	c.PathMap, _ = parsePathMap(DefaultPathMap)
 	return c
 }
+
+// DefaultPathMap has the original pkg-cacher's profile names, so clients set
+// up for it (http://cacher:3142/debian/...) keep working, pointed at
+// today's mirrors.
+const DefaultPathMap = "fedora dl.fedoraproject.org/pub/fedora/linux ; centos mirror.stream.centos.org ; " +
+	"debian deb.debian.org/debian ; debian-security deb.debian.org/debian-security ; ubuntu archive.ubuntu.com/ubuntu"
 
 // Error is a configuration error at a place in a file (or on the command
 // line).
@@ -114,7 +141,8 @@ func Load(file string, overrides []string) (*Config, error) {
 
 // Parse applies the settings in r (named name in errors) to c.
 func (c *Config) Parse(name string, r io.Reader) error {
-	return keyvalue.Parse(name, r, c.set)
+	c.Warnings = nil
+	return keyvalue.Parse(name, r, c.set, func(msg string) { c.Warnings = append(c.Warnings, msg) })
 }
 
 // keys documents every key; the example config lists the same.
@@ -126,7 +154,10 @@ var keys = map[string]string{
 	"offline_mode":      "0 or 1",
 	"path_map":          "NAME MIRROR [MIRROR...] ; NAME ...",
 	"allowed_locations": "hosts or host/path prefixes, or *",
-	"allowed_hosts":     "client addresses or CIDR networks, or *",
+	"allowed_hosts":     "IPv4 clients allowed: addresses, CIDR networks, a-b ranges, or *",
+	"denied_hosts":      "IPv4 clients refused among the allowed ones",
+	"allowed_hosts_6":   "IPv6 clients allowed: addresses, CIDR networks, a-b ranges, or *",
+	"denied_hosts_6":    "IPv6 clients refused among the allowed ones",
 	"volatile_ttl":      "seconds (or a duration like 30s) index files are fresh",
 	"negative_ttl":      "seconds a file upstream answered 404 for is answered 404 without asking again (0: always ask)",
 	"fetch_timeout":     "seconds without a byte before an upstream is abandoned",
@@ -137,6 +168,25 @@ var keys = map[string]string{
 	"connect_timeout":   "seconds to connect to an upstream",
 	"ca_file":           "PEM file of CA certificates trusted for https upstreams, besides the system roots",
 	"verify_signatures": "OpenPGP keyring files signed metadata must be signed by (empty: no check)",
+
+	// The original pkg-cacher's keys.
+	"admin_email":       "the administrator's address, shown on the usage page",
+	"user":              "user serve runs as after binding its port",
+	"group":             "group serve runs as after binding its port",
+	"clean_cache":       "1: serve runs expiry passes every 6 hours (0: only pkg-cacher expire does)",
+	"expire_hours":      "hours an index file is fresh (0: revalidated with its headers, see volatile_ttl)",
+	"http_proxy":        "upstream HTTP proxy, host:port (used with use_proxy = 1)",
+	"use_proxy":         "0 or 1: fetch through http_proxy",
+	"http_proxy_auth":   "user:password for http_proxy (used with use_proxy_auth = 1)",
+	"use_proxy_auth":    "0 or 1: authenticate to http_proxy",
+	"interface":         "local address, host name or network interface for upstream connections",
+	"limit":             "upstream bytes per second for all downloads together (wget syntax: 25k, 2m); 0: none",
+	"debug":             "0 or 1: log at debug level",
+	"cgi_advise_to_use": "text of a 410 Gone answer to requests in the /pkg-cacher/ form (a moved cache)",
+	"pidfile":           "file serve writes its process ID to",
+	"generate_reports":  "accepted, no effect (the counters are live at /metrics)",
+	"logfile":           "accepted, no effect (deprecated: the access log is logdir/access.log)",
+	"errorfile":         "accepted, no effect (deprecated: errors go to standard error)",
 }
 
 func knownKeys() string {
@@ -187,18 +237,13 @@ func (c *Config) set(key, val string) error {
 			c.AllowedLocations = append(c.AllowedLocations, loc)
 		}
 	case "allowed_hosts":
-		c.AllowedHosts = nil
-		for _, item := range splitList(val) {
-			if item == "*" {
-				c.AllowedHosts = nil
-				break
-			}
-			n, err := parseNet(item)
-			if err != nil {
-				return keyvalue.Item(item, fmt.Errorf("allowed_hosts: %w", err))
-			}
-			c.AllowedHosts = append(c.AllowedHosts, n)
-		}
+		c.Clients.Allow, err = parseRanges(val, false)
+	case "denied_hosts":
+		c.Clients.Deny, err = parseRanges(val, false)
+	case "allowed_hosts_6":
+		c.Clients.Allow6, err = parseRanges(val, true)
+	case "denied_hosts_6":
+		c.Clients.Deny6, err = parseRanges(val, true)
 	case "volatile_ttl":
 		c.VolatileTTL, err = parseSeconds(val)
 	case "negative_ttl":
@@ -230,6 +275,52 @@ func (c *Config) set(key, val string) error {
 		c.CAFile = val
 	case "verify_signatures":
 		c.VerifySignatures = splitList(val)
+	case "admin_email":
+		c.AdminEmail = val
+	case "user":
+		c.User = val
+	case "group":
+		c.Group = val
+	case "clean_cache":
+		c.CleanCache, err = parseBool(val)
+	case "expire_hours":
+		var h int
+		if h, err = strconv.Atoi(val); err != nil || h < 0 {
+			return fmt.Errorf("expire_hours %q is not a number of hours (0: revalidate index files by their headers)", val)
+		}
+		if h > 0 {
+			c.VolatileTTL = time.Duration(h) * time.Hour
+		}
+	case "http_proxy":
+		if val != "" {
+			if _, err := proxyURL(val, ""); err != nil {
+				return err
+			}
+		}
+		c.HTTPProxy = val
+	case "use_proxy":
+		c.UseProxy, err = parseBool(val)
+	case "http_proxy_auth":
+		if val != "" && !strings.Contains(val, ":") {
+			return fmt.Errorf("http_proxy_auth %q is not user:password", val)
+		}
+		c.ProxyAuth = val
+	case "use_proxy_auth":
+		c.UseProxyAuth, err = parseBool(val)
+	case "interface":
+		c.Interface = val
+	case "limit":
+		c.Limit, err = parseRate(val)
+	case "debug":
+		c.Debug, err = parseBool(val)
+	case "cgi_advise_to_use":
+		c.CGIAdvice = val
+	case "pidfile":
+		c.PIDFile = val
+	case "generate_reports", "logfile", "errorfile":
+		if val != "" && val != "0" {
+			return &keyvalue.Warning{Msg: key + " has no effect here: " + keys[key][strings.Index(keys[key], "(")+1:len(keys[key])-1]}
+		}
 	default:
 		return fmt.Errorf("unknown key %q%s (known keys: %s)", key, suggestKey(key), knownKeys())
 	}
@@ -271,6 +362,53 @@ func parseSeconds(v string) (time.Duration, error) {
 		return 0, fmt.Errorf("%q is not a number of seconds (e.g. 30) or a duration (e.g. 1m30s)", v)
 	}
 	return d, nil
+}
+
+// Proxy is the upstream proxy to fetch through, or nil.
+func (c *Config) Proxy() *url.URL {
+	if !c.UseProxy || c.HTTPProxy == "" {
+		return nil
+	}
+	auth := ""
+	if c.UseProxyAuth {
+		auth = c.ProxyAuth
+	}
+	u, _ := proxyURL(c.HTTPProxy, auth) // checked when read
+	return u
+}
+
+// proxyURL is the proxy at hostport (host:port, or an http:// URL) with the
+// credentials auth (user:password; empty: none).
+func proxyURL(hostport, auth string) (*url.URL, error) {
+	raw := hostport
+	if !strings.Contains(raw, "://") {
+		raw = "http://" + raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "http" || u.Host == "" || u.Port() == "" {
+		return nil, fmt.Errorf("http_proxy %q is not host:port (e.g. proxy.example.com:8080)", hostport)
+	}
+	if user, pass, ok := strings.Cut(auth, ":"); ok {
+		u.User = url.UserPassword(user, pass)
+	}
+	return u, nil
+}
+
+// parseRate parses wget's rate syntax: bytes per second, or with k or m
+// (kilobytes, megabytes); 0 or negative is no limit.
+func parseRate(v string) (int64, error) {
+	num, mult := strings.ToLower(strings.TrimSpace(v)), int64(1)
+	switch {
+	case strings.HasSuffix(num, "k"):
+		num, mult = strings.TrimSuffix(num, "k"), 1<<10
+	case strings.HasSuffix(num, "m"):
+		num, mult = strings.TrimSuffix(num, "m"), 1<<20
+	}
+	f, err := strconv.ParseFloat(num, 64)
+	if err != nil {
+		return 0, fmt.Errorf("limit %q is not a rate (e.g. 25k or 2m bytes a second; 0 for none)", v)
+	}
+	return max(0, int64(f*float64(mult))), nil
 }
 
 // parseSize parses a size in bytes, with an optional K, M, G or T suffix
@@ -367,25 +505,6 @@ func parseLocation(item string) (route.Location, error) {
 	return loc, nil
 }
 
-func parseNet(item string) (*net.IPNet, error) {
-	if strings.Contains(item, "/") {
-		_, n, err := net.ParseCIDR(item)
-		if err != nil {
-			return nil, fmt.Errorf("%q is not a CIDR network (e.g. 10.0.0.0/8)", item)
-		}
-		return n, nil
-	}
-	ip := net.ParseIP(item)
-	if ip == nil {
-		return nil, fmt.Errorf("%q is not an IP address or CIDR network (e.g. 192.168.1.0/24)", item)
-	}
-	bits := 128
-	if ip.To4() != nil {
-		ip, bits = ip.To4(), 32
-	}
-	return &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)}, nil
-}
-
 // validHostname reports whether h is a DNS name. Its last label is not all
 // digits (RFC 3696 2), so 1.2.3.4.5.6 is neither a name nor an address.
 func validHostname(h string) bool {
@@ -403,19 +522,6 @@ func validHostname(h string) bool {
 		}
 	}
 	return true
-}
-
-// ClientAllowed reports whether a client at ip may use the cache.
-func (c *Config) ClientAllowed(ip net.IP) bool {
-	if len(c.AllowedHosts) == 0 {
-		return true
-	}
-	for _, n := range c.AllowedHosts {
-		if n.Contains(ip) {
-			return true
-		}
-	}
-	return false
 }
 
 // ListenAddr is the address to listen on.

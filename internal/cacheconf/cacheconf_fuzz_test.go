@@ -94,9 +94,15 @@ func checkConfig(t *testing.T, c *Config) {
 			t.Fatalf("allowed_locations entry %+v", l)
 		}
 	}
-	for _, n := range c.AllowedHosts {
-		if n == nil || n.IP == nil || !c.ClientAllowed(n.IP) {
-			t.Fatalf("allowed_hosts entry %v does not allow its own address", n)
+	for _, list := range [][]AddrRange{c.Clients.Allow, c.Clients.Allow6} {
+		for _, r := range list {
+			denied := false
+			for _, d := range append(c.Clients.Deny, c.Clients.Deny6...) {
+				denied = denied || d.contains(r.Lo)
+			}
+			if !r.Lo.IsValid() || r.Hi.Less(r.Lo) || !denied && !c.ClientAllowed(r.Lo.AsSlice()) {
+				t.Fatalf("allowed_hosts entry %v does not allow its own first address", r)
+			}
 		}
 	}
 }

@@ -1,8 +1,10 @@
 package cacheconf
 
 import (
+	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -83,7 +85,8 @@ func TestExampleConfigIsDefaults(t *testing.T) {
 	d := Defaults()
 	if len(c.AllowedLocations) != len(d.AllowedLocations) || c.CacheDir != d.CacheDir || c.DaemonPort != d.DaemonPort ||
 		c.VolatileTTL != d.VolatileTTL || c.FetchTimeout != d.FetchTimeout || c.LogDir != d.LogDir || c.CAFile != d.CAFile ||
-		c.WriteTimeout != d.WriteTimeout || c.MaxFileSize != d.MaxFileSize || c.NegativeTTL != d.NegativeTTL {
+		c.WriteTimeout != d.WriteTimeout || c.MaxFileSize != d.MaxFileSize || c.NegativeTTL != d.NegativeTTL ||
+		!reflect.DeepEqual(c.PathMap, d.PathMap) || !reflect.DeepEqual(c.Clients, d.Clients) || c.CleanCache != d.CleanCache {
 		t.Errorf("etc/pkg-cacher.conf does not match the built-in defaults: got %+v, want %+v", c, d)
 	}
 }
@@ -105,7 +108,7 @@ func TestErrors(t *testing.T) {
 		{"bad bool", "offline_mode = maybe\n", `bad.conf:1: offline_mode "maybe": want 0 or 1`},
 		{"bad duration", "volatile_ttl = soon\n", `bad.conf:1: volatile_ttl: "soon" is not a number of seconds`},
 		{"bad location", "allowed_locations = deb.debian.org, exa$mple.org/x\n", `bad.conf:1: allowed_locations: "exa$mple.org/x" is not a host`},
-		{"bad cidr", "allowed_hosts = 10.0.0.0/99\n", `bad.conf:1: allowed_hosts: "10.0.0.0/99" is not a CIDR network`},
+		{"bad cidr", "allowed_hosts = 10.0.0.0/99\n", `bad.conf:1: allowed_hosts: "10.0.0.0/99" is not an IPv4 CIDR network`},
 		{"map name like host", "path_map = deb.debian.org deb.debian.org/debian\n", `bad.conf:1: path_map: name "deb.debian.org" must be one path segment`},
 		{"map twice", "path_map = d a.org; d b.org\n", `bad.conf:1: path_map: name "d" is mapped twice`},
 		{"bad mirror", "path_map = d ftp://a.org/x\n", `bad.conf:1: path_map: mirror "ftp://a.org/x" is not host/path`},
@@ -138,5 +141,44 @@ func TestLoadOverrides(t *testing.T) {
 	_, err = Load(f, []string{"daemon_prot=1"})
 	if err == nil || !strings.Contains(err.Error(), `command line: unknown key "daemon_prot" (did you mean "daemon_port"?)`) {
 		t.Errorf("got %v, want an unknown-key error with a suggestion", err)
+	}
+}
+
+// The original's access lists: addresses, networks, ranges and *, IPv4 and
+// IPv6 apart, IPv4-mapped IPv6 as IPv4, 127.0.0.1 always allowed.
+func TestClients(t *testing.T) {
+	c := Defaults()
+	err := c.Parse("acl.conf", strings.NewReader(`allowed_hosts = 10.0.0.0/8, 192.168.0.3-192.168.0.56; 172.16.5.5
+denied_hosts = 10.1.0.0/16
+allowed_hosts_6 = fd00::/8
+denied_hosts_6 = fd00::bad
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ip, want := range map[string]bool{
+		"10.2.3.4": true, "10.1.2.3": false, "192.168.0.3": true, "192.168.0.56": true, "192.168.0.57": false,
+		"172.16.5.5": true, "172.16.5.6": false, "127.0.0.1": true, "127.0.0.2": false,
+		"::ffff:10.2.3.4": true, "::ffff:10.1.0.1": false,
+		"fd00::1": true, "fd00::bad": false, "::1": false, "2001:db8::1": false,
+	} {
+		if got := c.ClientAllowed(net.ParseIP(ip)); got != want {
+			t.Errorf("client %s allowed: %v, want %v", ip, got, want)
+		}
+	}
+	d := Defaults()
+	if !d.ClientAllowed(net.ParseIP("203.0.113.9")) || !d.ClientAllowed(net.ParseIP("2001:db8::9")) {
+		t.Error("by default every client is allowed")
+	}
+	if err := d.Parse("acl.conf", strings.NewReader("allowed_hosts =\n")); err != nil {
+		t.Fatal(err)
+	}
+	if d.ClientAllowed(net.ParseIP("10.0.0.1")) || !d.ClientAllowed(net.ParseIP("127.0.0.1")) {
+		t.Error("an empty allowed_hosts allows 127.0.0.1 only, as the original's")
+	}
+	for _, bad := range []string{"allowed_hosts = fd00::1\n", "allowed_hosts_6 = 10.0.0.1\n", "allowed_hosts = 10.0.0.9-10.0.0.1\n", "denied_hosts = 10.0.0.0/33\n"} {
+		if err := Defaults().Parse("acl.conf", strings.NewReader(bad)); err == nil {
+			t.Errorf("%q was accepted", strings.TrimSpace(bad))
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -59,17 +60,37 @@ http://cacher:3142/HTTPS///HOST/PATH.`,
 				return err
 			}
 			level := slog.LevelInfo
-			if verbose {
+			if verbose || cfg.Debug {
 				level = slog.LevelDebug
 			}
 			log := slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
-			srv, err := cacheserver.New(cfg, log)
-			if err != nil {
-				return err
+			for _, w := range cfg.Warnings {
+				log.Warn(w)
 			}
 			ln, err := net.Listen("tcp", cfg.ListenAddr())
 			if err != nil {
 				return fmt.Errorf("listen on %s: %w (is another cache running? set daemon_port)", cfg.ListenAddr(), err)
+			}
+			defer ln.Close()
+			if cfg.PIDFile != "" {
+				if err := os.WriteFile(cfg.PIDFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+					return fmt.Errorf("pidfile: %w", err)
+				}
+				defer os.Remove(cfg.PIDFile)
+			}
+			// Bind first, then drop privileges: the cache and the logs are
+			// opened as the user.
+			if cfg.User != "" {
+				if err := dropPrivileges(cfg.User, cfg.Group); err != nil {
+					return err
+				}
+			}
+			srv, err := cacheserver.New(cfg, log)
+			if err != nil {
+				if cfg.User != "" && errors.Is(err, fs.ErrPermission) {
+					return fmt.Errorf("%w (pkg-cacher runs as user %s: give it cache_dir and logdir)", err, cfg.User)
+				}
+				return err
 			}
 			return srv.Serve(cmd.Context(), ln)
 		},

@@ -194,7 +194,7 @@ func TestHitPathRefusesClientsNotAllowed(t *testing.T) {
 		get(t, c.url("/local/pool/main/s/small_1_all.deb"))
 	})
 	c := startCacher(t, up.HostPort(), dir, "allowed_hosts=10.0.0.0/8")
-	resp, body := get(t, c.url("/local/pool/main/s/small_1_all.deb"))
+	resp, body := getFrom(t, "127.0.0.2", c.url("/local/pool/main/s/small_1_all.deb")) // 127.0.0.1 is always allowed
 	if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "allowed_hosts") {
 		t.Errorf("a client outside allowed_hosts got %s (%d bytes) for a cached file; want 403 naming allowed_hosts", resp.Status, len(body))
 	}

@@ -15,6 +15,8 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime/debug"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -57,6 +59,9 @@ func New(cfg *cacheconf.Config, log *slog.Logger) (*Server, error) {
 		UserAgent:      "pkg-cacher/" + Version,
 		Logger:         log,
 		AllowRedirect:  cfg.AllowedURL,
+		Proxy:          cfg.Proxy(),
+		Dial:           cfg.Interface,
+		Limit:          cfg.Limit,
 	}
 	if cfg.CAFile != "" {
 		roots, err := upstream.SystemRootsPlus(cfg.CAFile)
@@ -64,6 +69,10 @@ func New(cfg *cacheconf.Config, log *slog.Logger) (*Server, error) {
 			return nil, fmt.Errorf("ca_file: %w", err)
 		}
 		opts.RootCAs = roots
+	}
+	up, err := upstream.New(opts)
+	if err != nil {
+		return nil, err
 	}
 	st, err := disk.Open(cfg.CacheDir)
 	if err != nil {
@@ -90,7 +99,7 @@ func New(cfg *cacheconf.Config, log *slog.Logger) (*Server, error) {
 		accessOut = s.logFile
 	}
 	s.access = proxy.NewAccessLog(accessOut)
-	up := upstream.New(opts)
+
 	s.expect = expect.New()
 	copts := cache.Options{VolatileTTL: cfg.VolatileTTL, NegativeTTL: cfg.NegativeTTL, Served: s.served, MaxFileSize: cfg.MaxFileSize, Offline: cfg.OfflineMode, Expect: s.expect, Logger: log}
 	if len(cfg.VerifySignatures) > 0 {
@@ -103,7 +112,7 @@ func New(cfg *cacheconf.Config, log *slog.Logger) (*Server, error) {
 	}
 	c := cache.New(st, up, copts)
 	s.cache = c
-	s.handler = proxy.NewHandler(c, proxy.Policy{Routes: &cfg.Table, ClientAllowed: cfg.ClientAllowed}, s.access, log)
+	s.handler = proxy.NewHandler(c, proxy.Policy{Routes: &cfg.Table, ClientAllowed: cfg.ClientAllowed, AdminEmail: cfg.AdminEmail, MovedText: cfg.CGIAdvice}, s.access, log)
 	s.http = &http.Server{
 		Handler:           s.handler,
 		ReadHeaderTimeout: 30 * time.Second,
@@ -128,7 +137,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	learned := make(chan struct{})
 	go func() { s.learnCached(learnCtx); close(learned) }()
 	defer func() { stopLearning(); <-learned }()
-	if policy, err := Policy(s.cfg); err == nil && (policy.MaxAge > 0 || policy.MaxSize > 0) {
+	if policy, err := Policy(s.cfg); err == nil && s.cfg.CleanCache && (policy.MaxAge > 0 || policy.MaxSize > 0) {
 		expired := make(chan struct{})
 		go func() { s.expirePeriodically(learnCtx); close(expired) }()
 		defer func() { stopLearning(); <-expired }()
@@ -153,26 +162,37 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // checked from the first request after a restart.
 func (s *Server) learnCached(ctx context.Context) {
 	if learnStore(ctx, s.store, s.expect, s.log) == nil {
+		// Parsing the cached indexes of a large cache leaves a heap several
+		// times what the checksums take: give it back to the system now
+		// rather than over the next minutes.
+		debug.FreeOSMemory()
 		s.log.Info("checksums learned from cached metadata", "files", s.expect.Len())
 	}
 }
 
 // learnStore lets ix learn from the metadata in st, Release and repomd.xml
-// files first (they say which by-hash files are indexes).
+// files first (they say which by-hash files are indexes). It walks the
+// store's index once.
 func learnStore(ctx context.Context, st *disk.Store, ix *expect.Index, log *slog.Logger) error {
-	for _, first := range []bool{true, false} {
-		err := st.Walk(ctx, func(info store.Info) error {
-			base := path.Base(info.Key)
-			if top := base == "InRelease" || base == "Release" || base == "repomd.xml"; top != first {
-				return nil
-			}
-			open := func() (io.ReadCloser, error) { return st.Open(ctx, info.Key) }
-			if err := ix.Learn(info.Key, open); err != nil {
-				log.Warn("cannot read cached repository metadata", "key", info.Key, "err", err)
-			}
-			return nil
-		})
-		if err != nil {
+	var top, rest []string
+	err := st.Walk(ctx, func(info store.Info) error {
+		switch base := path.Base(info.Key); {
+		case base == "InRelease" || base == "Release" || base == "repomd.xml":
+			top = append(top, info.Key)
+		case ix.IsIndex(info.Key) || strings.Contains(info.Key, "/by-hash/"):
+			rest = append(rest, info.Key)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, key := range append(top, rest...) {
+		open := func() (io.ReadCloser, error) { return st.Open(ctx, key) }
+		if err := ix.Learn(key, open); err != nil {
+			log.Warn("cannot read cached repository metadata", "key", key, "err", err)
+		}
+		if err := ctx.Err(); err != nil {
 			return err
 		}
 	}
@@ -245,15 +265,16 @@ func Policy(cfg *cacheconf.Config) (expire.Policy, error) {
 }
 
 // Expire runs one expiry pass over st at now (see package expire), then
-// removes the bodies no key names any more.
+// removes the bodies no key names any more: those of the files it removed,
+// and those replaced by newer versions (index files) since the last pass.
 func Expire(ctx context.Context, cfg *cacheconf.Config, st *disk.Store, used *expire.Usage, now time.Time, dryRun bool) (expire.Report, error) {
 	p, err := Policy(cfg)
 	if err != nil {
 		return expire.Report{}, err
 	}
 	r, err := expire.Run(ctx, st, used, now, p, dryRun)
-	if err == nil && !dryRun && len(r.Removed) > 0 {
-		_, _, err = st.GC(ctx)
+	if err == nil && !dryRun {
+		_, r.Freed, err = st.GC(ctx)
 	}
 	return r, err
 }

@@ -554,3 +554,68 @@ func TestClientProtocol(t *testing.T) {
 		}
 	})
 }
+
+// getFrom GETs url from the local address src.
+func getFrom(t *testing.T, src, url string) (*http.Response, []byte) {
+	t.Helper()
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+	tr := &http.Transport{DialContext: d.DialContext}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr, Timeout: 30 * time.Second}).Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, b
+}
+
+// The access lists as the original documents them, for clients on other
+// loopback addresses and on ::1: allowed, or refused with 403.
+func TestAccessLists(t *testing.T) {
+	root := t.TempDir()
+	writeRandom(t, root, "/pool/a_1_all.deb", 1000)
+	up := repotest.NewUpstream(t, root)
+	v6, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	v6.Close()
+	for _, tc := range []struct {
+		settings []string
+		want     map[string]int // client address: status
+	}{
+		{[]string{"allowed_hosts=127.0.0.2", "allowed_hosts_6="},
+			map[string]int{"127.0.0.1": 200, "127.0.0.2": 200, "127.0.0.3": 403, "::1": 403}},
+		{[]string{"allowed_hosts=127.0.0.0/8", "denied_hosts=127.0.0.2-127.0.0.3", "allowed_hosts_6=::1"},
+			map[string]int{"127.0.0.1": 200, "127.0.0.2": 403, "127.0.0.3": 403, "127.0.0.4": 200, "::1": 200}},
+		{[]string{"allowed_hosts=*", "allowed_hosts_6=fd00::/8"},
+			map[string]int{"127.0.0.9": 200, "::1": 403}},
+	} {
+		t.Run(strings.Join(tc.settings, " "), func(t *testing.T) {
+			ln4, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			ln6, err := net.Listen("tcp", "[::1]:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			c4 := startCacherOn(t, ln4, up.HostPort(), "", tc.settings...)
+			c6 := startCacherOn(t, ln6, up.HostPort(), "", tc.settings...)
+			for client, want := range tc.want {
+				c := c4
+				if strings.Contains(client, ":") {
+					c = c6
+				}
+				resp, body := getFrom(t, client, c.url("/local/pool/a_1_all.deb"))
+				if resp.StatusCode != want {
+					t.Errorf("client %s: got %d %q, want %d", client, resp.StatusCode, body, want)
+				}
+			}
+		})
+	}
+}

@@ -59,3 +59,72 @@ func TestDebRejectsIncompleteDummy(t *testing.T) {
 		t.Fatal("a dummy without a version was built")
 	}
 }
+
+func TestRPMIsInstallableAndProvides(t *testing.T) {
+	t.Setenv("SOURCE_DATE_EPOCH", "1700000000")
+	d := tmpl.Dummy{Name: "kernel", Version: "99:1.0-vz1", Provides: []string{"kernel-core", "kernel-modules"}}
+	path, err := RPM(context.Background(), t.TempDir(), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("rpm", "-qp", "--qf", "%{NAME} %{EPOCH}:%{VERSION}-%{RELEASE} %{ARCH}\n[%{PROVIDES} %{PROVIDEFLAGS:depflags} %{PROVIDEVERSION}\n]", path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("rpm -qp: %v\n%s", err, out)
+	}
+	for _, want := range []string{"kernel 99:1.0-vz1 noarch\n", "kernel-core = 99:1.0-vz1\n", "kernel-modules = 99:1.0-vz1\n"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("rpm -qp has no %q:\n%s", want, out)
+		}
+	}
+	// A real rpm installs it with a package that needs what it provides, at a version.
+	root, spec := t.TempDir(), t.TempDir()
+	needs := `Name: needs-kernel
+Version: 1
+Release: 1
+Summary: needs a kernel
+License: MIT
+BuildArch: noarch
+Requires: kernel-core >= 5.14
+
+%description
+x
+
+%files
+`
+	os.WriteFile(spec+"/n.spec", []byte(needs), 0o644)
+	if msg, err := exec.Command("rpmbuild", "--quiet", "-bb", "--define", "_topdir "+spec, spec+"/n.spec").CombinedOutput(); err != nil {
+		t.Fatalf("rpmbuild: %v\n%s", err, msg)
+	}
+	install := exec.Command("rpm", "--root", root, "--dbpath", "/var/lib/rpm", "-i", "--nodeps", "--noscripts", path)
+	if msg, err := install.CombinedOutput(); err != nil {
+		t.Fatalf("rpm -i %s: %v\n%s", path, err, msg)
+	}
+	install = exec.Command("rpm", "--root", root, "--dbpath", "/var/lib/rpm", "-i", "--noscripts", spec+"/RPMS/noarch/needs-kernel-1-1.noarch.rpm")
+	if msg, err := install.CombinedOutput(); err != nil {
+		t.Errorf("the dummy does not satisfy kernel-core >= 5.14: %v\n%s", err, msg)
+	}
+	if _, err := os.Stat(root + "/usr/share/doc/kernel/README.vzpkg"); err != nil {
+		t.Errorf("the dummy's README is not installed: %v", err)
+	}
+
+	again, err := RPM(context.Background(), t.TempDir(), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := os.ReadFile(path)
+	b, _ := os.ReadFile(again)
+	if !bytes.Equal(a, b) {
+		t.Error("two builds with the same SOURCE_DATE_EPOCH differ")
+	}
+}
+
+func TestRPMRejectsBadVersions(t *testing.T) {
+	for _, v := range []string{"", "x:1.0", "1.0-", "1.0\nRequires: evil", "%{evil}"} {
+		if _, err := RPM(context.Background(), t.TempDir(), tmpl.Dummy{Name: "udev", Version: v}); err == nil {
+			t.Errorf("a dummy with version %q was built", v)
+		}
+	}
+	if _, err := RPM(context.Background(), t.TempDir(), tmpl.Dummy{Name: "udev", Version: "1", Provides: []string{"a\nRequires: b"}}); err == nil {
+		t.Error("a dummy providing a name with a newline was built")
+	}
+}

@@ -24,8 +24,8 @@ type Sum struct {
 
 // Index holds learned checksums. It is safe for concurrent use.
 type Index struct {
-	mu    sync.RWMutex      // protects the maps
-	sums  map[uint64]entry  // by hash of the key: compact for a whole archive's Packages
+	mu    sync.RWMutex      // protects sums and kind
+	sums  table             // by hash of the key: compact for a whole archive's Packages
 	kind  map[string]string // metadata keys whose names do not say what they are (by-hash), by key: their index name
 	onSet func(key string, s Sum)
 }
@@ -37,7 +37,7 @@ type entry struct {
 
 // New returns an empty Index.
 func New() *Index {
-	return &Index{sums: map[uint64]entry{}, kind: map[string]string{}}
+	return &Index{sums: newTable(), kind: map[string]string{}}
 }
 
 var (
@@ -62,7 +62,7 @@ func (ix *Index) Expect(key string) (Sum, bool) {
 		return ix.withSize(key, m[1]), true
 	}
 	ix.mu.RLock()
-	e, ok := ix.sums[keyHash(key)]
+	e, ok := ix.sums.get(keyHash(key))
 	ix.mu.RUnlock()
 	if !ok {
 		return Sum{}, false
@@ -74,7 +74,7 @@ func (ix *Index) Expect(key string) (Sum, bool) {
 // under key (a name that says its own checksum does not count).
 func (ix *Index) Listed(key string) bool {
 	ix.mu.RLock()
-	_, ok := ix.sums[keyHash(key)]
+	_, ok := ix.sums.get(keyHash(key))
 	ix.mu.RUnlock()
 	return ok
 }
@@ -82,7 +82,7 @@ func (ix *Index) Listed(key string) bool {
 // withSize is the checksum a key names, with the size learned for it if any.
 func (ix *Index) withSize(key, sum string) Sum {
 	ix.mu.RLock()
-	e, ok := ix.sums[keyHash(key)]
+	e, ok := ix.sums.get(keyHash(key))
 	ix.mu.RUnlock()
 	if ok && hex.EncodeToString(e.sum[:]) == sum {
 		return Sum{Size: e.size, SHA256: sum}
@@ -101,7 +101,7 @@ func (ix *Index) set(key string, size int64, sha string) {
 		return
 	}
 	ix.mu.Lock()
-	ix.sums[keyHash(key)] = entry{size: size, sum: sum}
+	ix.sums.set(keyHash(key), entry{size: size, sum: sum})
 	ix.mu.Unlock()
 	if ix.onSet != nil {
 		ix.onSet(key, Sum{Size: size, SHA256: sha})
@@ -132,7 +132,7 @@ func (ix *Index) kindOf(key string) string {
 func (ix *Index) Len() int {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
-	return len(ix.sums)
+	return ix.sums.len()
 }
 
 func keyHash(key string) uint64 {

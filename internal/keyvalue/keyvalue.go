@@ -30,8 +30,10 @@ func (e *Error) Error() string {
 
 // Parse calls set with each entry of r (called name in errors), in order.
 // An error from set is reported at the entry's line or, when it wraps an
-// Item error, at the line of a continued entry that holds that item.
-func Parse(name string, r io.Reader, set func(key, value string) error) error {
+// Item error, at the line of a continued entry that holds that item. A
+// Warning from set is passed to warn with the file and line, and parsing
+// goes on.
+func Parse(name string, r io.Reader, set func(key, value string) error, warn func(msg string)) error {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	var (
@@ -53,7 +55,13 @@ func Parse(name string, r io.Reader, set func(key, value string) error) error {
 			return &Error{File: name, Line: startLine, Msg: fmt.Sprintf("%q is not a `key = value` line", text)}
 		}
 		if err := set(Key(k), strings.TrimSpace(v)); err != nil {
-			return &Error{File: name, Line: startLine + lineOf(entry, starts, err), Msg: err.Error()}
+			e := &Error{File: name, Line: startLine + lineOf(entry, starts, err), Msg: err.Error()}
+			var w *Warning
+			if errors.As(err, &w) && warn != nil {
+				warn(e.Error())
+				return nil
+			}
+			return e
 		}
 		return nil
 	}
@@ -92,6 +100,12 @@ func Parse(name string, r io.Reader, set func(key, value string) error) error {
 	}
 	return flush()
 }
+
+// Warning is what set returns for a setting it takes but that has no
+// effect: Parse passes it on to warn and goes on.
+type Warning struct{ Msg string }
+
+func (w *Warning) Error() string { return w.Msg }
 
 // itemError is an error about one item of a list value.
 type itemError struct {

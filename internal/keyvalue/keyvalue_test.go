@@ -15,7 +15,7 @@ func TestParse(t *testing.T) {
 			return Item("bad", errors.New("bad item"))
 		}
 		return nil
-	})
+	}, nil)
 	if err == nil || err.Error() != "t.conf:6: bad item" {
 		t.Errorf("got error %v, want t.conf:6: bad item (the line holding the item)", err)
 	}
@@ -27,7 +27,7 @@ func TestParse(t *testing.T) {
 			return errors.New("the Kelvin sign was folded into k")
 		}
 		return nil
-	})
+	}, nil)
 	if err != nil {
 		t.Error(err)
 	}

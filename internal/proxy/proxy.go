@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,6 +32,10 @@ type Policy struct {
 	// ClientAllowed reports whether a client may use the cache; nil allows
 	// every client.
 	ClientAllowed func(net.IP) bool
+	AdminEmail    string // shown on the usage page
+	// MovedText, when set, answers requests in the original pkg-cacher's
+	// /pkg-cacher/ form with 410 Gone and this text (cgi_advise_to_use).
+	MovedText string
 }
 
 // Handler serves clients from a Cache.
@@ -59,6 +64,10 @@ func (h *Handler) Hit(u *url.URL) (store.Object, string) {
 	if isLocal(u) {
 		return nil, ""
 	}
+	u, legacy := stripLegacy(u)
+	if legacy && h.pol.MovedText != "" {
+		return nil, ""
+	}
 	t, refused := h.pol.Routes.Resolve(u)
 	if refused != nil {
 		return nil, ""
@@ -82,6 +91,23 @@ func (h *Handler) Answered(client string, ok bool, code int, n int64, show strin
 // isLocal reports whether u is one of pkg-cacher's own pages.
 func isLocal(u *url.URL) bool {
 	return !u.IsAbs() && u.Host == "" && (u.Path == "/" || u.Path == "/metrics")
+}
+
+// stripLegacy takes off the /pkg-cacher/ prefix of the original
+// pkg-cacher's web-server mode (http://host/pkg-cacher/fedora/...), and
+// says whether there was one.
+func stripLegacy(u *url.URL) (*url.URL, bool) {
+	rest, ok := strings.CutPrefix(u.EscapedPath(), "/pkg-cacher/")
+	if !ok || u.IsAbs() || u.Host != "" || rest == "" {
+		return u, false
+	}
+	v := *u
+	v.Path, v.RawPath = "", ""
+	if p, err := url.PathUnescape("/" + rest); err == nil {
+		v.Path = p
+		v.RawPath = "/" + rest
+	}
+	return &v, true
 }
 
 // request is the cache request for t.
@@ -143,7 +169,12 @@ func (h *Handler) serve(w *countingWriter, r *http.Request) (cache.Status, strin
 		}
 		return cache.Pass, r.RequestURI
 	}
-	t, cerr := h.pol.Routes.Resolve(r.URL)
+	u, legacy := stripLegacy(r.URL)
+	if legacy && h.pol.MovedText != "" {
+		writeRefusal(w, route.Refuse(http.StatusGone, h.pol.MovedText))
+		return cache.Pass, r.RequestURI
+	}
+	t, cerr := h.pol.Routes.Resolve(u)
 	if cerr != nil {
 		writeRefusal(w, cerr)
 		return cache.Pass, r.RequestURI

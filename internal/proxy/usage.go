@@ -46,7 +46,8 @@ multi-range (zchunk) requests are answered, and mirror redirects are followed by
 <pre>{{range .Maps}}baseurl=http://{{$.Host}}/{{.Name}}/PATH     # {{.Mirrors}}
 {{end}}</pre>{{end}}
 
-<h2>Allowed upstreams</h2>
+{{if .Admin}}<p>Administrator: {{.Admin}}</p>
+{{end}}<h2>Allowed upstreams</h2>
 <pre>{{.Allowed}}</pre>
 </body></html>
 `))
@@ -61,9 +62,9 @@ type usageMap struct {
 // written on the hijacked connection.
 func (h *Handler) usage(w *countingWriter, r *http.Request) {
 	data := struct {
-		Status, Host, Allowed string
-		Maps                  []usageMap
-	}{Status: usageStatus, Host: r.Host, Allowed: h.allowedText()}
+		Status, Host, Allowed, Admin string
+		Maps                         []usageMap
+	}{Status: usageStatus, Host: r.Host, Allowed: h.allowedText(), Admin: h.pol.AdminEmail}
 	if data.Host == "" {
 		data.Host = "cacher:3142"
 	}

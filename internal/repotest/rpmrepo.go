@@ -2,10 +2,12 @@ package repotest
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,13 +21,37 @@ type RPM struct {
 	// Requires lists dependencies, e.g. "libbig >= 2.0".
 	Requires []string
 	// Size is the length of the package's payload, /usr/share/<Name>/data:
-	// deterministic pseudo-random bytes that do not compress.
+	// deterministic pseudo-random bytes that do not compress. 0 leaves it out.
 	Size int
+
+	// Arch is the package's architecture; empty means noarch. A package
+	// holding the host's binaries is the host's architecture.
+	Arch string
+	// Provides lists capabilities the package provides beyond its name.
+	Provides []string
+	// Files maps a path the package installs to the host file it copies
+	// (its mode kept); HostFiles fills it for a program and its libraries.
+	Files map[string]string
+	// Text maps a path the package installs to its content (mode 0644).
+	Text map[string]string
+	// Dirs are directories the package owns; Symlinks maps a path to a
+	// symbolic link's target.
+	Dirs     []string
+	Symlinks map[string]string
+	// Post is the package's %post scriptlet, run by /bin/sh in the root.
+	Post string
 }
 
-// FileName returns the package's file name, <name>-<version>-<release>.noarch.rpm.
+// FileName returns the package's file name, <name>-<version>-<release>.<arch>.rpm.
 func (p RPM) FileName() string {
-	return p.Name + "-" + p.Version + "-" + p.Release + ".noarch.rpm"
+	return p.Name + "-" + p.Version + "-" + p.Release + "." + p.arch() + ".rpm"
+}
+
+func (p RPM) arch() string {
+	if p.Arch == "" {
+		return "noarch"
+	}
+	return p.Arch
 }
 
 // RPMRepo is a yum/dnf repository made by BuildRPMRepo.
@@ -34,6 +60,9 @@ type RPMRepo struct {
 	Root string
 	// RPMs maps a package name to its .rpm, slash-separated and relative to Root.
 	RPMs map[string]string
+	// Key is the ASCII-armoured public key that signed the packages, under
+	// Root; empty when they are not signed.
+	Key string
 }
 
 // Section returns a dnf repository section with id id and the given baseurl
@@ -92,20 +121,56 @@ func buildRPM(t testing.TB, stage, root string, p RPM) string {
 
 	var spec strings.Builder
 	fmt.Fprintf(&spec, "Name: %s\nVersion: %s\nRelease: %s\n", p.Name, p.Version, p.Release)
-	fmt.Fprintf(&spec, "Summary: repotest fixture %s\nLicense: MIT\nBuildArch: noarch\nAutoReqProv: no\n", p.Name)
+	fmt.Fprintf(&spec, "Summary: repotest fixture %s\nLicense: MIT\nBuildArch: %s\nAutoReqProv: no\n", p.Name, p.arch())
 	for _, r := range p.Requires {
 		fmt.Fprintf(&spec, "Requires: %s\n", r)
 	}
+	for _, r := range p.Provides {
+		fmt.Fprintf(&spec, "Provides: %s\n", r)
+	}
 	fmt.Fprintf(&spec, "\n%%description\n%d bytes of pseudo-random data.\n", p.Size)
-	fmt.Fprintf(&spec, "\n%%install\ninstall -D -m 0644 %s %%{buildroot}/usr/share/%s/data\n", data, p.Name)
-	fmt.Fprintf(&spec, "\n%%files\n/usr/share/%s/data\n", p.Name)
+	var install, files strings.Builder
+	if p.Size > 0 || (len(p.Files)+len(p.Text)+len(p.Dirs)+len(p.Symlinks) == 0) {
+		fmt.Fprintf(&install, "install -D -m 0644 %s %%{buildroot}/usr/share/%s/data\n", data, p.Name)
+		fmt.Fprintf(&files, "/usr/share/%s/data\n", p.Name)
+	}
+	for _, d := range p.Dirs {
+		fmt.Fprintf(&install, "mkdir -p %%{buildroot}%s\n", d)
+		fmt.Fprintf(&files, "%%dir %s\n", d)
+	}
+	for _, dst := range slices.Sorted(maps.Keys(p.Files)) {
+		fi, err := os.Stat(p.Files[dst])
+		if err != nil {
+			t.Fatalf("BuildRPMRepo: package %s: %v", p.Name, err)
+		}
+		fmt.Fprintf(&install, "install -D -m %04o %s %%{buildroot}%s\n", fi.Mode().Perm(), p.Files[dst], dst)
+		fmt.Fprintf(&files, "%s\n", dst)
+	}
+	for i, dst := range slices.Sorted(maps.Keys(p.Text)) {
+		src := filepath.Join(stage, fmt.Sprint("text", i))
+		writeFile(t, src, []byte(p.Text[dst]), 0o644)
+		fmt.Fprintf(&install, "install -D -m 0644 %s %%{buildroot}%s\n", src, dst)
+		fmt.Fprintf(&files, "%s\n", dst)
+	}
+	for _, l := range slices.Sorted(maps.Keys(p.Symlinks)) {
+		fmt.Fprintf(&install, "mkdir -p %%{buildroot}%s\nln -s %s %%{buildroot}%s\n", path.Dir(l), p.Symlinks[l], l)
+		fmt.Fprintf(&files, "%s\n", l)
+	}
+	fmt.Fprintf(&spec, "\n%%install\n%s", install.String())
+	if p.Post != "" {
+		fmt.Fprintf(&spec, "\n%%post\n%s\n", p.Post)
+	}
+	fmt.Fprintf(&spec, "\n%%files\n%s", files.String())
 	specFile := filepath.Join(stage, p.Name+".spec")
 	writeFile(t, specFile, []byte(spec.String()), 0o644)
 
 	env := []string{"SOURCE_DATE_EPOCH=" + strconv.Itoa(sourceDateEpoch), "HOME=" + stage}
 	command(t, "", env, nil, "rpmbuild", "--quiet", "-bb",
+		"--target", p.arch(),
 		"--define", "_topdir "+filepath.Join(stage, "top"),
 		"--define", "_build_id_links none",
+		"--define", "debug_package %{nil}",
+		"--define", "__os_install_post %{nil}",
 		"--define", "use_source_date_epoch_as_buildtime 1",
 		"--define", "clamp_mtime_to_source_date_epoch 1",
 		specFile)
@@ -113,7 +178,7 @@ func buildRPM(t testing.TB, stage, root string, p RPM) string {
 	rel := path.Join("Packages", strings.ToLower(p.Name[:1]), p.FileName())
 	out := filepath.Join(root, filepath.FromSlash(rel))
 	mkdirAll(t, filepath.Dir(out))
-	built, err := os.ReadFile(filepath.Join(stage, "top", "RPMS", "noarch", p.FileName()))
+	built, err := os.ReadFile(filepath.Join(stage, "top", "RPMS", p.arch(), p.FileName()))
 	if err != nil {
 		t.Fatalf("BuildRPMRepo: package %s: %v", p.Name, err)
 	}

@@ -4,6 +4,8 @@
 package rootfs
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -12,11 +14,10 @@ import (
 	"strings"
 )
 
-// fixups implements the fixups named in tmpl.Fixups (rpmdb-rebuild, which
-// needs the template's own rpm, belongs to the dnf packager). Each one works on the
-// tree from outside (no chroot) through an os.Root, so nothing it does
-// leaves the root; it is idempotent, and does nothing where the files it
-// changes do not exist.
+// fixups implements the fixups named in tmpl.Fixups but those of
+// chrootFixups. Each one works on the tree from outside (no chroot) through
+// an os.Root, so nothing it does leaves the root; it is idempotent, and
+// does nothing where the files it changes do not exist.
 var fixups = map[string]func(r *os.Root) error{
 	"apt-clean":                aptClean,
 	"dnf-clean":                dnfClean,
@@ -31,12 +32,18 @@ var fixups = map[string]func(r *os.Root) error{
 	"systemd-container":        systemdContainer,
 }
 
+// chrootFixups are the fixups that run the root's own programs, in a
+// chroot of it (rootfs.Command, with MountAPI's mounts).
+var chrootFixups = map[string]func(ctx context.Context, root string) error{
+	"rpmdb-rebuild": rpmdbRebuild,
+}
+
 // Fixup applies the named fixups to root in order, then removes what a build
 // must never leave behind (policy-rc.d). A fixup whose files are reached
 // through a symbolic link out of the root fails.
 func Fixup(root string, names []string) error {
 	for _, n := range names {
-		if _, ok := fixups[n]; !ok {
+		if fixups[n] == nil && chrootFixups[n] == nil {
 			return fmt.Errorf("unknown fixup %q", n)
 		}
 	}
@@ -46,7 +53,12 @@ func Fixup(root string, names []string) error {
 	}
 	defer r.Close()
 	for _, n := range names {
-		if err := fixups[n](r); err != nil {
+		if fn := chrootFixups[n]; fn != nil {
+			err = fn(context.Background(), root)
+		} else {
+			err = fixups[n](r)
+		}
+		if err != nil {
 			return fmt.Errorf("fixup %s: %w", n, Explain(root, err))
 		}
 	}
@@ -199,4 +211,93 @@ func writeIfDir(r *os.Root, rel, content string) error {
 		return err
 	}
 	return WriteFile(r, rel, []byte(content), 0o644)
+}
+
+// builtDBPath is where a dnf build leaves the rpm database.
+const builtDBPath = "/var/lib/rpm"
+
+// rpmdbRebuild rebuilds the rpm database with the root's own rpm, in a
+// chroot, so that it is in the format and the place that rpm reads: the
+// host's rpm, which dnf --installroot ran, may write another format, and
+// puts it in /var/lib/rpm where Fedora and EL 10 read /usr/lib/sysimage/rpm.
+// A database elsewhere than the root's rpm reads is exported and imported
+// there (rpmdb --exportdb/--importdb, rpm 4.16 and later), and
+// /var/lib/rpm becomes a link to it, as those distributions have it. A root
+// without rpm has nothing to rebuild with, and nothing that reads the
+// database: the fixup leaves it.
+func rpmdbRebuild(ctx context.Context, root string) (err error) {
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	if _, err := r.Stat("usr/bin/rpm"); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	m, err := MountAPI(root)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, m.Unmount()) }()
+	run := func(stdin []byte, argv ...string) ([]byte, error) {
+		cmd := Command(ctx, root, nil, argv...)
+		var out, errOut bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		if stdin != nil {
+			cmd.Stdin = bytes.NewReader(stdin)
+		}
+		if err := cmd.Run(); err != nil {
+			return nil, fmt.Errorf("%s in %s: %w: %s", strings.Join(argv, " "), root, err, strings.TrimSpace(errOut.String()))
+		}
+		return out.Bytes(), nil
+	}
+	out, err := run(nil, "rpm", "--eval", "%{_dbpath}")
+	if err != nil {
+		return err
+	}
+	target := path.Clean(strings.TrimSpace(string(out)))
+	if !path.IsAbs(target) || target == "/" {
+		return fmt.Errorf("the root's rpm names %q as its database directory", target)
+	}
+	built := false
+	if fi, err := r.Lstat(builtDBPath[1:]); err == nil && fi.IsDir() {
+		for _, f := range []string{"rpmdb.sqlite", "Packages", "Packages.db"} {
+			if _, err := r.Lstat(builtDBPath[1:] + "/" + f); err == nil {
+				built = true
+			}
+		}
+	}
+	if target == builtDBPath || !built {
+		_, err := run(nil, "rpm", "--rebuilddb")
+		return err
+	}
+	if err := r.MkdirAll(target[1:], 0o755); err != nil {
+		return err
+	}
+	if err := RemoveGlobs(r, target[1:]+"/*"); err != nil {
+		return err
+	}
+	dump, err := run(nil, "rpmdb", "--dbpath", builtDBPath, "--exportdb")
+	if err != nil {
+		return err
+	}
+	if _, err := run(dump, "rpmdb", "--dbpath", target, "--importdb"); err != nil {
+		return err
+	}
+	if err := r.RemoveAll(builtDBPath[1:]); err != nil {
+		return err
+	}
+	return r.Symlink(relLink(builtDBPath, target), builtDBPath[1:])
+}
+
+// relLink returns the relative target of a link at from that leads to to
+// (both absolute and clean, slash-separated).
+func relLink(from, to string) string {
+	up := strings.Count(path.Dir(from), "/")
+	if path.Dir(from) == "/" {
+		up = 0
+	}
+	return strings.Repeat("../", up) + strings.TrimPrefix(to, "/")
 }

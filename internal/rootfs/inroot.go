@@ -70,7 +70,14 @@ func RemoveGlobs(r *os.Root, patterns ...string) error {
 // the root refused to follow a symbolic link: which path, and why.
 func Explain(root string, err error) error {
 	var pe *fs.PathError
-	if errors.As(err, &pe) && pe.Err != nil && pe.Err.Error() == "path escapes from parent" {
+	if !errors.As(err, &pe) {
+		return err
+	}
+	// os.Root's MkdirAll wraps the refusal of one step in its own error.
+	for inner, ok := pe.Err.(*fs.PathError); ok; inner, ok = pe.Err.(*fs.PathError) {
+		pe = inner
+	}
+	if pe.Err != nil && pe.Err.Error() == "path escapes from parent" {
 		return fmt.Errorf("%w: a symbolic link on the way to %s in %s is absolute or leads out of it, and vzpkg follows neither in a root", err, pe.Path, root)
 	}
 	return err

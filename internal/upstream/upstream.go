@@ -17,6 +17,8 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"vzpkg2/internal/cache"
@@ -31,6 +33,7 @@ type Client struct {
 	stall     time.Duration
 	userAgent string
 	log       *slog.Logger
+	limit     *limiter // nil: no bandwidth limit
 }
 
 // Options configure a Client.
@@ -45,13 +48,25 @@ type Options struct {
 	// mirror redirector must not lead the cache to a host its clients
 	// could not name themselves. nil follows none.
 	AllowRedirect func(u *url.URL) bool
+	// Proxy is an HTTP proxy every upstream is reached through (https ones
+	// with CONNECT); nil reaches them directly.
+	Proxy *url.URL
+	// Dial names the local side of upstream connections: an IP address, a
+	// host name, or a network interface; "" lets the system choose.
+	Dial string
+	// Limit caps the bytes a second all upstream bodies together arrive at;
+	// 0 is no limit.
+	Limit int64
 }
 
 // New returns a Client.
-func New(o Options) *Client {
+func New(o Options) (*Client, error) {
 	dialer := &net.Dialer{Timeout: o.ConnectTimeout, KeepAlive: 30 * time.Second}
+	if err := bindLocal(dialer, o.Dial); err != nil {
+		return nil, err
+	}
 	tr := &http.Transport{
-		Proxy:                 nil, // upstreams are reached directly
+		Proxy:                 http.ProxyURL(o.Proxy), // nil: upstreams are reached directly
 		DialContext:           dialer.DialContext,
 		TLSHandshakeTimeout:   o.ConnectTimeout,
 		ResponseHeaderTimeout: o.StallTimeout,
@@ -62,10 +77,69 @@ func New(o Options) *Client {
 		TLSClientConfig:       &tls.Config{RootCAs: o.RootCAs},
 	}
 	c := &Client{stall: o.StallTimeout, userAgent: o.UserAgent, log: o.Logger}
+	if o.Limit > 0 {
+		c.limit = &limiter{rate: o.Limit}
+	}
 	c.http = &http.Client{Transport: tr, CheckRedirect: func(req *http.Request, via []*http.Request) error {
 		return checkRedirect(req, via, o.AllowRedirect)
 	}}
-	return c
+	return c, nil
+}
+
+// bindLocal makes d's connections leave from local: an IP address, a host
+// name (its first address), or a network interface (SO_BINDTODEVICE).
+func bindLocal(d *net.Dialer, local string) error {
+	if local == "" {
+		return nil
+	}
+	if ip := net.ParseIP(local); ip != nil {
+		d.LocalAddr = &net.TCPAddr{IP: ip}
+		return nil
+	}
+	if _, err := net.InterfaceByName(local); err == nil {
+		d.Control = func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			err := rc.Control(func(fd uintptr) { serr = syscall.BindToDevice(int(fd), local) })
+			return errors.Join(err, serr)
+		}
+		return nil
+	}
+	ips, err := net.LookupIP(local)
+	if err != nil || len(ips) == 0 {
+		return fmt.Errorf("interface %q is neither an address, a host name nor a network interface of this machine", local)
+	}
+	d.LocalAddr = &net.TCPAddr{IP: ips[0]}
+	return nil
+}
+
+// limiter paces the bytes of every body it is given to rate a second
+// together: each read waits until the shared schedule has room for it.
+type limiter struct {
+	rate int64 // bytes a second
+	mu   sync.Mutex
+	next time.Time // when the schedule is free again
+}
+
+// wait blocks until n more bytes fit the rate, or ctx ends.
+func (l *limiter) wait(ctx context.Context, n int) error {
+	l.mu.Lock()
+	now := time.Now()
+	start := l.next
+	if start.Before(now) {
+		start = now
+	}
+	l.next = start.Add(time.Duration(int64(n) * int64(time.Second) / l.rate))
+	l.mu.Unlock()
+	if d := start.Sub(now); d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
 }
 
 // SystemRootsPlus returns the system's root certificates plus those in the
@@ -157,6 +231,9 @@ func (c *Client) get(ctx context.Context, u string, f cache.Fetch) (*cache.Respo
 		return nil, &HTMLError{URL: u, Final: resp.Request.URL.String()}
 	case resp.StatusCode == http.StatusOK || (resp.StatusCode == http.StatusNotModified && cond != (cache.Conditions{})):
 		resp.Body = newStallReader(resp.Body, c.stall, cancel)
+		if c.limit != nil {
+			resp.Body = &limitedBody{ReadCloser: resp.Body, ctx: ctx, l: c.limit}
+		}
 		return &cache.Response{Response: resp, URL: u}, nil
 	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
@@ -220,4 +297,23 @@ func (r *stallReader) Close() error {
 // isHTML reports whether a response claims to be an HTML page.
 func isHTML(h http.Header) bool {
 	return strings.HasPrefix(strings.ToLower(h.Get("Content-Type")), "text/html")
+}
+
+// limitedBody reads a body at the limiter's pace.
+type limitedBody struct {
+	io.ReadCloser
+	ctx context.Context
+	l   *limiter
+}
+
+func (b *limitedBody) Read(p []byte) (int, error) {
+	// Small reads keep the pace smooth and the stall timer fed.
+	p = p[:min(len(p), int(max(b.l.rate/8, 1024)))]
+	n, err := b.ReadCloser.Read(p)
+	if n > 0 {
+		if werr := b.l.wait(b.ctx, n); werr != nil && err == nil {
+			err = werr
+		}
+	}
+	return n, err
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -62,14 +63,26 @@ goes on when it is done, or with --no-wait fails at once.`
 
 // prepare resolves the template and the build options.
 func (a *app) prepare(ctx context.Context, cmd *cobra.Command, name string, f *buildFlags) (*tmpl.Definition, build.Options, *progress, error) {
+	tree, opt, err := a.options(ctx, f)
+	if err != nil {
+		return nil, opt, nil, err
+	}
+	def, err := tree.Lookup(name)
+	if err != nil {
+		return nil, opt, nil, err
+	}
+	p := newProgress(cmd.ErrOrStderr(), f.quiet, f.verbose, a.env.Now)
+	opt.Progress = p
+	opt.Waiting = cmd.ErrOrStderr()
+	return def, opt, p, nil
+}
+
+// options loads the template tree and the build options but the progress.
+func (a *app) options(ctx context.Context, f *buildFlags) (*tmpl.Tree, build.Options, error) {
 	var opt build.Options
 	cfg, tree, err := a.load()
 	if tree == nil {
-		return nil, opt, nil, err
-	}
-	def, lerr := tree.Lookup(name)
-	if lerr != nil {
-		return nil, opt, nil, lerr
+		return nil, opt, err
 	}
 	opt.CacheDir = cfg.CacheDir
 	if f.cacheDir != "" {
@@ -81,13 +94,13 @@ func (a *app) prepare(ctx context.Context, cmd *cobra.Command, name string, f *b
 	}
 	if cacher != "" && !f.noCacher {
 		if opt.Cacher, err = checkCacher(ctx, cacher); err != nil {
-			return nil, opt, nil, err
+			return nil, opt, err
 		}
 	}
 	if s := a.env.Getenv("SOURCE_DATE_EPOCH"); s != "" {
 		sec, err := strconv.ParseInt(s, 10, 64)
 		if err != nil || sec < 0 {
-			return nil, opt, nil, fmt.Errorf("SOURCE_DATE_EPOCH=%q: want seconds since 1970", s)
+			return nil, opt, fmt.Errorf("SOURCE_DATE_EPOCH=%q: want seconds since 1970", s)
 		}
 		opt.Epoch = time.Unix(sec, 0)
 	}
@@ -95,10 +108,92 @@ func (a *app) prepare(ctx context.Context, cmd *cobra.Command, name string, f *b
 	opt.Verbose = f.verbose
 	opt.HookTimeout = cfg.HookTimeout
 	opt.NoWait = f.noWait
-	opt.Waiting = cmd.ErrOrStderr()
-	p := newProgress(cmd.ErrOrStderr(), f.quiet, f.verbose, a.env.Now)
-	opt.Progress = p
-	return def, opt, p, nil
+	return tree, opt, nil
+}
+
+// batch runs one build per template: those named, or with all those
+// selectAll picks from the tree. A single name runs as it always did; with
+// several the batch goes on past a failed template (each failure printed
+// on the error output as it happens), prints a summary and fails if any
+// template failed. An interruption stops it.
+func (a *app) batch(cmd *cobra.Command, names []string, all bool, f *buildFlags,
+	selectAll func(tree *tmpl.Tree, opt build.Options) []string,
+	one func(ctx context.Context, def *tmpl.Definition, opt build.Options) error) error {
+	ctx := cmd.Context()
+	if all == (len(names) > 0) {
+		return fmt.Errorf("name templates or give --all, not both and not neither")
+	}
+	if len(names) == 1 {
+		def, opt, p, err := a.prepare(ctx, cmd, names[0], f)
+		if err != nil {
+			return err
+		}
+		err = one(ctx, def, opt)
+		p.Done()
+		return err
+	}
+	tree, opt, err := a.options(ctx, f)
+	if err != nil {
+		return err
+	}
+	if all {
+		if names = selectAll(tree, opt); len(names) == 0 {
+			fmt.Fprintln(cmd.OutOrStdout(), "no templates to build")
+			return nil
+		}
+	}
+	var failed []string
+	for i, name := range names {
+		if ctx.Err() != nil {
+			return fmt.Errorf("interrupted before %s (%d of %d templates done, %d failed)", name, i, len(names), len(failed))
+		}
+		err := func() error {
+			def, err := tree.Lookup(name)
+			if err != nil {
+				return err
+			}
+			p := newProgress(cmd.ErrOrStderr(), f.quiet, f.verbose, a.env.Now)
+			o := opt
+			o.Progress = p
+			o.Waiting = cmd.ErrOrStderr()
+			err = one(ctx, def, o)
+			p.Done()
+			return err
+		}()
+		if err != nil {
+			failed = append(failed, name)
+			fmt.Fprintf(cmd.ErrOrStderr(), "vzpkg: %s: %v\n", name, err)
+		}
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "%d of %d templates done", len(names)-len(failed), len(names))
+	if len(failed) > 0 {
+		fmt.Fprintf(cmd.OutOrStdout(), "; failed: %s", strings.Join(failed, " "))
+	}
+	fmt.Fprintln(cmd.OutOrStdout())
+	if len(failed) > 0 {
+		return fmt.Errorf("%d of %d templates failed: %s", len(failed), len(names), strings.Join(failed, " "))
+	}
+	return nil
+}
+
+// allDefined names every template of the tree.
+func allDefined(tree *tmpl.Tree, _ build.Options) []string {
+	var names []string
+	for _, d := range tree.Definitions() {
+		names = append(names, d.Name)
+	}
+	return names
+}
+
+// allBuilt names the templates of the tree published in the cache directory.
+func allBuilt(tree *tmpl.Tree, opt build.Options) []string {
+	var names []string
+	for _, d := range tree.Definitions() {
+		if _, ok := build.Find(opt.CacheDir, d.Name); ok {
+			names = append(names, d.Name)
+		}
+	}
+	return names
 }
 
 // checkCacher parses a pkg-cacher URL and makes sure something answers there,
@@ -129,10 +224,13 @@ func checkCacher(ctx context.Context, s string) (*url.URL, error) {
 
 func (a *app) newCreate() *cobra.Command {
 	create := &cobra.Command{Use: "create", Short: "create objects: cache (a template)"}
-	var f buildFlags
+	var (
+		f   buildFlags
+		all bool
+	)
 	cache := &cobra.Command{
-		Use:   "cache NAME",
-		Short: "build a template into the template cache",
+		Use:   "cache NAME... | --all",
+		Short: "build templates into the template cache",
 		Long: `Build template NAME and publish it in the cache directory as NAME.tar.gz (or .tar.xz,
 .tar.zst), with NAME.tar.gz.sha256 and NAME.manifest (one "name version arch" line per
 package) beside it.
@@ -149,25 +247,32 @@ NAME.manifest-old; the files of a template change together, even when a run is k
 Interrupted or failed, a build leaves no output file, no private directory and no mount
 behind. As root it runs in mount and PID namespaces of its own: killed (SIGKILL), it leaves
 no process and no mount, and the next run on the template removes its private directory.
-Builds ignore the caller's umask: files are published 0644.` + lockNote,
+Builds ignore the caller's umask: files are published 0644.
+
+apt templates are bootstrapped by mmdebstrap (or debootstrap), dnf templates (Fedora, CentOS
+Stream, AlmaLinux, Rocky) by the host's dnf with --installroot, from the template's own
+repositories and signing keys only, never the host's.
+
+With several names, or --all (every template the tree defines), the templates are built one
+after the other; a failed one does not stop the others. A summary ends the output, and the
+exit status is non-zero when any template failed: fit for cron.` + lockNote,
 		Example: `  vzpkg create cache debian-12-x86_64-minimal --cacher http://127.0.0.1:3142/
-  SOURCE_DATE_EPOCH=1700000000 vzpkg create cache debian-12-x86_64 --cache-dir ./out --format zst`,
-		Args: cobra.ExactArgs(1),
+  SOURCE_DATE_EPOCH=1700000000 vzpkg create cache debian-12-x86_64 --cache-dir ./out --format zst
+  vzpkg create cache rocky-9-x86_64-minimal almalinux-9-x86_64-minimal
+  vzpkg create cache --all --quiet`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			def, opt, p, err := a.prepare(cmd.Context(), cmd, args[0], &f)
-			if err != nil {
-				return err
-			}
-			res, err := build.Create(cmd.Context(), def, opt)
-			p.Done()
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: %d packages, sha256 %s\n", res.Path, len(res.Packages), res.SHA256)
-			return nil
+			return a.batch(cmd, args, all, &f, allDefined, func(ctx context.Context, def *tmpl.Definition, opt build.Options) error {
+				res, err := build.Create(ctx, def, opt)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s: %d packages, sha256 %s\n", res.Path, len(res.Packages), res.SHA256)
+				return nil
+			})
 		},
 	}
 	f.register(cache, true)
+	cache.Flags().BoolVar(&all, "all", false, "build every template the tree defines")
 	cache.Annotations = map[string]string{isolatedAnnotation: "true"}
 	create.AddCommand(cache)
 	return create
@@ -178,51 +283,54 @@ func (a *app) newUpdate() *cobra.Command {
 	var (
 		f        buildFlags
 		recreate bool
+		all      bool
 	)
 	cache := &cobra.Command{
-		Use:   "cache NAME",
-		Short: "bring a built template up to date",
+		Use:   "cache NAME... | --all",
+		Short: "bring built templates up to date",
 		Long: `Check template NAME in the cache directory against its checksum (NAME.tar.gz.sha256),
-unpack it and check its manifest against its own package database (var/lib/dpkg/status): a
-template changed or a manifest edited after the build is refused (--recreate rebuilds it).
-Then upgrade its packages and install what its definition gained, through pkg-cacher unless
---no-cacher. When the packages changed, print the changes ("+" added, "-" removed, "~"
-upgraded), keep the previous file as NAME.tar.gz-old and publish the new one; otherwise leave
-the file alone. --recreate builds it
-from scratch instead, as vzpkg create cache does.` + lockNote,
+unpack it and check its manifest against its own package database: a template changed or a
+manifest edited after the build is refused (--recreate rebuilds it). Then upgrade its
+packages and install what its definition gained, through pkg-cacher unless --no-cacher. When
+the packages changed, print the changes ("+" added, "-" removed, "~" upgraded), keep the
+previous file as NAME.tar.gz-old and publish the new one; otherwise leave the file alone.
+--recreate builds it from scratch instead, as vzpkg create cache does.
+
+With several names, or --all (every template of the tree that is in the cache directory),
+the templates are updated one after the other; a failed one does not stop the others. A
+summary ends the output, and the exit status is non-zero when any template failed.` + lockNote,
 		Example: `  vzpkg update cache debian-12-x86_64-minimal
-  vzpkg update cache debian-12-x86_64-minimal --recreate`,
-		Args: cobra.ExactArgs(1),
+  vzpkg update cache debian-12-x86_64-minimal --recreate
+  vzpkg update cache --all --quiet`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			def, opt, p, err := a.prepare(cmd.Context(), cmd, args[0], &f)
-			if err != nil {
-				return err
-			}
-			var res *build.Result
-			if recreate {
-				res, err = build.Create(cmd.Context(), def, opt)
-			} else {
-				opt.Format = ""
-				res, err = build.Update(cmd.Context(), def, opt)
-			}
-			p.Done()
-			if err != nil {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			if !res.Changed {
-				fmt.Fprintf(out, "%s is up to date (%d packages)\n", res.Path, len(res.Packages))
+			return a.batch(cmd, args, all, &f, allBuilt, func(ctx context.Context, def *tmpl.Definition, opt build.Options) error {
+				var res *build.Result
+				var err error
+				if recreate {
+					res, err = build.Create(ctx, def, opt)
+				} else {
+					opt.Format = ""
+					res, err = build.Update(ctx, def, opt)
+				}
+				if err != nil {
+					return err
+				}
+				out := cmd.OutOrStdout()
+				if !res.Changed {
+					fmt.Fprintf(out, "%s is up to date (%d packages)\n", res.Path, len(res.Packages))
+					return nil
+				}
+				for _, d := range res.Diff {
+					fmt.Fprintln(out, d)
+				}
+				fmt.Fprintf(out, "%s: %d packages, sha256 %s\n", res.Path, len(res.Packages), res.SHA256)
 				return nil
-			}
-			for _, d := range res.Diff {
-				fmt.Fprintln(out, d)
-			}
-			fmt.Fprintf(out, "%s: %d packages, sha256 %s\n", res.Path, len(res.Packages), res.SHA256)
-			return nil
+			})
 		},
 	}
 	f.register(cache, false)
 	cache.Flags().BoolVar(&recreate, "recreate", false, "rebuild from scratch")
+	cache.Flags().BoolVar(&all, "all", false, "update every template of the tree that is in the cache directory")
 	cache.Annotations = map[string]string{isolatedAnnotation: "true"}
 	update.AddCommand(cache)
 	return update

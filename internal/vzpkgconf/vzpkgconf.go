@@ -79,7 +79,7 @@ func Load(file string) (*Config, error) {
 
 // Parse applies the settings in r (called name in errors) to c.
 func (c *Config) Parse(name string, r io.Reader) error {
-	return keyvalue.Parse(name, r, c.set)
+	return keyvalue.Parse(name, r, c.set, nil)
 }
 
 func (c *Config) set(key, val string) error {

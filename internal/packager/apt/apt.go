@@ -29,8 +29,6 @@ import (
 // Apt is the apt packager. The zero value is ready to use.
 type Apt struct{}
 
-var _ packager.Packager = Apt{}
-
 const (
 	hookDir = "/usr/share/mmdebstrap/hooks"
 	// mmdebstrapConf is where mmdebstrap leaves its --aptopt settings; a build
@@ -184,7 +182,22 @@ func (a Apt) debootstrap(ctx context.Context, root string, def *tmpl.Definition,
 // filters first, and what they leave out goes at the end. Meanwhile a
 // policy-rc.d keeps the packages' scripts from starting services in the
 // chroot (as mmdebstrap's does during a bootstrap).
-func (Apt) Update(ctx context.Context, root string, def *tmpl.Definition, env packager.Env) (err error) {
+func (a Apt) Update(ctx context.Context, root string, def *tmpl.Definition, env packager.Env) error {
+	return a.chrootRun(ctx, root, def, env, func(apt []string, install []string) error {
+		for _, step := range [][]string{{"update"}, {"dist-upgrade"}, append([]string{"install"}, install...)} {
+			if err := runCmd(ctx, env, rootfs.Command(ctx, root, aptEnv, append(apt, step...)...)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// chrootRun prepares root for apt-get runs as Update describes and calls
+// steps with apt-get's command line (up to its operation) and what it must
+// install for the definition's set (packages and dummy package files), then
+// undoes the preparation.
+func (Apt) chrootRun(ctx context.Context, root string, def *tmpl.Definition, env packager.Env, steps func(apt, install []string) error) (err error) {
 	defer func() { err = rootfs.Explain(root, err) }()
 	filters, err := pathFilters(def)
 	if err != nil {
@@ -249,10 +262,8 @@ func (Apt) Update(ctx context.Context, root string, def *tmpl.Definition, env pa
 	for _, d := range env.Dummies {
 		install = append(install, "/tmp/"+filepath.Base(d))
 	}
-	for _, step := range [][]string{{"update"}, {"dist-upgrade"}, append([]string{"install"}, install...)} {
-		if err := runCmd(ctx, env, rootfs.Command(ctx, root, aptEnv, append(apt, step...)...)); err != nil {
-			return err
-		}
+	if err := steps(apt, install); err != nil {
+		return err
 	}
 	return prune(root, filters) // it stays off /proc and /dev, other file systems
 }

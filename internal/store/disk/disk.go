@@ -16,7 +16,7 @@
 // a wrong or partial body: a torn index entry or one whose blob is gone reads
 // as absent. The same bytes reached under several keys (mirrors,
 // by-hash paths, releases) are stored once. Blobs no key references any more
-// are removed by GC, which Open runs.
+// are removed by GC, which Open runs after an unclean end.
 package disk
 
 import (
@@ -44,9 +44,10 @@ type Store struct {
 	root string
 	lock *os.File
 
-	// mu serialises commits and GC, so GC never removes a blob whose index
-	// entry is about to be written.
-	mu sync.Mutex
+	// mu serialises commits, links and GC's removals, so GC never removes a
+	// blob whose index entry is about to be written.
+	mu     sync.Mutex
+	gcLive map[string]bool // while GC runs: blobs committed or linked since it began; guarded by mu
 
 	recent recentInfos // index entries served without reading them again
 	small  smallBodies // small bodies served from memory
@@ -85,7 +86,11 @@ func Open(root string) (*Store, error) {
 	if err == nil {
 		s.recovery, err = s.recover()
 	}
-	if err == nil {
+	if err == nil && !s.recovery.Clean {
+		// A crash may have left a body whose index entry was never
+		// written. After a clean close there is none, and a large cache
+		// starts serving at once: the expiry pass collects the bodies
+		// replaced since.
 		_, _, err = s.GC(context.Background())
 	}
 	if err != nil {
@@ -306,6 +311,7 @@ func (s *Store) Link(_ context.Context, key string, info store.Info) (store.Info
 	}
 	s.mu.Lock() // no GC between the check and the index entry
 	defer s.mu.Unlock()
+	s.live(info.SHA256)
 	fi, err := os.Stat(s.blobPath(info.SHA256))
 	if err != nil {
 		return info, notExist(key, err)
@@ -318,6 +324,13 @@ func (s *Store) Link(_ context.Context, key string, info store.Info) (store.Info
 		return info, fmt.Errorf("link %q: %w", key, err)
 	}
 	return info, nil
+}
+
+// live tells a GC under way that the blob sum is in use; s.mu is held.
+func (s *Store) live(sum string) {
+	if s.gcLive != nil {
+		s.gcLive[sum] = true
+	}
 }
 
 // isSHA256 reports whether s is a SHA-256 in lowercase hex, as blobs are named.
@@ -364,10 +377,17 @@ func (s *Store) Walk(ctx context.Context, fn func(store.Info) error) error {
 }
 
 // GC removes the blobs no index entry references and returns how many it
-// removed and their bytes.
+// removed and their bytes. It reads the index without holding up commits:
+// a blob committed or linked while it reads is kept.
 func (s *Store) GC(ctx context.Context) (removed int, freed int64, err error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.gcLive = map[string]bool{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.gcLive = nil
+		s.mu.Unlock()
+	}()
 	used := map[string]bool{}
 	err = filepath.WalkDir(filepath.Join(s.root, "index"), func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -381,23 +401,31 @@ func (s *Store) GC(ctx context.Context) (removed int, freed int64, err error) {
 	if err != nil {
 		return 0, 0, fmt.Errorf("collect garbage: %w", err)
 	}
+	var unused []string
 	err = filepath.WalkDir(filepath.Join(s.root, "blobs"), func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || used[d.Name()] {
-			return err
+		if err == nil && !d.IsDir() && !used[d.Name()] {
+			unused = append(unused, p)
 		}
-		fi, err := d.Info()
+		return err
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("collect garbage: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range unused {
+		if s.gcLive[filepath.Base(p)] {
+			continue // committed or linked since the index was read
+		}
+		fi, err := os.Lstat(p)
 		if err != nil {
-			return err
+			continue
 		}
 		if err := os.Remove(p); err != nil {
-			return err
+			return removed, freed, fmt.Errorf("collect garbage: %w", err)
 		}
 		removed++
 		freed += fi.Size()
-		return ctx.Err()
-	})
-	if err != nil {
-		return removed, freed, fmt.Errorf("collect garbage: %w", err)
 	}
 	return removed, freed, nil
 }
@@ -487,6 +515,7 @@ func (w *Writer) Commit(_ context.Context, info store.Info) (store.Info, error) 
 	}
 	w.s.mu.Lock()
 	defer w.s.mu.Unlock()
+	w.s.live(info.SHA256)
 	blob := w.s.blobPath(info.SHA256)
 	if fi, err := os.Stat(blob); err == nil && fi.Size() == info.Size {
 		w.cancel() // stored already, under another key

@@ -56,6 +56,16 @@ func countBlobs(t *testing.T, root string) int {
 	return n
 }
 
+// crashed makes root's record say the store was not closed, as after a
+// crash (Close writes a clean one).
+func crashed(t *testing.T, root string) {
+	t.Helper()
+	stamp := time.Now().Add(-time.Hour).UTC().Format(stampLayout)
+	if err := os.WriteFile(filepath.Join(root, syncedFile), []byte(stamp+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // A crash leaves temp files, and between the blob's rename and the index
 // entry's a blob no key names. A restart serves neither and removes both.
 func TestRestartAfterCrash(t *testing.T) {
@@ -77,7 +87,8 @@ func TestRestartAfterCrash(t *testing.T) {
 	// A blob damaged on disk (truncated).
 	os.Truncate(s.blobPath(gone.SHA256), 3)
 	os.MkdirAll(filepath.Join(root, "objects/ab"), 0o755) // the 0.1.0 layout
-	s.Close()
+	s.Close()                                             // releases the lock; the record of a clean close is undone below
+	crashed(t, root)
 
 	s2 := open(t, root)
 	if left, _ := os.ReadDir(filepath.Join(root, "tmp")); len(left) != 0 {

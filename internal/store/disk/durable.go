@@ -36,8 +36,9 @@ const (
 
 // Recovery is what Open found of a crash.
 type Recovery struct {
-	Checked int // blobs written since the last sync, hashed again
-	Removed int // of those, torn ones removed
+	Clean   bool // the store was closed cleanly (or is new): nothing to recover
+	Checked int  // blobs written since the last sync, hashed again
+	Removed int  // of those, torn ones removed
 }
 
 // startFlusher runs the flusher until stopFlusher.
@@ -109,6 +110,7 @@ func (s *Store) recover() (Recovery, error) {
 	default:
 		line := strings.TrimSuffix(string(b), "\n")
 		if strings.HasSuffix(line, cleanMark) {
+			r.Clean = true
 			break
 		}
 		t, err := time.Parse(stampLayout, line)
