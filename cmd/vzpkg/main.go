@@ -9,13 +9,24 @@ import (
 	"os/signal"
 	"syscall"
 
+	"vzpkg2/internal/isolate"
 	"vzpkg2/internal/vzpkgcli"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	root := vzpkgcli.New(vzpkgcli.Env{})
+	if cmd, _, err := root.Find(os.Args[1:]); err == nil && vzpkgcli.Isolated(cmd) {
+		if status, ok := isolate.Self(); ok {
+			os.Exit(status)
+		}
+	}
+	// Every signal that ends a run goes through the same cleanup: SIGHUP (the
+	// terminal went away) and SIGPIPE (vzpkg create cache N | head -1) too,
+	// which would otherwise kill vzpkg on the spot, mounts and all; with
+	// SIGPIPE caught, a write to a closed pipe returns an error instead.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE)
 	defer stop()
-	if err := vzpkgcli.New(vzpkgcli.Env{}).ExecuteContext(ctx); err != nil {
+	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "vzpkg:", err)
 		os.Exit(1)
 	}

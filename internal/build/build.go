@@ -2,8 +2,11 @@
 // definition → bootstrap into a private directory beside the cache (the root
 // itself on a tmpfs mounted there, when memory allows) → dummy packages →
 // fixups → repository configuration → reproducible tarball, checksum and
-// package manifest → atomic publish. A failed or interrupted build leaves no
-// output file, no private directory and no mount behind.
+// package manifest → publish, atomic for the whole set of files. One run at
+// a time works on a template in a cache directory (lock.go). A failed or
+// interrupted build leaves no output file, no private directory and no
+// mount behind; the private directory of a killed one is removed by the
+// next run on the template.
 package build
 
 import (
@@ -17,10 +20,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"vzpkg2/internal/atomicfile"
 	"vzpkg2/internal/packager"
 	"vzpkg2/internal/rootfs"
 	"vzpkg2/internal/tmpl"
@@ -28,12 +33,19 @@ import (
 
 // Options are the settings of one build.
 type Options struct {
-	CacheDir string    // where templates are published
-	Cacher   *url.URL  // pkg-cacher to build through; nil fetches from the mirrors
-	Format   string    // compression: "gz" (default), "xz" or "zst"
-	Epoch    time.Time // SOURCE_DATE_EPOCH: file times are clamped to it; zero keeps them
-	Progress Progress  // nil reports nothing
-	Verbose  bool      // ask the package manager for details
+	CacheDir    string        // where templates are published
+	Cacher      *url.URL      // pkg-cacher to build through; nil fetches from the mirrors
+	Format      string        // compression: "gz" (default), "xz" or "zst"
+	Epoch       time.Time     // SOURCE_DATE_EPOCH: file times are clamped to it; zero keeps them
+	Progress    Progress      // nil reports nothing
+	Verbose     bool          // ask the package manager for details
+	NoWait      bool          // fail at once when another run works on the template
+	HookTimeout time.Duration // how long a final hook may run; 0: no limit
+	Waiting     io.Writer     // told when the run waits for another one; nil tells no one
+
+	// fault, when set (by tests only), is called at each step of a publish
+	// (see publish); an error stops the publish there, as a kill would.
+	fault func(step string) error
 }
 
 // Progress receives a build's progress.
@@ -54,7 +66,13 @@ type Result struct {
 
 // Create builds def and publishes it in opt.CacheDir, replacing an existing
 // template of the same name (kept as NAME.tar.EXT-old).
-func Create(ctx context.Context, def *tmpl.Definition, opt Options) (*Result, error) {
+func Create(ctx context.Context, def *tmpl.Definition, opt Options) (res *Result, err error) {
+	defer interrupted(ctx, def.Name, &err)
+	unlock, err := lockTemplate(ctx, def.Name, opt)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	b, err := start(def, opt)
 	if err != nil {
 		return nil, err
@@ -69,17 +87,30 @@ func Create(ctx context.Context, def *tmpl.Definition, opt Options) (*Result, er
 	if err := b.pkgr.Bootstrap(ctx, b.root, def, env); err != nil {
 		return nil, fmt.Errorf("bootstrap %s: %w", def.Name, b.rootErr(err))
 	}
-	return b.finish(ctx, nil)
+	return b.finish(ctx)
 }
 
-// Update brings the published template def up to date: it unpacks it,
-// upgrades its packages and installs what the definition gained, and
-// publishes a new file (the previous one kept as NAME.tar.EXT-old) only when
-// the package manifest changed.
-func Update(ctx context.Context, def *tmpl.Definition, opt Options) (*Result, error) {
+// Update brings the published template def up to date: it checks the
+// tarball against its checksum, unpacks it, checks the manifest against the
+// template's own package database, upgrades its packages and installs what
+// the definition gained, and publishes a new file (the previous one kept as
+// NAME.tar.EXT-old) only when the packages changed.
+func Update(ctx context.Context, def *tmpl.Definition, opt Options) (res *Result, err error) {
+	defer interrupted(ctx, def.Name, &err)
+	if fi, err := os.Stat(opt.CacheDir); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("%s is not in %s: create it with vzpkg create cache %s", def.Name, opt.CacheDir, def.Name)
+	}
+	unlock, err := lockTemplate(ctx, def.Name, opt)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	old, ok := Find(opt.CacheDir, def.Name)
 	if !ok {
 		return nil, fmt.Errorf("%s is not in %s: create it with vzpkg create cache %s", def.Name, opt.CacheDir, def.Name)
+	}
+	if err := verifyChecksum(old, def.Name); err != nil {
+		return nil, err
 	}
 	if opt.Format == "" {
 		opt.Format = formatOf(old)
@@ -93,8 +124,13 @@ func Update(ctx context.Context, def *tmpl.Definition, opt Options) (*Result, er
 	if err := unpack(ctx, old, b.root); err != nil {
 		return nil, b.rootErr(err)
 	}
+	// What is installed comes from the template's own package database;
+	// the manifest must say the same, or it was edited.
 	before, err := b.pkgr.Query(ctx, b.root)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkManifest(manifestPath(old), old, before, def.Name); err != nil {
 		return nil, err
 	}
 	dummies, err := b.dummies(ctx)
@@ -114,12 +150,21 @@ func Update(ctx context.Context, def *tmpl.Definition, opt Options) (*Result, er
 		sum, _ := os.ReadFile(old + ".sha256")
 		return &Result{Path: old, SHA256: firstField(string(sum)), Packages: after}, nil
 	}
-	res, err := b.finish(ctx, after)
+	res, err = b.finish(ctx)
 	if err != nil {
 		return nil, err
 	}
 	res.Diff = diff
 	return res, nil
+}
+
+// interrupted replaces *err by "NAME: interrupted" when ctx was cancelled
+// (SIGINT, SIGTERM): whatever a killed child said then ("dpkg-deb: signal:
+// killed") is a consequence, not the cause.
+func interrupted(ctx context.Context, name string, err *error) {
+	if *err != nil && ctx.Err() != nil {
+		*err = fmt.Errorf("%s: interrupted (%w)", name, context.Cause(ctx))
+	}
 }
 
 // builder is one build's state: its private directory and packager.
@@ -135,7 +180,18 @@ type builder struct {
 	compressor []string // command line of the compressor
 }
 
+// buildUmask is the umask of a build. The caller's must not reach the
+// template: under 077, dpkg-deb refuses the dummies' control directory, and
+// files written by vzpkg, mmdebstrap, dpkg and apt would get other modes (and
+// the tarball another checksum); the published files would be unreadable to
+// the container tools.
+const buildUmask = 0o022
+
+// start sets the process's umask to buildUmask (for vzpkg and every program
+// it runs; every build of the process wants the same) and makes the private
+// directory of a build.
 func start(def *tmpl.Definition, opt Options) (*builder, error) {
+	unix.Umask(buildUmask)
 	pkgr, err := packagerFor(def)
 	if err != nil {
 		return nil, err
@@ -147,10 +203,7 @@ func start(def *tmpl.Definition, opt Options) (*builder, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(opt.CacheDir, 0o755); err != nil {
-		return nil, err
-	}
-	work, err := os.MkdirTemp(opt.CacheDir, ".vzpkg-"+def.Name+"-")
+	work, err := os.MkdirTemp(opt.CacheDir, privatePrefix(def.Name))
 	if err != nil {
 		return nil, err
 	}
@@ -206,15 +259,45 @@ func (b *builder) rootErr(err error) error {
 // cleanup detaches anything still mounted in the private directory and
 // removes it; it never removes a directory that still has mounts under it.
 func (b *builder) cleanup() {
-	if err := rootfs.UnmountUnder(b.work); err != nil {
-		fmt.Fprintf(os.Stderr, "vzpkg: %v; left %s in place\n", err, b.work)
-		return
+	if err := removePrivate(b.work); err != nil {
+		fmt.Fprintf(os.Stderr, "vzpkg: %v\n", err)
 	}
-	if left, _ := rootfs.MountsUnder(b.work); len(left) > 0 {
-		fmt.Fprintf(os.Stderr, "vzpkg: %s is still mounted; left %s in place\n", left[0], b.work)
-		return
+}
+
+// removePrivate detaches anything mounted in a private directory and
+// removes it; it never removes a directory that still has mounts under it,
+// so it never reaches into a mounted file system (a bind of the host's /dev).
+func removePrivate(work string) error {
+	if err := rootfs.UnmountUnder(work); err != nil {
+		return fmt.Errorf("%w; left %s in place", err, work)
 	}
-	os.RemoveAll(b.work)
+	if left, _ := rootfs.MountsUnder(work); len(left) > 0 {
+		return fmt.Errorf("%s is still mounted; left %s in place", left[0], work)
+	}
+	return os.RemoveAll(work)
+}
+
+// privatePrefix begins the name of a private directory of template name;
+// os.MkdirTemp adds decimal digits.
+func privatePrefix(name string) string { return ".vzpkg-" + name + "-" }
+
+// removeStale removes the private directories of template name in dir that
+// builds killed before their cleanup left. It is called with the template's
+// lock held, so no live run owns one of them.
+func removeStale(dir, name string) error {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), privatePrefix(name))
+		if !ok || rest == "" || strings.Trim(rest, "0123456789") != "" || !e.IsDir() {
+			continue // not ours: another template's, whose name goes on after ours
+		}
+		errs = append(errs, removePrivate(filepath.Join(dir, e.Name())))
+	}
+	return errors.Join(errs...)
 }
 
 func (b *builder) phase(name string) {
@@ -253,14 +336,9 @@ func (b *builder) dummies(ctx context.Context) ([]string, error) {
 }
 
 // finish applies fixups, repository configuration and final hooks, then
-// packs and publishes. pkgs is the installed package list when known.
-func (b *builder) finish(ctx context.Context, pkgs []packager.Package) (*Result, error) {
-	var err error
-	if pkgs == nil {
-		if pkgs, err = b.pkgr.Query(ctx, b.root); err != nil {
-			return nil, err
-		}
-	}
+// packs and publishes, with the manifest read from the root's package
+// database as it is packed.
+func (b *builder) finish(ctx context.Context) (*Result, error) {
 	b.phase("fixups")
 	if err := rootfs.Fixup(b.root, b.def.Fixups); err != nil {
 		return nil, err
@@ -274,26 +352,78 @@ func (b *builder) finish(ctx context.Context, pkgs []packager.Package) (*Result,
 	}
 	for _, h := range b.def.Hooks[tmpl.PhaseFinal] {
 		b.phase("hook " + h)
-		if err := runHook(ctx, h, b.root, b.opt.Progress); err != nil {
+		if err := runHook(ctx, h, b.root, b.work, b.opt.HookTimeout, b.opt.Progress); err != nil {
 			return nil, err
 		}
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	pkgs, err := b.pkgr.Query(ctx, b.root)
+	if err != nil {
+		return nil, err
+	}
 	b.phase("pack")
 	return b.publish(ctx, pkgs)
 }
 
-func runHook(ctx context.Context, hook, root string, p Progress) error {
-	cmd := exec.CommandContext(ctx, hook, root)
+// hookOutputLines is how many of its last lines of output a failing hook's
+// error carries.
+const hookOutputLines = 20
+
+// runHook runs a final hook on root in a process group of its own, and
+// kills the whole group when the hook has exited (a process it left in the
+// background must not outlive the build or change the root while it is
+// packed), when ctx is done, and after timeout (hook_timeout; 0: none).
+// The hook's output goes to a file in the private directory, not a pipe, so
+// that a process left holding it open cannot keep the build waiting; it is
+// passed on to p when the hook is done, and the last lines of it are in the
+// error of a failing hook. (A process that leaves the group with setsid
+// escapes this.)
+func runHook(ctx context.Context, hook, root, work string, timeout time.Duration, p Progress) error {
+	hookCtx := ctx
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		hookCtx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	out, err := os.CreateTemp(work, "hook-output-")
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	cmd := exec.CommandContext(hookCtx, hook, root)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return unix.Kill(-cmd.Process.Pid, unix.SIGKILL) }
+	err = cmd.Run()
+	if cmd.Process != nil {
+		unix.Kill(-cmd.Process.Pid, unix.SIGKILL) // what the hook left behind; ESRCH when nothing
+	}
+	output, _ := os.ReadFile(out.Name())
 	if p != nil {
-		cmd.Stdout, cmd.Stderr = p.Output(), p.Output()
+		p.Output().Write(output)
 	}
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("final hook %s: %w", hook, err)
+	switch {
+	case err == nil:
+		return nil
+	case ctx.Err() == nil && hookCtx.Err() != nil:
+		return fmt.Errorf("final hook %s did not finish within %v (hook_timeout)%s", hook, timeout, lastLines(output, hookOutputLines))
 	}
-	return nil
+	return fmt.Errorf("final hook %s: %w%s", hook, err, lastLines(output, hookOutputLines))
+}
+
+// lastLines returns the last n lines of out, indented under a line break,
+// or "" when there are none.
+func lastLines(out []byte, n int) string {
+	lines := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
+	if len(lines) == 1 && lines[0] == "" {
+		return ""
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return ":\n    " + strings.Join(lines, "\n    ")
 }
 
 // Find returns the published template file of name in dir.
@@ -307,18 +437,39 @@ func Find(dir, name string) (string, bool) {
 	return "", false
 }
 
-// Remove deletes the published template name from dir, with its checksum,
-// manifest and previous version.
-func Remove(dir, name string) error {
-	p, ok := Find(dir, name)
-	if !ok {
-		return fmt.Errorf("%s is not in %s", name, dir)
+// Remove deletes the published template name from dir: every file of its
+// set in every format (tarball, checksum, manifest and their -old versions).
+// It holds the template's lock as a build does, so it never removes a
+// template under a running build.
+func Remove(ctx context.Context, name string, opt Options) (err error) {
+	defer interrupted(ctx, name, &err)
+	if err := tmpl.CheckName(name); err != nil {
+		return err
 	}
+	if fi, err := os.Stat(opt.CacheDir); err != nil || !fi.IsDir() {
+		return fmt.Errorf("%s is not in %s", name, opt.CacheDir)
+	}
+	unlock, err := lockTemplate(ctx, name, opt)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	found := false
 	var errs []error
-	for _, f := range []string{p, p + ".sha256", p + "-old", manifestPath(p), manifestPath(p) + "-old"} {
-		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+	for _, n := range setNames(name) {
+		err := os.Remove(filepath.Join(opt.CacheDir, n))
+		switch {
+		case err == nil:
+			found = true
+		case !errors.Is(err, os.ErrNotExist):
 			errs = append(errs, err)
 		}
+	}
+	if !found && len(errs) == 0 {
+		return fmt.Errorf("%s is not in %s", name, opt.CacheDir)
+	}
+	if found {
+		errs = append(errs, atomicfile.SyncDir(opt.CacheDir))
 	}
 	return errors.Join(errs...)
 }

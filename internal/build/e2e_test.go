@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -332,11 +333,24 @@ func TestCreateCacheDebian12ThroughPkgCacher(t *testing.T) {
 		}
 	})
 
-	t.Run("second build from the cache is byte-identical", func(t *testing.T) {
-		out2 := t.TempDir()
+	// The first build ran under umask 022, the second runs under 077, into
+	// a cache directory it creates.
+	t.Run("second build from the cache, under umask 077, is byte-identical", func(t *testing.T) {
+		out2 := filepath.Join(t.TempDir(), "cache")
 		missesBefore := c.debMisses(t)
-		if _, err := vzpkg(t, "create", "cache", template, "--cache-dir", out2, "--cacher", c.url, "--quiet"); err != nil {
+		oldMask := syscall.Umask(0o077)
+		_, err := vzpkg(t, "create", "cache", template, "--cache-dir", out2, "--cacher", c.url, "--quiet")
+		syscall.Umask(oldMask)
+		if err != nil {
 			t.Fatal(err)
+		}
+		if fi, err := os.Stat(out2); err != nil || fi.Mode().Perm() != 0o755 {
+			t.Errorf("cache directory made under umask 077: %v, want mode 0755 (%v)", fi.Mode(), err)
+		}
+		for _, n := range []string{template + ".tar.gz", template + ".tar.gz.sha256", template + ".manifest"} {
+			if fi, err := os.Stat(filepath.Join(out2, n)); err != nil || fi.Mode().Perm() != 0o644 {
+				t.Errorf("%s published under umask 077: %v, want mode 0644 (%v)", n, fi.Mode(), err)
+			}
 		}
 		if n := c.debMisses(t) - missesBefore; n != 0 {
 			t.Errorf("second build fetched %d .deb files upstream, want 0", n)
@@ -399,6 +413,18 @@ func TestCreateCacheDebian12ThroughPkgCacher(t *testing.T) {
 		}
 		out := t.TempDir()
 		withSymlink(t, path, filepath.Join(out, template+".tar.gz"), "./var/lib/vzpkg-update.list", outside)
+		// Published as a build publishes it (update checks both): a hostile
+		// template comes with a valid checksum and manifest.
+		tarball, err := os.ReadFile(filepath.Join(out, template+".tar.gz"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		manifest, err := os.ReadFile(filepath.Join(out1, template+".manifest"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(out, template+".tar.gz.sha256"), fmt.Appendf(nil, "%x  %s.tar.gz\n", sha256.Sum256(tarball), template), 0o644)
+		os.WriteFile(filepath.Join(out, template+".manifest"), manifest, 0o644)
 		if _, err := vzpkg(t, "update", "cache", template, "--cache-dir", out, "--cacher", c.url); err != nil {
 			t.Fatal(err)
 		}
@@ -465,4 +491,400 @@ func TestCreateCacheDebian12ThroughPkgCacher(t *testing.T) {
 			t.Errorf("interrupted build left mounts: %v", mounts)
 		}
 	})
+
+	t.Run("two runs on one template", func(t *testing.T) {
+		out6 := t.TempDir()
+		local := t.TempDir()
+		os.MkdirAll(filepath.Join(local, "debian/12"), 0o755)
+		os.WriteFile(filepath.Join(local, "debian/12/config.yaml"), []byte("sets:\n  minimal:\n    packages: [cowsay]\n"), 0o644)
+		start := func(templates string, args ...string) (*exec.Cmd, string) {
+			logPath := filepath.Join(t.TempDir(), "stderr")
+			logFile, _ := os.Create(logPath)
+			defer logFile.Close()
+			cmd := exec.Command(filepath.Join(bin, "vzpkg"), append([]string{"--templates", templates}, args...)...)
+			cmd.Stdout, cmd.Stderr = logFile, logFile
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			return cmd, logPath
+		}
+		waitFor := func(logPath, want string) bool {
+			for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+				if log, _ := os.ReadFile(logPath); strings.Contains(string(log), want) {
+					return true
+				}
+			}
+			return false
+		}
+		// The create builds the shipped set, the update adds cowsay.
+		create, createLog := start("../../templates", "create", "cache", template, "--cache-dir", out6, "--cacher", c.url)
+		if !waitFor(createLog, "installing essential packages") {
+			t.Fatal("create never reached the bootstrap")
+		}
+		update, updateLog := start(local+":../../templates", "update", "cache", template, "--cache-dir", out6, "--cacher", c.url)
+		if !waitFor(updateLog, "waiting for another vzpkg run (pid ") {
+			log, _ := os.ReadFile(updateLog)
+			t.Errorf("update during a create did not say that it waits:\n%s", log)
+		}
+		if err := create.Wait(); err != nil {
+			log, _ := os.ReadFile(createLog)
+			t.Fatalf("create: %v\n%s", err, log)
+		}
+		if log, _ := os.ReadFile(updateLog); !strings.Contains(string(log), fmt.Sprintf("waiting for another vzpkg run (pid %d)", create.Process.Pid)) {
+			t.Errorf("the waiting update did not name the create's process %d:\n%s", create.Process.Pid, log)
+		}
+		if !waitFor(updateLog, "] unpack") {
+			t.Fatal("the update did not go on after the create")
+		}
+		if _, err := vzpkg(t, "remove", "cache", template, "--cache-dir", out6, "--no-wait"); err == nil || !strings.Contains(err.Error(), "another vzpkg run (pid ") {
+			t.Errorf("remove --no-wait during an update: got %v, want it to fail at once naming the other run", err)
+		}
+		if err := update.Wait(); err != nil {
+			log, _ := os.ReadFile(updateLog)
+			t.Fatalf("update: %v\n%s", err, log)
+		}
+		checkPublished(t, out6, "after a create and an update at once")
+		if manifest, _ := os.ReadFile(filepath.Join(out6, template+".manifest")); !bytes.Contains(manifest, []byte("\ncowsay ")) {
+			t.Error("the update that waited for the create did not publish its result")
+		}
+		if _, err := os.Stat(filepath.Join(out6, template+".tar.gz-old")); err != nil {
+			t.Errorf("the create's template is not the -old of the update's: %v", err)
+		}
+	})
+
+	t.Run("interrupt during a customize hook", func(t *testing.T) {
+		local := t.TempDir()
+		os.MkdirAll(filepath.Join(local, "debian/12/_hooks"), 0o755)
+		os.WriteFile(filepath.Join(local, "debian/12/config.yaml"), []byte("hooks:\n  customize: [_hooks/slow.sh]\n"), 0o644)
+		os.WriteFile(filepath.Join(local, "debian/12/_hooks/slow.sh"), []byte("#!/bin/sh\necho vzpkg-test-hook-runs\nsleep 120 &\nsleep 120\n"), 0o755)
+		out5 := t.TempDir()
+		cmd := exec.Command(filepath.Join(bin, "vzpkg"), "--templates", local+":../../templates", "create", "cache", template, "--cache-dir", out5, "--cacher", c.url, "--verbose")
+		stderr, _ := cmd.StderrPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(stderr)
+		reached := false
+		for !reached && sc.Scan() {
+			reached = strings.Contains(sc.Text(), "vzpkg-test-hook-runs")
+		}
+		if !reached {
+			t.Fatal("the customize hook never ran")
+		}
+		start := time.Now()
+		cmd.Process.Signal(syscall.SIGINT)
+		go io.Copy(io.Discard, stderr)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err == nil {
+				t.Error("a build interrupted in a hook exited 0")
+			}
+			if d := time.Since(start); d > 20*time.Second {
+				t.Errorf("vzpkg took %v to stop after SIGINT in a hook, want < 20 s", d.Round(time.Second))
+			}
+		case <-time.After(3 * time.Minute):
+			cmd.Process.Kill()
+			t.Fatal("vzpkg did not stop within 3 minutes of SIGINT")
+		}
+		if left := buildProcesses(out5); len(left) > 0 {
+			t.Errorf("processes of the build outlive it: %v", left)
+		}
+		if left, _ := os.ReadDir(out5); len(left) != 0 {
+			t.Errorf("interrupted build left %v in the cache directory", left)
+		}
+	})
+
+	// SIGKILL skips every cleanup of vzpkg's own: the kernel must do it.
+	t.Run("killed build leaves no process and no mount", func(t *testing.T) {
+		out4 := t.TempDir()
+		for _, n := range []string{".tar.gz", ".tar.gz.sha256", ".manifest"} {
+			data, err := os.ReadFile(filepath.Join(out1, template+n))
+			if err != nil {
+				t.Fatal(err)
+			}
+			os.WriteFile(filepath.Join(out4, template+n), data, 0o644)
+		}
+		local := t.TempDir()
+		os.MkdirAll(filepath.Join(local, "debian/12"), 0o755)
+		os.WriteFile(filepath.Join(local, "debian/12/config.yaml"), []byte("sets:\n  minimal:\n    packages: [cowsay]\n"), 0o644)
+		for _, tc := range []struct{ cmd, phase string }{
+			{"create", "] dummy packages"},
+			{"create", "installing essential packages"},
+			{"create", "] fixups"},
+			{"create", "] pack"},
+			{"create", "] publish"},
+			{"update", "] update"},
+		} {
+			// Its output goes to a file, as to a terminal: a pipe closing
+			// with vzpkg would kill what writes to it by SIGPIPE.
+			logPath := filepath.Join(t.TempDir(), "stderr")
+			logFile, err := os.Create(logPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.Command(filepath.Join(bin, "vzpkg"), "--templates", local+":../../templates", tc.cmd, "cache", template, "--cache-dir", out4, "--cacher", c.url)
+			cmd.Stdout, cmd.Stderr = logFile, logFile
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			logFile.Close()
+			exited := make(chan struct{})
+			go func() { cmd.Wait(); close(exited) }()
+			reached := false
+			for deadline := time.Now().Add(5 * time.Minute); !reached && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+				log, _ := os.ReadFile(logPath)
+				reached = strings.Contains(string(log), tc.phase)
+				select {
+				case <-exited:
+					deadline = time.Time{}
+				default:
+				}
+			}
+			cmd.Process.Kill()
+			<-exited
+			if !reached {
+				t.Errorf("%s cache never printed %q", tc.cmd, tc.phase)
+			}
+			what := tc.cmd + " killed at " + strings.TrimPrefix(tc.phase, "] ")
+			// The kernel tears the namespaces down as the last process
+			// exits, which takes a moment with a root of many files on a
+			// tmpfs: a few seconds, not forever.
+			var left, mounts []string
+			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+				left, mounts = buildProcesses(out4), mountsUnder(out4)
+				if len(left)+len(mounts) == 0 || time.Now().After(deadline) {
+					break
+				}
+			}
+			if len(left) > 0 {
+				t.Errorf("%s: processes of the build still run 5 s later: %v", what, left)
+			}
+			if len(mounts) > 0 {
+				t.Errorf("%s: mounts of the build are left 5 s later: %v", what, mounts)
+			}
+			checkPublished(t, out4, what)
+		}
+		if _, err := vzpkg(t, "create", "cache", template, "--cache-dir", out4, "--cacher", c.url, "--quiet"); err != nil {
+			t.Fatal(err)
+		}
+		checkPublished(t, out4, "the next build")
+		entries, _ := os.ReadDir(out4)
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), ".") {
+				t.Errorf("the next build left %s (leftovers of the killed ones are to be removed)", e.Name())
+			}
+		}
+	})
+
+}
+
+// publishedFiles writes a stand-in for a published template into dir and
+// returns its file names.
+func publishedFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	names := []string{template + ".tar.gz", template + ".tar.gz.sha256", template + ".manifest"}
+	for _, n := range names {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte(n+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return names
+}
+
+// holdLock takes the template's lock in dir as another vzpkg run would, and
+// returns the function releasing it.
+func holdLock(t *testing.T, dir string) func() {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(dir, "."+template+".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "%d\n", os.Getpid())
+	return func() { f.Close() }
+}
+
+// TestOneRunPerTemplate runs the real vzpkg while another run holds the
+// template's lock: with --no-wait it fails at once, without it says that it
+// waits and does its work only when the other run is done. (No network.)
+func TestOneRunPerTemplate(t *testing.T) {
+	dir := t.TempDir()
+	names := publishedFiles(t, dir)
+	release := holdLock(t, dir)
+	defer release()
+	stillThere := func(when string) {
+		t.Helper()
+		for _, n := range names {
+			if _, err := os.Stat(filepath.Join(dir, n)); err != nil {
+				t.Errorf("%s: %v", when, err)
+			}
+		}
+	}
+
+	for _, args := range [][]string{
+		{"remove", "cache", template, "--cache-dir", dir, "--no-wait"},
+		{"create", "cache", template, "--cache-dir", dir, "--no-cacher", "--no-wait"},
+		{"update", "cache", template, "--cache-dir", dir, "--no-cacher", "--no-wait"},
+	} {
+		start := time.Now()
+		_, err := vzpkg(t, args...)
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("another vzpkg run (pid %d) is working on %s in %s", os.Getpid(), template, dir)) {
+			t.Errorf("%s while another run holds the template: got %v, want \"another vzpkg run (pid %d) is working on ...\"", strings.Join(args[:2], " "), err, os.Getpid())
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("%s --no-wait took %v, want it to fail at once", strings.Join(args[:2], " "), d)
+		}
+		stillThere(strings.Join(args[:2], " ") + " --no-wait")
+	}
+
+	cmd := exec.Command(filepath.Join(bin, "vzpkg"), "remove", "cache", template, "--cache-dir", dir)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Scan()
+		if want := fmt.Sprintf("waiting for another vzpkg run (pid %d)", os.Getpid()); !strings.Contains(sc.Text(), want) {
+			t.Errorf("remove cache printed %q first, want %q", sc.Text(), want)
+		}
+		io.Copy(io.Discard, stderr)
+		done <- cmd.Wait()
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("remove cache did not wait for the other run: exited with %v", err)
+	case <-time.After(time.Second):
+	}
+	stillThere("remove cache waiting for the lock")
+	release()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("remove cache after the other run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("remove cache did not finish within 10 s of the other run's end")
+	}
+	for _, n := range names {
+		if _, err := os.Stat(filepath.Join(dir, n)); err == nil {
+			t.Errorf("%s is still there after remove cache", n)
+		}
+	}
+}
+
+// TestHangupAndBrokenPipeInterrupt sends SIGHUP and SIGPIPE to a vzpkg run
+// (waiting for another run's lock): each stops it as SIGINT does, through
+// its cleanup, instead of killing it on the spot. (No network.)
+func TestHangupAndBrokenPipeInterrupt(t *testing.T) {
+	dir := t.TempDir()
+	publishedFiles(t, dir)
+	release := holdLock(t, dir)
+	defer release()
+	for _, sig := range []syscall.Signal{syscall.SIGHUP, syscall.SIGPIPE} {
+		cmd := exec.Command(filepath.Join(bin, "vzpkg"), "remove", "cache", template, "--cache-dir", dir)
+		stderr, _ := cmd.StderrPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(stderr)
+		sc.Scan() // "waiting for another vzpkg run ..."
+		cmd.Process.Signal(sig)
+		var rest strings.Builder
+		done := make(chan error, 1)
+		go func() {
+			for sc.Scan() {
+				rest.WriteString(sc.Text() + "\n")
+			}
+			done <- cmd.Wait()
+		}()
+		var err error
+		select {
+		case err = <-done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-done
+			t.Errorf("%v while waiting: vzpkg still runs 10 s later", sig)
+			continue
+		}
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(rest.String(), "interrupted") {
+			t.Errorf("%v while waiting: got %v, %q; want exit status 1 and \"interrupted\"", sig, err, rest.String())
+		}
+	}
+}
+
+// buildProcesses lists the processes whose command line, root or working
+// directory lies in dir.
+func buildProcesses(dir string) []string {
+	var found []string
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		cmdline, _ := os.ReadFile(p + "/cmdline")
+		stat, _ := os.ReadFile(p + "/stat")
+		if i := bytes.LastIndexByte(stat, ')'); i >= 0 && bytes.HasPrefix(bytes.TrimSpace(stat[i+1:]), []byte("Z")) {
+			continue // a zombie runs nothing
+		}
+		root, _ := os.Readlink(p + "/root")
+		cwd, _ := os.Readlink(p + "/cwd")
+		if strings.Contains(string(cmdline), dir) || strings.HasPrefix(root, dir) || strings.HasPrefix(cwd, dir) {
+			found = append(found, filepath.Base(p)+" "+strings.ReplaceAll(string(cmdline), "\x00", " "))
+		}
+	}
+	return found
+}
+
+// mountsUnder lists the mounts under dir that any process sees.
+func mountsUnder(dir string) []string {
+	seen := map[string]bool{}
+	var found []string
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range append(procs, "/proc/self") {
+		data, _ := os.ReadFile(p + "/mounts")
+		for _, l := range strings.Split(string(data), "\n") {
+			if f := strings.Fields(l); len(f) > 1 && strings.HasPrefix(f[1], dir) && !seen[f[1]] {
+				seen[f[1]] = true
+				found = append(found, f[1])
+			}
+		}
+	}
+	return found
+}
+
+// checkPublished checks that the template in dir is one whole set: the
+// tarball verifies with sha256sum -c and the manifest lists what the
+// tarball's package database lists.
+func checkPublished(t *testing.T, dir, what string) {
+	t.Helper()
+	sum := exec.Command("sha256sum", "-c", template+".tar.gz.sha256")
+	sum.Dir = dir
+	if out, err := sum.CombinedOutput(); err != nil {
+		t.Errorf("%s: sha256sum -c: %v\n%s", what, err, out)
+	}
+	admin := t.TempDir()
+	status, err := exec.Command("tar", "-xOf", filepath.Join(dir, template+".tar.gz"), "./var/lib/dpkg/status").Output()
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	os.WriteFile(filepath.Join(admin, "status"), status, 0o644)
+	db, err := exec.Command("dpkg-query", "--admindir="+admin, "-W", "-f", "${db:Status-Abbrev}${Package} ${Version} ${Architecture}\n").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want strings.Builder
+	for _, l := range strings.Split(string(db), "\n") {
+		if rest, ok := strings.CutPrefix(l, "ii "); ok {
+			want.WriteString(rest + "\n")
+		}
+	}
+	manifest, _ := os.ReadFile(filepath.Join(dir, template+".manifest"))
+	if string(manifest) != want.String() {
+		t.Errorf("%s: the manifest does not list what the tarball's package database lists", what)
+	}
 }

@@ -1,6 +1,7 @@
 package tmpl
 
 import (
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -107,8 +108,9 @@ var (
 
 // decoder turns one file's YAML nodes into a level, collecting every error.
 type decoder struct {
-	file string
-	errs *errorList
+	file  string
+	depth int // of the file's level: 0 for the tree's root
+	errs  *errorList
 }
 
 func (d *decoder) src(n *yaml.Node) Source { return Source{File: d.file, Line: n.Line} }
@@ -135,7 +137,7 @@ func parseLevel(file string, depth int, data []byte, errs *errorList) *level {
 	if doc.Kind == 0 || len(doc.Content) == 0 {
 		return lv // an empty file sets nothing
 	}
-	d := &decoder{file: file, errs: errs}
+	d := &decoder{file: file, depth: depth, errs: errs}
 	root := doc.Content[0]
 	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
 		return lv
@@ -197,7 +199,7 @@ func parseLevel(file string, depth int, data []byte, errs *errorList) *level {
 				phases = append(phases, string(p))
 			}
 			d.mapping(v, "hooks", phases, func(phase string, k, v *yaml.Node) {
-				if ops := d.listOps(v, "hooks."+phase, d.nonEmpty); ops != nil {
+				if ops := d.listOps(v, "hooks."+phase, d.hookPath); ops != nil {
 					lv.hooks[Phase(phase)] = ops
 				}
 			})
@@ -502,6 +504,26 @@ func (d *decoder) strList(n *yaml.Node, what string, check func(*yaml.Node, stri
 func (d *decoder) nonEmpty(n *yaml.Node, v string) bool {
 	if v == "" || strings.ContainsAny(v, badItemRune) {
 		d.errorf(n, "%q: want a non-empty word without spaces, quotes or shell characters", v)
+		return false
+	}
+	return true
+}
+
+// hookPath checks a hook script's path: relative to the file's directory,
+// and inside the tree the file belongs to (whose root is depth levels up).
+func (d *decoder) hookPath(n *yaml.Node, v string) bool {
+	if !d.nonEmpty(n, v) {
+		return false
+	}
+	const fix = "put it in the tree (e.g. in _hooks/) and give its path relative to this file's directory"
+	if filepath.IsAbs(v) {
+		d.errorf(n, "hook script %q is an absolute path; %s", v, fix)
+		return false
+	}
+	// The file's level seen from the root, as placeholder directory names.
+	level := strings.Repeat("l/", d.depth)
+	if !filepath.IsLocal(filepath.Join(level, v)) {
+		d.errorf(n, "hook script %q is outside the template tree; %s", v, fix)
 		return false
 	}
 	return true

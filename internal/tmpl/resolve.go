@@ -124,10 +124,11 @@ func (c *chain) resolve() []result {
 	}
 
 	c.mergeRepos(base, expand, &el)
-	base.Keys = c.mergeList("keys", func(lv *level) *listOps { return lv.keys }, base, expand, &el)
-	base.Fixups = c.mergeList("fixups", func(lv *level) *listOps { return lv.fixups }, base, expand, &el)
+	base.Keys = c.mergeList("keys", func(lv *level) *listOps { return lv.keys }, base, expand, &el, nil)
+	base.Fixups = c.mergeList("fixups", func(lv *level) *listOps { return lv.fixups }, base, expand, &el, nil)
 	for _, ph := range Phases() {
-		paths := c.mergeList("hooks."+string(ph), func(lv *level) *listOps { return lv.hooks[ph] }, base, func(it item) (item, bool) { return it, true }, &el)
+		what := "hooks." + string(ph)
+		paths := c.mergeList(what, func(lv *level) *listOps { return lv.hooks[ph] }, base, func(it item) (item, bool) { return it, true }, &el, hookConflict(what))
 		if len(paths) > 0 {
 			if base.Hooks == nil {
 				base.Hooks = map[Phase][]string{}
@@ -281,58 +282,131 @@ func (c *chain) mergeRepos(d *Definition, expand func(item) (item, bool), el *er
 	}
 }
 
-// mergeList applies every level's changes to one list.
-func (c *chain) mergeList(what string, get func(*level) *listOps, d *Definition, expand func(item) (item, bool), el *errorList) []string {
-	var acc []item
+// mergeList applies every level's changes to one list. conflict, when not
+// nil, is asked about an item added while one of the same value is in the
+// list; a non-empty answer is reported at the new item.
+func (c *chain) mergeList(what string, get func(*level) *listOps, d *Definition, expand func(item) (item, bool), el *errorList, conflict func(had, it item) string) []string {
+	acc := newKeyedList(func(it item) string { return it.val })
 	for _, lv := range c.levels {
 		ops := get(lv)
 		if ops == nil {
 			continue
 		}
-		acc = applyOps(acc, ops, what, expand, el)
+		applyOps(acc, ops, what, expand, el, conflict)
 	}
-	vals := make([]string, len(acc))
-	for i, it := range acc {
+	items := acc.list()
+	vals := make([]string, len(items))
+	for i, it := range items {
 		vals[i] = it.val
 		d.Provenance[what+"["+it.val+"]"] = it.src
 	}
 	return vals
 }
 
-// applyOps applies one level's reset, add and remove to acc.
-func applyOps(acc []item, ops *listOps, what string, expand func(item) (item, bool), el *errorList) []item {
+// applyOps applies one level's reset, add and remove to acc; conflict is
+// as for mergeList.
+func applyOps(acc *keyedList[item], ops *listOps, what string, expand func(item) (item, bool), el *errorList, conflict func(had, it item) string) {
 	if ops.reset != nil {
-		acc = nil
+		acc.reset()
 	}
 	for _, it := range ops.add {
 		if it, ok := expand(it); ok {
-			acc = addItem(acc, it)
+			// Already there: it keeps its place and origin.
+			if had, dup := acc.add(it); dup && conflict != nil {
+				if msg := conflict(had, it); msg != "" {
+					el.add(it.src, "%s", msg)
+				}
+			}
 		}
 	}
-	return removeItems(acc, ops.remove, what, expand, el)
+	removeItems(acc, ops.remove, what, expand, el)
 }
 
-func addItem(acc []item, it item) []item {
-	if slices.ContainsFunc(acc, func(a item) bool { return a.val == it.val }) {
-		return acc // already there: keeps its place and origin
-	}
-	return append(acc, it)
-}
-
-func removeItems(acc []item, remove []item, what string, expand func(item) (item, bool), el *errorList) []item {
+func removeItems(acc *keyedList[item], remove []item, what string, expand func(item) (item, bool), el *errorList) {
 	for _, it := range remove {
 		it, ok := expand(it)
 		if !ok {
 			continue
 		}
-		i := slices.IndexFunc(acc, func(a item) bool { return a.val == it.val })
-		if i < 0 {
+		if !acc.remove(it.val) {
 			el.add(it.src, "cannot remove %q: not in %s at this point; drop the removal", it.val, what)
-			continue
 		}
-		acc = slices.Delete(acc, i, i+1)
 	}
-	return acc
+}
+
+// keyedList is a list without two elements of the same key, in the order
+// they were added. Adding, replacing and removing an element take constant
+// time, so merging the lists of a tree is linear in their length: a removed
+// element stays in items, skipped because index no longer points at it.
+type keyedList[T any] struct {
+	key   func(T) string
+	items []T
+	index map[string]int // key → position in items of the element present with it
+}
+
+func newKeyedList[T any](key func(T) string) *keyedList[T] {
+	return &keyedList[T]{key: key, index: map[string]int{}}
+}
+
+// add appends x unless an element of its key is there; it returns that
+// element and true when one is.
+func (l *keyedList[T]) add(x T) (T, bool) {
+	k := l.key(x)
+	if i, ok := l.index[k]; ok {
+		return l.items[i], true
+	}
+	l.index[k] = len(l.items)
+	l.items = append(l.items, x)
+	var zero T
+	return zero, false
+}
+
+// put replaces the element of x's key in place, or appends x.
+func (l *keyedList[T]) put(x T) {
+	if i, ok := l.index[l.key(x)]; ok {
+		l.items[i] = x
+		return
+	}
+	l.add(x)
+}
+
+// remove removes the element of key k, reporting whether there was one.
+func (l *keyedList[T]) remove(k string) bool {
+	if _, ok := l.index[k]; !ok {
+		return false
+	}
+	delete(l.index, k)
+	return true
+}
+
+func (l *keyedList[T]) reset() {
+	l.items = nil
+	clear(l.index)
+}
+
+// list returns the elements in order.
+func (l *keyedList[T]) list() []T {
+	out := make([]T, 0, len(l.index))
+	for i, x := range l.items {
+		if j, ok := l.index[l.key(x)]; ok && j == i {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// hookConflict reports a hook path that names another script than the same
+// path already in the list: a relative path is relative to the directory of
+// its config.yaml, so the same words at two levels are two scripts, and
+// keeping one of them silently would drop the other.
+func hookConflict(what string) func(had, it item) string {
+	return func(had, it item) string {
+		a, b := filepath.Join(filepath.Dir(had.src.File), had.val), filepath.Join(filepath.Dir(it.src.File), it.val)
+		if a == b {
+			return ""
+		}
+		return fmt.Sprintf("%s: %q here is %s, but the list already has %q from %s, which is %s; give the scripts different names, or reset the list here (reset: true, add: [...])", what, it.val, b, had.val, had.src, a)
+	}
 }
 
 // validate checks what a build of this packager needs.
@@ -463,18 +537,21 @@ func (sr *setResolver) resolve(name string, via *item) *resolvedSet {
 	start := len(sr.errs.errs)
 	var innerErrs Errors
 	what := fmt.Sprintf("set %q", name)
+	byVal := func(it item) string { return it.val }
+	packages, pathExclude, pathInclude := newKeyedList(byVal), newKeyedList(byVal), newKeyedList(byVal)
+	dummies := newKeyedList(func(d dummyItem) string { return d.d.Name })
 	for _, s := range sr.decls[name] {
 		if s.packages.reset != nil {
-			rs.packages = nil
+			packages.reset()
 		}
 		if s.dummies.reset != nil {
-			rs.dummies = nil
+			dummies.reset()
 		}
 		if s.pathExclude.reset != nil {
-			rs.pathExclude = nil
+			pathExclude.reset()
 		}
 		if s.pathInclude.reset != nil {
-			rs.pathInclude = nil
+			pathInclude.reset()
 		}
 		for _, inc := range s.include {
 			if _, ok := sr.decls[inc.val]; !ok {
@@ -484,34 +561,33 @@ func (sr *setResolver) resolve(name string, via *item) *resolvedSet {
 			inner := sr.resolve(inc.val, &inc)
 			innerErrs = append(innerErrs, inner.errs...)
 			for _, it := range inner.packages {
-				rs.packages = addItem(rs.packages, it)
+				packages.add(it)
 			}
 			for _, di := range inner.dummies {
-				rs.dummies = addDummy(rs.dummies, di)
+				dummies.put(di)
 			}
 		}
 		for _, it := range s.packages.add {
 			if it, ok := sr.expand(it); ok {
-				rs.packages = addItem(rs.packages, it)
+				packages.add(it)
 			}
 		}
-		rs.packages = removeItems(rs.packages, s.packages.remove, what, sr.expand, sr.errs)
-		rs.pathExclude = applyOps(rs.pathExclude, &listOps{add: s.pathExclude.add, remove: s.pathExclude.remove}, "path_exclude of "+what, sr.expand, sr.errs)
-		rs.pathInclude = applyOps(rs.pathInclude, &listOps{add: s.pathInclude.add, remove: s.pathInclude.remove}, "path_include of "+what, sr.expand, sr.errs)
+		removeItems(packages, s.packages.remove, what, sr.expand, sr.errs)
+		applyOps(pathExclude, &listOps{add: s.pathExclude.add, remove: s.pathExclude.remove}, "path_exclude of "+what, sr.expand, sr.errs, nil)
+		applyOps(pathInclude, &listOps{add: s.pathInclude.add, remove: s.pathInclude.remove}, "path_include of "+what, sr.expand, sr.errs, nil)
 		for _, di := range s.dummies.add {
 			if di, ok := sr.expandDummy(di); ok {
-				rs.dummies = addDummy(rs.dummies, di)
+				dummies.put(di)
 			}
 		}
 		for _, it := range s.dummies.remove {
-			i := slices.IndexFunc(rs.dummies, func(d dummyItem) bool { return d.d.Name == it.val })
-			if i < 0 {
+			if !dummies.remove(it.val) {
 				sr.errs.add(it.src, "cannot remove dummy %q: not in %s at this point; drop the removal", it.val, what)
-				continue
 			}
-			rs.dummies = slices.Delete(rs.dummies, i, i+1)
 		}
 	}
+	rs.packages, rs.dummies = packages.list(), dummies.list()
+	rs.pathExclude, rs.pathInclude = pathExclude.list(), pathInclude.list()
 	rs.errs = append(slices.Clone(sr.errs.errs[start:]), innerErrs...)
 	sr.memo[name] = rs
 	return rs
@@ -553,14 +629,4 @@ func (sr *setResolver) expandDummy(di dummyItem) (dummyItem, bool) {
 		out.d.Provides = append(out.d.Provides, get(p))
 	}
 	return out, ok
-}
-
-// addDummy adds di, or replaces the dummy of the same name in place.
-func addDummy(acc []dummyItem, di dummyItem) []dummyItem {
-	if i := slices.IndexFunc(acc, func(a dummyItem) bool { return a.d.Name == di.d.Name }); i >= 0 {
-		acc = slices.Clone(acc)
-		acc[i] = di
-		return acc
-	}
-	return append(acc, di)
 }

@@ -11,7 +11,7 @@ import (
 
 // writeTree writes files (path relative to the root → contents) into a new
 // directory and returns it.
-func writeTree(t *testing.T, files map[string]string) string {
+func writeTree(t testing.TB, files map[string]string) string {
 	t.Helper()
 	root := t.TempDir()
 	for name, body := range files {
@@ -509,6 +509,31 @@ func TestBadTrees(t *testing.T) {
 			name:  "missing hook script",
 			files: map[string]string{"x/1/config.yaml": "hooks:\n  customize: [_hooks/missing.sh]\n"},
 			want:  `x/1/config.yaml:2: hook script "_hooks/missing.sh" not found (paths are relative to this file's directory)`,
+		},
+		{
+			name: "same hook path naming two scripts at two levels",
+			files: map[string]string{
+				"x/config.yaml":   validDistro + "hooks:\n  final: [_hooks/a.sh]\n",
+				"x/_hooks/a.sh":   "#!/bin/sh\n",
+				"x/1/config.yaml": "hooks:\n  final: [_hooks/a.sh]\n",
+				"x/1/_hooks/a.sh": "#!/bin/sh\n",
+			},
+			want: `x/1/config.yaml:2: hooks.final: "_hooks/a.sh" here is x/1/_hooks/a.sh, but the list already has "_hooks/a.sh" from x/config.yaml:6, which is x/_hooks/a.sh; give the scripts different names, or reset the list here (reset: true, add: [...])`,
+		},
+		{
+			name:  "hook path leaving the tree",
+			files: map[string]string{"x/1/config.yaml": "hooks:\n  final: [" + strings.Repeat("../", 30) + "bin/true]\n"},
+			want:  `x/1/config.yaml:2: hook script "` + strings.Repeat("../", 30) + `bin/true" is outside the template tree; put it in the tree (e.g. in _hooks/) and give its path relative to this file's directory`,
+		},
+		{
+			name:  "absolute hook path",
+			files: map[string]string{"x/1/config.yaml": "hooks:\n  customize:\n    add: [/bin/true]\n"},
+			want:  `x/1/config.yaml:3: hook script "/bin/true" is an absolute path; put it in the tree (e.g. in _hooks/) and give its path relative to this file's directory`,
+		},
+		{
+			name:  "template name too long for a build's file names",
+			files: map[string]string{"x/1/config.yaml": "sets:\n  " + strings.Repeat("s", 229) + ":\n    packages: [a]\n"},
+			want:  `x/1/config.yaml:2: template name x-1-x86_64-sssssssssssssssssssssssssssss... is 240 bytes; at most 236 fit in the file names a build makes (NAME.tar.zst-old.sha256 in at most 255 bytes); shorten the set's or a directory's name`,
 		},
 		{
 			name: "apt template without suite and repositories",

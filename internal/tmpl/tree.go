@@ -89,6 +89,10 @@ func Load(roots []string) (*Tree, error) {
 	declared := map[string]string{} // template name → its architecture directory
 	for _, c := range chains {
 		for _, r := range c.resolve() {
+			if len(r.name) > MaxNameLen {
+				e := &Error{Src: r.src, Msg: fmt.Sprintf("template name %s... is %d bytes; at most %d fit in the file names a build makes (NAME.tar.zst-old.sha256 in at most 255 bytes); shorten the set's or a directory's name", r.name[:40], len(r.name), MaxNameLen)}
+				r.errs, r.def = append(r.errs, e), nil
+			}
 			errs.errs = append(errs.errs, r.errs...)
 			if first, dup := declared[r.name]; dup {
 				e := &Error{Src: r.src, Msg: fmt.Sprintf("set %q gives %s the template name %q, which %s already has; rename a directory or the set", r.set, c.dir, r.name, first)}

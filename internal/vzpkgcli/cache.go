@@ -23,6 +23,7 @@ type buildFlags struct {
 	format   string
 	quiet    bool
 	verbose  bool
+	noWait   bool
 }
 
 func (f *buildFlags) register(cmd *cobra.Command, withFormat bool) {
@@ -36,7 +37,29 @@ func (f *buildFlags) register(cmd *cobra.Command, withFormat bool) {
 	cmd.Flags().BoolVarP(&f.quiet, "quiet", "q", false, "print nothing but errors and the result")
 	cmd.Flags().BoolVarP(&f.verbose, "verbose", "v", false, "print the package manager's output")
 	cmd.MarkFlagsMutuallyExclusive("quiet", "verbose")
+	registerNoWait(cmd, &f.noWait)
 }
+
+// isolatedAnnotation marks the commands that run in namespaces of their
+// own (see Isolated).
+const isolatedAnnotation = "vzpkg-isolated"
+
+// Isolated reports whether cmd builds templates and so should run in mount
+// and PID namespaces of its own (internal/isolate), so that the kernel
+// removes its mounts and processes however it dies.
+func Isolated(cmd *cobra.Command) bool { return cmd.Annotations[isolatedAnnotation] == "true" }
+
+// registerNoWait adds --no-wait to a command that changes a template.
+func registerNoWait(cmd *cobra.Command, noWait *bool) {
+	cmd.Flags().BoolVar(noWait, "no-wait", false, "fail at once when another vzpkg run works on the template, instead of waiting for it")
+}
+
+// lockNote is the part of a command's description about concurrent runs.
+const lockNote = `
+
+One vzpkg run at a time works on a template in a cache directory (create, update and remove
+cache take the lock file .NAME.lock there): a second run says that it waits for the first and
+goes on when it is done, or with --no-wait fails at once.`
 
 // prepare resolves the template and the build options.
 func (a *app) prepare(ctx context.Context, cmd *cobra.Command, name string, f *buildFlags) (*tmpl.Definition, build.Options, *progress, error) {
@@ -50,6 +73,7 @@ func (a *app) prepare(ctx context.Context, cmd *cobra.Command, name string, f *b
 	}
 	p := newProgress(cmd.ErrOrStderr(), f.quiet, f.verbose, a.env.Now)
 	opt.Progress = p
+	opt.Waiting = cmd.ErrOrStderr()
 	return def, opt, p, nil
 }
 
@@ -82,6 +106,8 @@ func (a *app) options(ctx context.Context, f *buildFlags) (*tmpl.Tree, build.Opt
 	}
 	opt.Format = f.format
 	opt.Verbose = f.verbose
+	opt.HookTimeout = cfg.HookTimeout
+	opt.NoWait = f.noWait
 	return tree, opt, nil
 }
 
@@ -129,6 +155,7 @@ func (a *app) batch(cmd *cobra.Command, names []string, all bool, f *buildFlags,
 			p := newProgress(cmd.ErrOrStderr(), f.quiet, f.verbose, a.env.Now)
 			o := opt
 			o.Progress = p
+			o.Waiting = cmd.ErrOrStderr()
 			err = one(ctx, def, o)
 			p.Done()
 			return err
@@ -172,9 +199,17 @@ func allBuilt(tree *tmpl.Tree, opt build.Options) []string {
 // checkCacher parses a pkg-cacher URL and makes sure something answers there,
 // so that a build does not fail minutes later on its first download.
 func checkCacher(ctx context.Context, s string) (*url.URL, error) {
+	// The URL becomes the base of the template's apt sources: only a scheme
+	// and an address; a path, query, fragment or user would be written
+	// into every source line (and a password into the tarball).
 	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("pkg-cacher URL %q: want http://HOST:PORT/", s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.Opaque != "" {
+		shown := s
+		if err == nil {
+			shown = u.Redacted()
+		}
+		return nil, fmt.Errorf("pkg-cacher URL %q: want http://HOST:PORT/ (no path, query, fragment or user)", shown)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -206,8 +241,13 @@ the dummy packages; applies the fixups; points the repositories at pkg-cacher (t
 kept as *.disabled) when the template says use_cacher; and packs a reproducible tarball:
 sorted entries, numeric owners, times clamped to $SOURCE_DATE_EPOCH when it is set, extended
 attributes and file capabilities kept, compressed on every CPU. An existing template of the
-same name is kept as NAME.tar.gz-old. Interrupted or failed, a build leaves no output file,
-no private directory and no mount behind.
+same name, in any format, is kept as NAME.tar.gz-old with NAME.tar.gz-old.sha256 and
+NAME.manifest-old; the files of a template change together, even when a run is killed.
+
+Interrupted or failed, a build leaves no output file, no private directory and no mount
+behind. As root it runs in mount and PID namespaces of its own: killed (SIGKILL), it leaves
+no process and no mount, and the next run on the template removes its private directory.
+Builds ignore the caller's umask: files are published 0644.
 
 apt templates are bootstrapped by mmdebstrap (or debootstrap), dnf templates (Fedora, CentOS
 Stream, AlmaLinux, Rocky) by the host's dnf with --installroot, from the template's own
@@ -215,7 +255,7 @@ repositories and signing keys only, never the host's.
 
 With several names, or --all (every template the tree defines), the templates are built one
 after the other; a failed one does not stop the others. A summary ends the output, and the
-exit status is non-zero when any template failed: fit for cron.`,
+exit status is non-zero when any template failed: fit for cron.` + lockNote,
 		Example: `  vzpkg create cache debian-12-x86_64-minimal --cacher http://127.0.0.1:3142/
   SOURCE_DATE_EPOCH=1700000000 vzpkg create cache debian-12-x86_64 --cache-dir ./out --format zst
   vzpkg create cache rocky-9-x86_64-minimal almalinux-9-x86_64-minimal
@@ -233,6 +273,7 @@ exit status is non-zero when any template failed: fit for cron.`,
 	}
 	f.register(cache, true)
 	cache.Flags().BoolVar(&all, "all", false, "build every template the tree defines")
+	cache.Annotations = map[string]string{isolatedAnnotation: "true"}
 	create.AddCommand(cache)
 	return create
 }
@@ -247,15 +288,17 @@ func (a *app) newUpdate() *cobra.Command {
 	cache := &cobra.Command{
 		Use:   "cache NAME... | --all",
 		Short: "bring built templates up to date",
-		Long: `Unpack template NAME from the cache directory, upgrade its packages and install what its
-definition gained, through pkg-cacher unless --no-cacher. When the package manifest changed,
-print the changes ("+" added, "-" removed, "~" upgraded), keep the previous file as
-NAME.tar.gz-old and publish the new one; otherwise leave the file alone. --recreate builds it
-from scratch instead, as vzpkg create cache does.
+		Long: `Check template NAME in the cache directory against its checksum (NAME.tar.gz.sha256),
+unpack it and check its manifest against its own package database: a template changed or a
+manifest edited after the build is refused (--recreate rebuilds it). Then upgrade its
+packages and install what its definition gained, through pkg-cacher unless --no-cacher. When
+the packages changed, print the changes ("+" added, "-" removed, "~" upgraded), keep the
+previous file as NAME.tar.gz-old and publish the new one; otherwise leave the file alone.
+--recreate builds it from scratch instead, as vzpkg create cache does.
 
 With several names, or --all (every template of the tree that is in the cache directory),
 the templates are updated one after the other; a failed one does not stop the others. A
-summary ends the output, and the exit status is non-zero when any template failed.`,
+summary ends the output, and the exit status is non-zero when any template failed.` + lockNote,
 		Example: `  vzpkg update cache debian-12-x86_64-minimal
   vzpkg update cache debian-12-x86_64-minimal --recreate
   vzpkg update cache --all --quiet`,
@@ -288,18 +331,22 @@ summary ends the output, and the exit status is non-zero when any template faile
 	f.register(cache, false)
 	cache.Flags().BoolVar(&recreate, "recreate", false, "rebuild from scratch")
 	cache.Flags().BoolVar(&all, "all", false, "update every template of the tree that is in the cache directory")
+	cache.Annotations = map[string]string{isolatedAnnotation: "true"}
 	update.AddCommand(cache)
 	return update
 }
 
 func (a *app) newRemove() *cobra.Command {
 	remove := &cobra.Command{Use: "remove", Short: "remove objects: cache (a template)"}
-	var cacheDir string
+	var (
+		cacheDir string
+		noWait   bool
+	)
 	cache := &cobra.Command{
 		Use:   "cache NAME",
 		Short: "delete a built template from the template cache",
 		Long: `Delete template NAME from the cache directory, with its checksum, its manifest and the
-previous version (-old). The template's definition is not touched.`,
+previous version (-old), in every format. The template's definition is not touched.` + lockNote,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := a.loadConfig()
@@ -309,10 +356,11 @@ previous version (-old). The template's definition is not touched.`,
 			if cacheDir == "" {
 				cacheDir = cfg.CacheDir
 			}
-			return build.Remove(cacheDir, args[0])
+			return build.Remove(cmd.Context(), args[0], build.Options{CacheDir: cacheDir, NoWait: noWait, Waiting: cmd.ErrOrStderr()})
 		},
 	}
 	cache.Flags().StringVar(&cacheDir, "cache-dir", "", "where templates are kept (default cache_dir of vzpkg.conf)")
+	registerNoWait(cache, &noWait)
 	remove.AddCommand(cache)
 	return remove
 }

@@ -179,6 +179,9 @@ Problems in the tree are printed after the list; the command then fails (see vzp
 			fmt.Fprintln(tw, "NAME\tPACKAGER\tCACHED\tAGE\tSIZE")
 			for _, d := range tree.Definitions() {
 				cached, age, size := "no", "-", "-"
+				// Finish a publish a killed build left half done (when no
+				// build runs and we may), so the row shows a whole set.
+				build.Recover(cmd.Context(), cfg.CacheDir, d.Name)
 				if p, ok := build.Find(cfg.CacheDir, d.Name); ok {
 					if fi, err := os.Stat(p); err == nil {
 						cached, age, size = "yes", formatAge(now.Sub(fi.ModTime())), formatSize(fi.Size())

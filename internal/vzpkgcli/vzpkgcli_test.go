@@ -218,3 +218,50 @@ func TestTemplateSearchPath(t *testing.T) {
 func TestManPagesAreCurrent(t *testing.T) {
 	manpage.Check(t, New(Env{}), "../../docs/man", *update, "go test ./internal/vzpkgcli -update")
 }
+
+// TestRemoveCacheRefusesPathsAsNames gives remove cache names that are paths:
+// each is refused as create would refuse it, and nothing is deleted.
+func TestRemoveCacheRefusesPathsAsNames(t *testing.T) {
+	base := t.TempDir()
+	cacheDir := filepath.Join(base, "cache")
+	outside := filepath.Join(base, "somewhere")
+	for _, d := range []string{cacheDir, outside} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	victims := []string{"x.tar.gz", "x.tar.gz.sha256", "x.tar.gz-old", "x.manifest", "debian-12-x86_64.tar.gz"}
+	for _, v := range victims {
+		if err := os.WriteFile(filepath.Join(outside, v), []byte("keep\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, name := range []string{"../somewhere/x", "../somewhere/debian-12-x86_64", outside + "/debian-12-x86_64", "..", ".", "x/../../somewhere/x"} {
+		_, _, err := run(t, nil, "remove", "cache", name, "--cache-dir", cacheDir)
+		if err == nil || !strings.Contains(err.Error(), "template name") {
+			t.Errorf("remove cache %s: got %v, want the name refused", name, err)
+		}
+	}
+	for _, v := range victims {
+		if _, err := os.Stat(filepath.Join(outside, v)); err != nil {
+			t.Errorf("remove cache deleted %s outside the cache directory", v)
+		}
+	}
+}
+
+// TestCacherURLMustBeABase refuses pkg-cacher URLs with a path, query,
+// fragment or user: they would be written into the template's sources.
+func TestCacherURLMustBeABase(t *testing.T) {
+	for _, u := range []string{
+		"http://127.0.0.1:9/debian",
+		"http://127.0.0.1:9/?x=1",
+		"http://127.0.0.1:9/#frag",
+		"http://user:pw@127.0.0.1:9/",
+		"ftp://127.0.0.1:9/",
+	} {
+		_, _, err := run(t, nil, "create", "cache", "debian-12-x86_64-minimal", "--templates", shippedTree, "--cache-dir", t.TempDir(), "--cacher", u)
+		if err == nil || !strings.Contains(err.Error(), "want http://HOST:PORT/") {
+			t.Errorf("--cacher %s: got %v, want it refused (want http://HOST:PORT/)", u, err)
+		}
+	}
+}

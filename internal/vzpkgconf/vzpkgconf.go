@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"vzpkg2/internal/keyvalue"
 	"vzpkg2/internal/suggest"
@@ -35,20 +36,25 @@ const LocalTemplates = "/etc/vzpkg/templates"
 
 // Config is vzpkg's effective global configuration.
 type Config struct {
-	CacherURL     string   // pkg-cacher's base URL, e.g. http://127.0.0.1:3142/; empty: no cacher
-	CacheDir      string   // built templates: <CacheDir>/<name>.tar.{gz,xz,zst}
-	TemplatesPath []string // metadata tree roots, highest precedence first; nil: the default search path
+	CacherURL     string        // pkg-cacher's base URL, e.g. http://127.0.0.1:3142/; empty: no cacher
+	CacheDir      string        // built templates: <CacheDir>/<name>.tar.{gz,xz,zst}
+	TemplatesPath []string      // metadata tree roots, highest precedence first; nil: the default search path
+	HookTimeout   time.Duration // how long a template's final hook may run; 0: no limit
 }
+
+// DefaultHookTimeout is how long a final hook may run unless hook_timeout
+// says otherwise.
+const DefaultHookTimeout = 10 * time.Minute
 
 // Defaults returns the built-in configuration.
 func Defaults() *Config {
-	return &Config{CacheDir: DefaultCacheDir}
+	return &Config{CacheDir: DefaultCacheDir, HookTimeout: DefaultHookTimeout}
 }
 
 // Error is a problem at a line of a configuration file.
 type Error = keyvalue.Error
 
-var keys = []string{"cache_dir", "cacher_url", "templates_path"}
+var keys = []string{"cache_dir", "cacher_url", "hook_timeout", "templates_path"}
 
 // Load reads file over the defaults. An empty file name means DefaultFile
 // when it exists, the defaults otherwise.
@@ -93,6 +99,15 @@ func (c *Config) set(key, val string) error {
 			return fmt.Errorf("cache_dir %q: want an absolute directory such as %s", val, DefaultCacheDir)
 		}
 		c.CacheDir = filepath.Clean(val)
+	case "hook_timeout":
+		d, err := time.ParseDuration(val)
+		if val == "0" {
+			d, err = 0, nil
+		}
+		if err != nil || d < 0 {
+			return fmt.Errorf("hook_timeout %q: want a duration such as 10m or 90s, or 0 for no limit", val)
+		}
+		c.HookTimeout = d
 	case "templates_path":
 		c.TemplatesPath = SplitPath(val)
 		if len(c.TemplatesPath) == 0 {

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParse(t *testing.T) {
@@ -21,22 +22,34 @@ func TestParse(t *testing.T) {
 cacher_url = http://10.0.0.1:3142/   # trailing comment
 cache_dir = /srv/templates/
 templates_path = /etc/vzpkg/templates:/opt/vzpkg/templates, /usr/share/vzpkg/templates
+hook_timeout = 90s
 `,
 			want: Config{
 				CacherURL:     "http://10.0.0.1:3142/",
 				CacheDir:      "/srv/templates",
 				TemplatesPath: []string{"/etc/vzpkg/templates", "/opt/vzpkg/templates", "/usr/share/vzpkg/templates"},
+				HookTimeout:   90 * time.Second,
 			},
 		},
 		{
 			name: "empty values keep the defaults",
 			in:   "cacher_url =\ntemplates_path =\n",
+			want: Config{CacheDir: DefaultCacheDir, HookTimeout: DefaultHookTimeout},
+		},
+		{
+			name: "no hook timeout",
+			in:   "hook_timeout = 0\n",
 			want: Config{CacheDir: DefaultCacheDir},
+		},
+		{
+			name:    "bad hook timeout",
+			in:      "hook_timeout = 10\n",
+			wantErr: `vzpkg.conf:1: hook_timeout "10": want a duration such as 10m or 90s, or 0 for no limit`,
 		},
 		{
 			name:    "unknown key",
 			in:      "\ncache_directory = /x\n",
-			wantErr: `vzpkg.conf:2: unknown key "cache_directory" (known: cache_dir, cacher_url, templates_path)`,
+			wantErr: `vzpkg.conf:2: unknown key "cache_directory" (known: cache_dir, cacher_url, hook_timeout, templates_path)`,
 		},
 		{
 			name:    "not a URL",
@@ -53,17 +66,17 @@ templates_path = /etc/vzpkg/templates:/opt/vzpkg/templates, /usr/share/vzpkg/tem
 			// in the original pkg-cacher's configuration.
 			name: "key twice: the last wins",
 			in:   "cache_dir = /a\ncache_dir = /b\n",
-			want: Config{CacheDir: "/b"},
+			want: Config{CacheDir: "/b", HookTimeout: DefaultHookTimeout},
 		},
 		{
 			name:    "near miss",
 			in:      "cacher_ulr = http://x/\n",
-			wantErr: `vzpkg.conf:1: unknown key "cacher_ulr" (did you mean "cacher_url"?) (known: cache_dir, cacher_url, templates_path)`,
+			wantErr: `vzpkg.conf:1: unknown key "cacher_ulr" (did you mean "cacher_url"?) (known: cache_dir, cacher_url, hook_timeout, templates_path)`,
 		},
 		{
 			name: "continued line",
 			in:   "templates_path = /a:\\\n  /b\n",
-			want: Config{CacheDir: DefaultCacheDir, TemplatesPath: []string{"/a", "/b"}},
+			want: Config{CacheDir: DefaultCacheDir, TemplatesPath: []string{"/a", "/b"}, HookTimeout: DefaultHookTimeout},
 		},
 		{
 			name:    "not key = value",
@@ -84,7 +97,7 @@ templates_path = /etc/vzpkg/templates:/opt/vzpkg/templates, /usr/share/vzpkg/tem
 			if err != nil {
 				t.Fatal(err)
 			}
-			if c.CacherURL != tt.want.CacherURL || c.CacheDir != tt.want.CacheDir || !slices.Equal(c.TemplatesPath, tt.want.TemplatesPath) {
+			if c.CacherURL != tt.want.CacherURL || c.CacheDir != tt.want.CacheDir || !slices.Equal(c.TemplatesPath, tt.want.TemplatesPath) || c.HookTimeout != tt.want.HookTimeout {
 				t.Errorf("got %+v, want %+v", *c, tt.want)
 			}
 		})

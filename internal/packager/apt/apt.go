@@ -397,9 +397,14 @@ func ThroughCacher(cacher *url.URL, mirror string) string {
 	return base + "/" + strings.TrimPrefix(mirror, "http://")
 }
 
+// cancelGrace is how long a cancelled command has to clean up.
+const cancelGrace = 10 * time.Second
+
 // run runs a command, its output going to env.Output line by line. On
-// cancellation the command gets SIGTERM and time to clean up (mmdebstrap
-// unmounts what it mounted) before it is killed.
+// cancellation the command's whole process group (mmdebstrap, its workers
+// and the hook it runs) gets SIGTERM and cancelGrace to clean up
+// (mmdebstrap unmounts what it mounted) before the command is killed; what
+// is left of the group when the command is done is killed too.
 func run(ctx context.Context, env packager.Env, name string, args ...string) error {
 	return runEnv(ctx, env, nil, name, args...)
 }
@@ -416,10 +421,17 @@ func runEnv(ctx context.Context, env packager.Env, vars []string, name string, a
 // runCmd runs cmd, made with exec.CommandContext(ctx, ...), as run does.
 func runCmd(ctx context.Context, env packager.Env, cmd *exec.Cmd) error {
 	name := cmd.Args[0]
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = 60 * time.Second
+	// Signalling only the command left a hook it ran (sleep in a customize
+	// hook) running, and vzpkg waited for its output pipe the whole 60 s.
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
+	cmd.WaitDelay = cancelGrace
 	// Its own process group: a terminal's Ctrl-C reaches vzpkg, which stops the command once.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	defer func() {
+		if cmd.Process != nil {
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // ESRCH when nothing is left
+		}
+	}()
 	tail := &tailWriter{max: 30}
 	if env.Output != nil {
 		cmd.Stdout = io.MultiWriter(env.Output, tail)
