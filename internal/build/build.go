@@ -77,7 +77,7 @@ func Create(ctx context.Context, def *tmpl.Definition, opt Options) (res *Result
 	if err != nil {
 		return nil, err
 	}
-	defer b.cleanup()
+	defer b.cleanup(&err)
 	dummies, err := b.dummies(ctx)
 	if err != nil {
 		return nil, err
@@ -119,7 +119,7 @@ func Update(ctx context.Context, def *tmpl.Definition, opt Options) (res *Result
 	if err != nil {
 		return nil, err
 	}
-	defer b.cleanup()
+	defer b.cleanup(&err)
 	b.phase("unpack")
 	if err := unpack(ctx, old, b.root); err != nil {
 		return nil, b.rootErr(err)
@@ -258,9 +258,11 @@ func (b *builder) rootErr(err error) error {
 
 // cleanup detaches anything still mounted in the private directory and
 // removes it; it never removes a directory that still has mounts under it.
-func (b *builder) cleanup() {
-	if err := removePrivate(b.work); err != nil {
-		fmt.Fprintf(os.Stderr, "vzpkg: %v\n", err)
+// What it could not do is added to *err (when err is not nil): the caller
+// reports it, the library writes no output of its own.
+func (b *builder) cleanup(err *error) {
+	if cerr := removePrivate(b.work); cerr != nil && err != nil {
+		*err = errors.Join(*err, cerr)
 	}
 }
 

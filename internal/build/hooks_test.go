@@ -63,7 +63,7 @@ func hookedCreate(ctx context.Context, t *testing.T, opt Options, hook string) (
 	if err != nil {
 		return nil, err
 	}
-	defer b.cleanup()
+	defer b.cleanup(nil)
 	writeRoot(t, b.root, "1")
 	return b.finish(ctx)
 }

@@ -43,9 +43,9 @@ func compressor(format string) ([]string, error) {
 }
 
 // compress starts the compressor argv writing to w; closing the returned
-// writer waits for it.
-func compress(argv []string, w io.Writer) (io.WriteCloser, error) {
-	cmd := exec.Command(argv[0], argv[1:]...)
+// writer waits for it. Ending ctx (Ctrl-C) kills it.
+func compress(ctx context.Context, argv []string, w io.Writer) (io.WriteCloser, error) {
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Stdout = w
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -125,7 +125,7 @@ func (b *builder) publish(ctx context.Context, pkgs []packager.Package) (*Result
 	if err := os.Mkdir(stage, 0o755); err != nil {
 		return nil, err
 	}
-	sum, err := b.pack(filepath.Join(stage, base))
+	sum, err := b.pack(ctx, filepath.Join(stage, base))
 	if err != nil {
 		return nil, err
 	}
@@ -255,7 +255,7 @@ func finishCommit(dir, name string, fault func(string) error) error {
 }
 
 // pack writes the compressed tarball of the root to path and returns its SHA-256.
-func (b *builder) pack(path string) (string, error) {
+func (b *builder) pack(ctx context.Context, path string) (string, error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 	if err != nil {
 		return "", err
@@ -263,7 +263,7 @@ func (b *builder) pack(path string) (string, error) {
 	defer f.Close()
 	h := sha256.New()
 	counted := &countWriter{w: io.MultiWriter(f, h), progress: b.opt.Progress}
-	z, err := compress(b.compressor, counted)
+	z, err := compress(ctx, b.compressor, counted)
 	if err != nil {
 		return "", err
 	}

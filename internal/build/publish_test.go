@@ -69,7 +69,7 @@ func fakeCreate(ctx context.Context, t *testing.T, opt Options, version string) 
 	if err != nil {
 		return nil, err
 	}
-	defer b.cleanup()
+	defer b.cleanup(nil)
 	writeRoot(t, b.root, version)
 	return b.finish(ctx)
 }
@@ -438,7 +438,7 @@ func TestDiskFullDuringPack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.cleanup()
+	defer b.cleanup(nil)
 	writeRoot(t, b.root, "1")
 	// 4 MiB that do not compress.
 	f, err := os.Create(filepath.Join(b.root, "noise"))
