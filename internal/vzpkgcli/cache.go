@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"vzpkg2/internal/build"
+	"vzpkg2/internal/templatebuild"
 	"vzpkg2/internal/tmpl"
 )
 
@@ -62,7 +62,7 @@ cache take the lock file .NAME.lock there): a second run says that it waits for 
 goes on when it is done, or with --no-wait fails at once.`
 
 // prepare resolves the template and the build options.
-func (a *app) prepare(ctx context.Context, cmd *cobra.Command, name string, f *buildFlags) (*tmpl.Definition, build.Options, *progress, error) {
+func (a *app) prepare(ctx context.Context, cmd *cobra.Command, name string, f *buildFlags) (*tmpl.Definition, templatebuild.Options, *progress, error) {
 	tree, opt, err := a.options(ctx, f)
 	if err != nil {
 		return nil, opt, nil, err
@@ -78,8 +78,8 @@ func (a *app) prepare(ctx context.Context, cmd *cobra.Command, name string, f *b
 }
 
 // options loads the template tree and the build options but the progress.
-func (a *app) options(ctx context.Context, f *buildFlags) (*tmpl.Tree, build.Options, error) {
-	var opt build.Options
+func (a *app) options(ctx context.Context, f *buildFlags) (*tmpl.Tree, templatebuild.Options, error) {
+	var opt templatebuild.Options
 	cfg, tree, err := a.load()
 	if tree == nil {
 		return nil, opt, err
@@ -117,8 +117,8 @@ func (a *app) options(ctx context.Context, f *buildFlags) (*tmpl.Tree, build.Opt
 // on the error output as it happens), prints a summary and fails if any
 // template failed. An interruption stops it.
 func (a *app) batch(cmd *cobra.Command, names []string, all bool, f *buildFlags,
-	selectAll func(tree *tmpl.Tree, opt build.Options) []string,
-	one func(ctx context.Context, def *tmpl.Definition, opt build.Options) error) error {
+	selectAll func(tree *tmpl.Tree, opt templatebuild.Options) []string,
+	one func(ctx context.Context, def *tmpl.Definition, opt templatebuild.Options) error) error {
 	ctx := cmd.Context()
 	if all == (len(names) > 0) {
 		return fmt.Errorf("name templates or give --all, not both and not neither")
@@ -177,7 +177,7 @@ func (a *app) batch(cmd *cobra.Command, names []string, all bool, f *buildFlags,
 }
 
 // allDefined names every template of the tree.
-func allDefined(tree *tmpl.Tree, _ build.Options) []string {
+func allDefined(tree *tmpl.Tree, _ templatebuild.Options) []string {
 	var names []string
 	for _, d := range tree.Definitions() {
 		names = append(names, d.Name)
@@ -186,10 +186,10 @@ func allDefined(tree *tmpl.Tree, _ build.Options) []string {
 }
 
 // allBuilt names the templates of the tree published in the cache directory.
-func allBuilt(tree *tmpl.Tree, opt build.Options) []string {
+func allBuilt(tree *tmpl.Tree, opt templatebuild.Options) []string {
 	var names []string
 	for _, d := range tree.Definitions() {
-		if _, ok := build.Find(opt.CacheDir, d.Name); ok {
+		if _, ok := templatebuild.Find(opt.CacheDir, d.Name); ok {
 			names = append(names, d.Name)
 		}
 	}
@@ -261,8 +261,8 @@ exit status is non-zero when any template failed: fit for cron.` + lockNote,
   vzpkg create cache rocky-9-x86_64-minimal almalinux-9-x86_64-minimal
   vzpkg create cache --all --quiet`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.batch(cmd, args, all, &f, allDefined, func(ctx context.Context, def *tmpl.Definition, opt build.Options) error {
-				res, err := build.Create(ctx, def, opt)
+			return a.batch(cmd, args, all, &f, allDefined, func(ctx context.Context, def *tmpl.Definition, opt templatebuild.Options) error {
+				res, err := templatebuild.Create(ctx, def, opt)
 				if err != nil {
 					return err
 				}
@@ -303,14 +303,14 @@ summary ends the output, and the exit status is non-zero when any template faile
   vzpkg update cache debian-12-x86_64-minimal --recreate
   vzpkg update cache --all --quiet`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return a.batch(cmd, args, all, &f, allBuilt, func(ctx context.Context, def *tmpl.Definition, opt build.Options) error {
-				var res *build.Result
+			return a.batch(cmd, args, all, &f, allBuilt, func(ctx context.Context, def *tmpl.Definition, opt templatebuild.Options) error {
+				var res *templatebuild.Result
 				var err error
 				if recreate {
-					res, err = build.Create(ctx, def, opt)
+					res, err = templatebuild.Create(ctx, def, opt)
 				} else {
 					opt.Format = ""
-					res, err = build.Update(ctx, def, opt)
+					res, err = templatebuild.Update(ctx, def, opt)
 				}
 				if err != nil {
 					return err
@@ -356,7 +356,7 @@ previous version (-old), in every format. The template's definition is not touch
 			if cacheDir == "" {
 				cacheDir = cfg.CacheDir
 			}
-			return build.Remove(cmd.Context(), args[0], build.Options{CacheDir: cacheDir, NoWait: noWait, Waiting: cmd.ErrOrStderr()})
+			return templatebuild.Remove(cmd.Context(), args[0], templatebuild.Options{CacheDir: cacheDir, NoWait: noWait, Waiting: cmd.ErrOrStderr()})
 		},
 	}
 	cache.Flags().StringVar(&cacheDir, "cache-dir", "", "where templates are kept (default cache_dir of vzpkg.conf)")

@@ -17,7 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"vzpkg2/internal/build"
+	"vzpkg2/internal/templatebuild"
 	"vzpkg2/internal/tmpl"
 	"vzpkg2/internal/vzpkgconf"
 )
@@ -181,8 +181,8 @@ Problems in the tree are printed after the list; the command then fails (see vzp
 				cached, age, size := "no", "-", "-"
 				// Finish a publish a killed build left half done (when no
 				// build runs and we may), so the row shows a whole set.
-				build.Recover(cmd.Context(), cfg.CacheDir, d.Name)
-				if p, ok := build.Find(cfg.CacheDir, d.Name); ok {
+				templatebuild.Recover(cmd.Context(), cfg.CacheDir, d.Name)
+				if p, ok := templatebuild.Find(cfg.CacheDir, d.Name); ok {
 					if fi, err := os.Stat(p); err == nil {
 						cached, age, size = "yes", formatAge(now.Sub(fi.ModTime())), formatSize(fi.Size())
 					}

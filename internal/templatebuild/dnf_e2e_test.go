@@ -1,4 +1,4 @@
-package build_test
+package templatebuild_test
 
 import (
 	"bytes"

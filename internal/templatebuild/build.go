@@ -7,7 +7,7 @@
 // interrupted build leaves no output file, no private directory and no
 // mount behind; the private directory of a killed one is removed by the
 // next run on the template.
-package build
+package templatebuild
 
 import (
 	"context"
