@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -16,7 +17,15 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := vzpkgcli.New(vzpkgcli.Env{}).ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "vzpkg:", err)
-		os.Exit(1)
+		code := 1
+		var ee *vzpkgcli.ExitError
+		if errors.As(err, &ee) {
+			code = ee.Code
+		}
+		if msg := err.Error(); msg != "" {
+			fmt.Fprintln(os.Stderr, "vzpkg:", msg)
+		}
+		stop()
+		os.Exit(code)
 	}
 }
