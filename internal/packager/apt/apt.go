@@ -416,6 +416,9 @@ func runEnv(ctx context.Context, env packager.Env, vars []string, name string, a
 // runCmd runs cmd, made with exec.CommandContext(ctx, ...), as run does.
 func runCmd(ctx context.Context, env packager.Env, cmd *exec.Cmd) error {
 	name := cmd.Args[0]
+	if name == "chroot" && len(cmd.Args) > 2 {
+		name = cmd.Args[2] // rootfs.Command's: the program run in the root
+	}
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 60 * time.Second
 	// Its own process group: a terminal's Ctrl-C reaches vzpkg, which stops the command once.
