@@ -298,15 +298,15 @@ func (c *Container) Ops(ctx context.Context, reg *packager.Registry, out io.Writ
 	if err != nil {
 		return nil, err
 	}
-	spec, err := specFor(r, rec, keys)
-	if err != nil {
-		os.RemoveAll(keys)
-		return nil, fmt.Errorf("container %s: %w", c.Ref, rootfs.Explain(c.Root, err))
+	o := &rootOps{p: p, name: rec.Packager, root: c.Root, env: packager.Env{Output: out}, keys: keys}
+	// Listing needs no repositories: a container without usable ones
+	// fails only the verbs that fetch.
+	if o.spec, o.specErr = specFor(r, rec, keys); o.specErr != nil {
+		o.specErr = rootfs.Explain(c.Root, o.specErr)
+	} else if o.spec.Name == "" {
+		o.spec.Name = c.Ref.String()
 	}
-	if spec.Name == "" {
-		spec.Name = c.Ref.String()
-	}
-	return &rootOps{p: p, name: rec.Packager, root: c.Root, spec: spec, env: packager.Env{Output: out}, keys: keys}, nil
+	return o, nil
 }
 
 // rootOps runs a packager backend on a stopped container's root, /sys
@@ -315,12 +315,13 @@ func (c *Container) Ops(ctx context.Context, reg *packager.Registry, out io.Writ
 // service in place; dnf starts no service itself, and a scriptlet's
 // systemctl finds no systemd to talk to in a chroot).
 type rootOps struct {
-	p    packager.Packager
-	name string
-	root string
-	spec *packager.Spec
-	env  packager.Env
-	keys string // host directory of the keys copied out of the root
+	p       packager.Packager
+	name    string
+	root    string
+	spec    *packager.Spec
+	specErr error // why spec could not be made
+	env     packager.Env
+	keys    string // host directory of the keys copied out of the root
 }
 
 func (o *rootOps) Packager() string { return o.name }
@@ -328,6 +329,9 @@ func (o *rootOps) Close() error     { return os.RemoveAll(o.keys) }
 
 // withSys mounts sysfs read-only on the root's /sys around fn.
 func (o *rootOps) withSys(fn func() error) (err error) {
+	if o.specErr != nil {
+		return o.specErr
+	}
 	var m rootfs.Mounts
 	const flags = unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
 	if err := m.Mount(o.root, "sys", "sysfs", "sysfs", flags); err != nil {
