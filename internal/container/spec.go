@@ -201,6 +201,13 @@ func dnfRepos(r *os.Root, spec *packager.Spec, keyDir string) error {
 			if m := s.vals["mirrorlist"]; len(m) > 0 {
 				repo.Mirrorlist = expand.Replace(m[0])
 			}
+			// The host's dnf fetches these: a file:// URL would have it read
+			// the host's files as a repository.
+			for _, u := range append(append([]string{}, repo.Mirrors...), repo.Metalink, repo.Mirrorlist) {
+				if u != "" && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+					return fmt.Errorf("/%s: repository %s: %s: vzpkg manages containers whose repositories are http(s) URLs", f, s.name, u)
+				}
+			}
 			for _, k := range s.vals["gpgkey"] {
 				k = expand.Replace(k)
 				if p, ok := strings.CutPrefix(k, "file://"); ok {
