@@ -183,6 +183,9 @@ an array of {"name", "version", "arch"}).
 			if len(args) == 1 {
 				return containerList(cmd, args[0], &f)
 			}
+			if f.json || f.driver != "" {
+				return &ExitError{Code: ExitUsage, Err: errors.New("--json and --driver are for the packages of a container: vzpkg list CT")}
+			}
 			cfg, tree, loadErr := a.load()
 			if tree == nil {
 				return loadErr
