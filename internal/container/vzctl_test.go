@@ -20,17 +20,25 @@ func standIn(t *testing.T, private string) (log string) {
 	vzlist := "#!/bin/sh\n" + record + `case "$*" in
 "-H -o ctid,status,private 101") echo "       101 running /vz/private/101" ;;
 "-H -o ctid,status,private 102") echo "       102 stopped ` + private + `" ;;
+"-H -o ctid,status,private 104") echo "       104 running /vz/private/104" ;;
 "-a -H -o ctid,status,private") echo "       101 running /vz/private/101" ;;
 *) echo "Container(s) not found" >&2; exit 1 ;;
 esac
 `
-	vzctl := "#!/bin/sh\n" + record + `[ "$1 $2" = "exec2 101" ] || { echo "vzctl stand-in: unexpected $*" >&2; exit 9; }
-case "$3" in
+	vzctl := "#!/bin/sh\n" + record + `[ "$1" = exec2 ] || { echo "vzctl stand-in: unexpected $*" >&2; exit 9; }
+case "$2 $3" in
+"104 "*"cat /etc/vzpkg/packager"*) echo packager=dnf ;;
+"104 "*"rpm -qa"*) printf 'bash\t(none):5.1.8-9.el9\tx86_64\ngpg-pubkey\t(none):1-2\t(none)\nvz-extra\t0:1.0-1\tnoarch\n' ;;
+"104 "*"dnf -y install"*) echo "dnf ran" ;;
+"104 "*) echo "vzctl stand-in: unexpected command $3" >&2; exit 9 ;;
+"101 "*) case "$3" in
 *"cat /etc/vzpkg/packager"*) echo packager=apt ;;
 *dpkg-query*) printf 'ii \thello\t2.10-3\tamd64\nii \tlibc6\t2.36-9\tamd64\nrc \told\t1\tamd64\n' ;;
 *"-s dist-upgrade"*) echo "Inst libc6 [2.36-9] (2.36-9+deb12u9 Debian:12/stable [amd64])" ;;
 *apt-get*) echo "apt-get ran" ;;
 *) echo "vzctl stand-in: unexpected command $3" >&2; exit 9 ;;
+esac ;;
+*) echo "vzctl stand-in: no container $2" >&2; exit 9 ;;
 esac
 `
 	for name, body := range map[string]string{"vzlist": vzlist, "vzctl": vzctl} {
@@ -91,6 +99,14 @@ func TestVzctlDriverStandIn(t *testing.T) {
 			args:     []string{"list", "102"},
 			stdout:   "NAME  VERSION      ARCH\nbash  5.2.15-2+b7  amd64\n",
 			commands: []string{"vzlist | -H | -o | ctid,status,private | 102"},
+		},
+		{
+			name:   "install in a running dnf container",
+			args:   []string{"install", "104", "vz-extra"},
+			stdout: "installed vz-extra 1.0-1 noarch\n",
+			commands: []string{"vzlist | -H | -o | ctid,status,private | 104", strings.ReplaceAll(detect, " 101 ", " 104 "),
+				"vzctl | exec2 | 104 | " + quoted + " dnf -y install vz-extra",
+				"vzctl | exec2 | 104 | " + quoted + " rpm -qa --qf '%{name}\t%{epoch}:%{version}-%{release}\t%{arch}\n'"},
 		},
 		{
 			name:     "unknown container",
