@@ -104,11 +104,22 @@ func TestRPMContainers(t *testing.T) {
 			t.Errorf("install of an unknown package: exit %d, want 1", r.code)
 		}
 		oneLine(t, r.stderr, "install vz-no-such-package", "dnf install", "Unable to find a match: vz-no-such-package")
+		if pkgs := packages(t, ok(t, "list", root)); len(pkgs) != 6 {
+			t.Errorf("the failed install changed the package list: %v", pkgs)
+		}
 		if out := ok(t, "remove", root, "vz-extra"); out != "removed vz-extra\n" {
 			t.Errorf("remove printed %q", out)
 		}
 		if pkgs := packages(t, ok(t, "list", root)); len(pkgs) != 5 || pkgs["vz-extra"] != "" {
 			t.Errorf("list after remove: %v", pkgs)
+		}
+		// dnf resolves the whole request first: the known package is not installed either.
+		r = vzpkg(t, "install", root, "vz-extra", "vz-no-such-package")
+		if r.code != 1 {
+			t.Errorf("install of a known and an unknown package: exit %d, want 1", r.code)
+		}
+		if pkgs := packages(t, ok(t, "list", root)); len(pkgs) != 5 {
+			t.Errorf("a failed install of vz-extra and an unknown package changed the package list: %v", pkgs)
 		}
 		noMounts(t, hosts)
 	})
