@@ -298,7 +298,7 @@ func forAll(cmd *cobra.Command, f *ctFlags, af *allFlags, verb string, one func(
 			})
 			res.status = "ok"
 			if err != nil {
-				res.status, res.detail = "FAILED", err.Error()
+				res.status, res.detail = "FAILED", strings.TrimPrefix(err.Error(), ref.String()+": ")
 			}
 			results[i] = res
 			mu.Lock()
