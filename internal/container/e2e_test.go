@@ -302,6 +302,8 @@ func TestDebianContainerThroughPkgCacherNetwork(t *testing.T) {
 
 	t.Run("interrupted install leaves no mount", func(t *testing.T) {
 		cmd := exec.Command(filepath.Join(bin, "vzpkg"), "install", root, "hello")
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -318,6 +320,7 @@ func TestDebianContainerThroughPkgCacherNetwork(t *testing.T) {
 		if err := cmd.Wait(); err == nil {
 			t.Error("an interrupted install exited 0")
 		}
+		oneLine(t, stderr.String(), "install hello", "context canceled")
 		noMounts(t, root)
 	})
 	if data, _ := os.ReadFile("/proc/self/mounts"); bytes.Contains(data, []byte(root)) {
