@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -27,7 +28,15 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE)
 	defer stop()
 	if err := root.ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "vzpkg:", err)
-		os.Exit(1)
+		code := 1
+		var ee *vzpkgcli.ExitError
+		if errors.As(err, &ee) {
+			code = ee.Code
+		}
+		if msg := err.Error(); msg != "" {
+			fmt.Fprintln(os.Stderr, "vzpkg:", msg)
+		}
+		stop()
+		os.Exit(code)
 	}
 }

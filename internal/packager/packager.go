@@ -172,3 +172,31 @@ func (r *Registry) Names() []string {
 	slices.Sort(names)
 	return names
 }
+
+// Diff lists what changed from the package list a to b, by name and
+// architecture: "+ name version" added, "- name version" removed,
+// "~ name old -> new" changed.
+func Diff(a, b []Package) []string {
+	key := func(p Package) string { return p.Name + ":" + p.Arch }
+	old := map[string]Package{}
+	for _, p := range a {
+		old[key(p)] = p
+	}
+	var diff []string
+	for _, p := range b {
+		o, ok := old[key(p)]
+		switch {
+		case !ok:
+			diff = append(diff, fmt.Sprintf("+ %s %s", p.Name, p.Version))
+		case o.Version != p.Version:
+			diff = append(diff, fmt.Sprintf("~ %s %s -> %s", p.Name, o.Version, p.Version))
+		}
+		delete(old, key(p))
+	}
+	for _, p := range a {
+		if _, gone := old[key(p)]; gone {
+			diff = append(diff, fmt.Sprintf("- %s %s", p.Name, p.Version))
+		}
+	}
+	return diff
+}

@@ -26,6 +26,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"vzpkg2/internal/atomicfile"
+	"vzpkg2/internal/container"
 	"vzpkg2/internal/packager"
 	"vzpkg2/internal/rootfs"
 	"vzpkg2/internal/tmpl"
@@ -351,6 +352,9 @@ func (b *builder) finish(ctx context.Context) (*Result, error) {
 	}
 	if err := b.pkgr.ConfigureRepos(b.root, b.def, cacher); err != nil {
 		return nil, fmt.Errorf("configure repositories: %w", err)
+	}
+	if err := container.WriteRecord(b.root, b.def.Packager, b.pkgr.spec); err != nil {
+		return nil, fmt.Errorf("record the packager: %w", err)
 	}
 	for _, h := range b.def.Hooks[tmpl.PhaseFinal] {
 		b.phase("hook " + h)

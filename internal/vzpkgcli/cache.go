@@ -279,12 +279,38 @@ exit status is non-zero when any template failed: fit for cron.` + lockNote,
 }
 
 func (a *app) newUpdate() *cobra.Command {
-	update := &cobra.Command{Use: "update", Short: "update objects: cache (a template)"}
 	var (
 		f        buildFlags
 		recreate bool
 		all      bool
+		ctf      ctFlags
+		af       allFlags
 	)
+	update := &cobra.Command{
+		Use:   "update CT [PKG...] | --all [-j N]",
+		Short: "update packages in containers; update cache: templates",
+		Long: `Upgrade packages PKG in container CT, every package when none is named (apt-get
+dist-upgrade, dnf upgrade), and print what changed ("+" added, "-" removed, "~" upgraded).
+
+With --all, update every container the driver lists (vzlist -a for vzctl, lxc-ls for lxc,
+each directory of --root-dir for chroot; without --driver: chroot when --root-dir is given,
+else vzctl when vzlist is installed, else lxc), -j at a time. A line of progress is printed
+for each container as it ends, a summary table at the end; a failed container does not
+stop the others, and the exit status is 1 when any failed.
+
+vzpkg update cache NAME updates templates (see vzpkg-update-cache(8)).
+` + ctDoc + exitStatusDoc,
+		Example: `  vzpkg update 101
+  vzpkg update lxc:web1 openssl libssl3
+  vzpkg update --all -j 4
+  vzpkg update --all --root-dir /srv/roots`,
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return containerUpdate(cmd, args, &ctf, &af)
+		},
+	}
+	ctf.register(update, false)
+	af.register(update)
 	cache := &cobra.Command{
 		Use:   "cache NAME... | --all",
 		Short: "bring built templates up to date",
@@ -337,11 +363,27 @@ summary ends the output, and the exit status is non-zero when any template faile
 }
 
 func (a *app) newRemove() *cobra.Command {
-	remove := &cobra.Command{Use: "remove", Short: "remove objects: cache (a template)"}
 	var (
 		cacheDir string
 		noWait   bool
+		ctf      ctFlags
 	)
+	remove := &cobra.Command{
+		Use:   "remove CT PKG...",
+		Short: "remove packages from a container; remove cache: a template",
+		Long: `Remove packages PKG from container CT (apt-get remove, dnf remove). A package that is not
+installed fails the whole request and leaves the container's packages as they were.
+
+vzpkg remove cache NAME deletes a template (see vzpkg-remove-cache(8)).
+` + ctDoc + exitStatusDoc,
+		Example: `  vzpkg remove 101 htop
+  vzpkg remove /srv/roots/ct1 hello`,
+		Args: cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return containerRemove(cmd, args, &ctf)
+		},
+	}
+	ctf.register(remove, false)
 	cache := &cobra.Command{
 		Use:   "cache NAME",
 		Short: "delete a built template from the template cache",

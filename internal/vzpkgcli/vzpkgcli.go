@@ -1,5 +1,6 @@
 // Package vzpkgcli is vzpkg's command tree: create / update / remove cache,
-// list, show-config, check and version. Verbs that act on an object follow vztt's two-word style as a
+// list, show-config, check and version for templates; install, remove,
+// update, list, info and check-updates for the packages of containers. Verbs that act on an object follow vztt's two-word style as a
 // parent command with one child per object (`vzpkg create cache NAME` is a
 // "create" command holding a "cache" command).
 package vzpkgcli
@@ -74,7 +75,8 @@ match wins: --templates, else $` + TemplatesEnv + `, else templates_path of vzpk
 	}
 	root.PersistentFlags().StringVarP(&a.config, "config", "c", "", "global configuration file (default "+vzpkgconf.DefaultFile+" when it exists)")
 	root.PersistentFlags().StringArrayVar(&a.templates, "templates", nil, "template tree to use instead of the search path (repeatable, or DIR:DIR...; first wins)")
-	root.AddCommand(a.newCreate(), a.newUpdate(), a.newRemove(), a.newList(), a.newShowConfig(), a.newCheck(), newVersion())
+	root.AddCommand(a.newCreate(), a.newUpdate(), a.newRemove(), a.newList(), a.newShowConfig(), a.newCheck(), newVersion(),
+		a.newInstall(), a.newInfo(), a.newCheckUpdates())
 	return root
 }
 
@@ -162,14 +164,28 @@ func treeProblems(w io.Writer, err error) error {
 }
 
 func (a *app) newList() *cobra.Command {
-	return &cobra.Command{
-		Use:   "list",
-		Short: "list every template, and whether it is built",
-		Long: `List every template the template tree defines: its name, its packager, and whether it is
+	var f ctFlags
+	cmd := &cobra.Command{
+		Use:   "list [CT]",
+		Short: "list every template, or the packages of a container",
+		Long: `Without CT, list every template the template tree defines: its name, its packager, and whether it is
 built into the cache directory (cache_dir in vzpkg.conf) with the age and size of the build.
-Problems in the tree are printed after the list; the command then fails (see vzpkg check).`,
-		Args: cobra.NoArgs,
+Problems in the tree are printed after the list; the command then fails (see vzpkg check).
+
+With CT, list the packages installed in container CT: name, version and architecture (--json:
+an array of {"name", "version", "arch"}).
+` + ctDoc + exitStatusDoc,
+		Example: `  vzpkg list
+  vzpkg list 101
+  vzpkg list lxc:web1 --json`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				return containerList(cmd, args[0], &f)
+			}
+			if f.json || f.driver != "" {
+				return &ExitError{Code: ExitUsage, Err: errors.New("--json and --driver are for the packages of a container: vzpkg list CT")}
+			}
 			cfg, tree, loadErr := a.load()
 			if tree == nil {
 				return loadErr
@@ -202,6 +218,8 @@ Problems in the tree are printed after the list; the command then fails (see vzp
 			return nil
 		},
 	}
+	f.register(cmd, true)
+	return cmd
 }
 
 func formatAge(d time.Duration) string {

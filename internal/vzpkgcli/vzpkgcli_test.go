@@ -2,6 +2,7 @@ package vzpkgcli
 
 import (
 	"bytes"
+	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -263,5 +264,44 @@ func TestCacherURLMustBeABase(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "want http://HOST:PORT/") {
 			t.Errorf("--cacher %s: got %v, want it refused (want http://HOST:PORT/)", u, err)
 		}
+	}
+}
+
+// TestContainerVerbsBesideCacheCommands: update and remove act on
+// containers and keep their cache subcommands; a wrong command line exits
+// with ExitUsage, a missing container with ExitFailure.
+func TestContainerVerbsBesideCacheCommands(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "nonexistent")
+	tests := []struct {
+		args     []string
+		wantCode int
+		wantErr  string
+	}{
+		{[]string{"update"}, ExitUsage, "usage: vzpkg update CT [PKG...] | --all"},
+		{[]string{"update", "--all", "101"}, ExitUsage, "--all updates every package of every container"},
+		{[]string{"update", missing}, ExitFailure, "container " + missing + ": stat " + missing + ": no such file or directory"},
+		{[]string{"update", "cache", "no-such-template", "--templates", shippedTree}, 0, `no template "no-such-template"`},
+		{[]string{"remove", "101"}, ExitUsage, "usage: vzpkg remove CT PKG..."},
+		{[]string{"remove", "cache", "debian-12-x86_64-gone", "--cache-dir", t.TempDir()}, 0, "debian-12-x86_64-gone is not in"},
+		{[]string{"install", "web1", "hello"}, ExitUsage, `container "web1": give an OpenVZ CTID (a number), lxc:NAME or a root directory`},
+		{[]string{"list", "--json"}, ExitUsage, "--json and --driver are for the packages of a container"},
+		{[]string{"check-updates"}, ExitUsage, "usage: vzpkg check-updates CT | --all"},
+		{[]string{"info", missing, "hello"}, ExitFailure, "container " + missing},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			_, _, err := run(t, nil, tt.args...)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("got %v, want an error saying %q", err, tt.wantErr)
+			}
+			var ee *ExitError
+			code := 0
+			if errors.As(err, &ee) {
+				code = ee.Code
+			}
+			if code != tt.wantCode {
+				t.Errorf("exit code %d, want %d (0: not an ExitError, the program's default 1)", code, tt.wantCode)
+			}
+		})
 	}
 }

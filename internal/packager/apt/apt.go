@@ -421,6 +421,9 @@ func runEnv(ctx context.Context, env packager.Env, vars []string, name string, a
 // runCmd runs cmd, made with exec.CommandContext(ctx, ...), as run does.
 func runCmd(ctx context.Context, env packager.Env, cmd *exec.Cmd) error {
 	name := cmd.Args[0]
+	if name == "chroot" && len(cmd.Args) > 2 {
+		name = cmd.Args[2] // rootfs.Command's: the program run in the root
+	}
 	// Signalling only the command left a hook it ran (sleep in a customize
 	// hook) running, and vzpkg waited for its output pipe the whole 60 s.
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }

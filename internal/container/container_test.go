@@ -1,0 +1,156 @@
+package container
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"vzpkg2/internal/packager"
+	"vzpkg2/internal/packager/apt"
+	"vzpkg2/internal/packager/dnf"
+	"vzpkg2/internal/rootfs"
+)
+
+func TestParse(t *testing.T) {
+	abs, _ := filepath.Abs("./ct")
+	tests := []struct {
+		ct, driver string
+		want       Ref
+		wantErr    string
+	}{
+		{ct: "101", want: Ref{Vzctl, "101"}},
+		{ct: "lxc:web1", want: Ref{LXC, "web1"}},
+		{ct: "/srv/roots/ct1", want: Ref{Chroot, "/srv/roots/ct1"}},
+		{ct: "./ct", want: Ref{Chroot, abs}},
+		{ct: "web1", driver: "lxc", want: Ref{LXC, "web1"}},
+		{ct: "101", driver: "chroot", want: Ref{Chroot, filepath.Join(filepath.Dir(abs), "101")}},
+		{ct: "web1", wantErr: `container "web1": give an OpenVZ CTID`},
+		{ct: "lxc:../x", wantErr: `LXC container name "../x"`},
+		{ct: "lxc:-h", wantErr: `LXC container name "-h"`},
+		{ct: "web1", driver: "vzctl", wantErr: `OpenVZ container "web1": want a numeric CTID`},
+		{ct: "101", driver: "docker", wantErr: `driver "docker"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.ct+"/"+tt.driver, func(t *testing.T) {
+			got, err := Parse(tt.ct, tt.driver)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Errorf("got %v, %v; want error %q", got, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Errorf("got %v, %v; want %v", got, err, tt.want)
+			}
+		})
+	}
+}
+
+// write makes files (name → content; content "->X" makes a symbolic link to X) under root.
+func write(t *testing.T, root string, files map[string]string) {
+	t.Helper()
+	for name, content := range files {
+		p := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		if target, ok := strings.CutPrefix(content, "->"); ok {
+			err = os.Symlink(target, p)
+		} else {
+			err = os.WriteFile(p, []byte(content), 0o644)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+var registry = packager.NewRegistry(map[string]packager.Packager{"apt": apt.Backend{}, "dnf": dnf.Dnf{}})
+
+func TestSpecFromRoot(t *testing.T) {
+	root := t.TempDir()
+	write(t, root, map[string]string{
+		RecordFile:        "# comment\npackager=dnf\nreleasever=9\narch=x86_64\n",
+		"etc/pki/key.asc": "-----BEGIN PGP PUBLIC KEY BLOCK-----\n",
+		"etc/yum.repos.d/a.repo": "[base]\nname=x\nbaseurl=http://m1/$releasever/$basearch/\n  http://m2/$releasever/\ngpgkey=file:///etc/pki/key.asc\n" +
+			"[off]\nenabled=0\nbaseurl=http://off/\n",
+	})
+	r, _ := os.OpenRoot(root)
+	defer r.Close()
+	rec, err := readRecord(r)
+	if err != nil || rec.Packager != "dnf" || rec.Releasever != "9" {
+		t.Fatalf("record: %+v %v", rec, err)
+	}
+	keys := t.TempDir()
+	spec, err := specFor(r, rec, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(spec.Repos) != 1 || strings.Join(spec.Repos[0].Mirrors, " ") != "http://m1/9/x86_64/ http://m2/9/" {
+		t.Errorf("repositories: %+v", spec.Repos)
+	}
+	if k := spec.Repos[0].Keys; len(k) != 1 || !strings.HasPrefix(k[0], keys+"/") {
+		t.Errorf("the key in the root is not copied to the host: %q", k)
+	}
+}
+
+// TestHostileRoot: what vzpkg reads in a container is read inside it, and
+// what it mounts is mounted inside it, whatever links the container holds.
+func TestHostileRoot(t *testing.T) {
+	outside := t.TempDir()
+	write(t, outside, map[string]string{
+		"sources.list": "deb http://secret.example/debian bookworm main\n",
+		"packager":     "packager=apt\n",
+	})
+	tests := []struct {
+		name    string
+		files   map[string]string
+		wantErr string
+	}{
+		{"record links out", map[string]string{RecordFile: "->" + outside + "/packager"}, "path escapes from parent"},
+		{"sources link out", map[string]string{
+			"var/lib/dpkg/status": "", "etc/apt/sources.list": "->" + outside + "/sources.list",
+		}, "path escapes from parent"},
+		{"relative link out", map[string]string{
+			"var/lib/dpkg/status": "", "etc/apt/sources.list": "->../../../../../../../../" + outside + "/sources.list",
+		}, "path escapes from parent"},
+		{"sys is a link", map[string]string{
+			"var/lib/dpkg/status": "", "etc/apt/sources.list": "deb http://deb.debian.org/debian bookworm main\n", "sys": "->" + outside,
+		}, "sys is a symbolic link in the root: refusing to mount through it"},
+		{"file:// repository", map[string]string{
+			RecordFile: "packager=dnf\nreleasever=1\n", "etc/yum.repos.d/x.repo": "[x]\nbaseurl=file:///etc/\ngpgkey=http://k/\n",
+		}, "file:///etc/: vzpkg manages containers whose repositories are http(s) URLs"},
+		{"file:// key out of the root", map[string]string{
+			RecordFile: "packager=dnf\nreleasever=1\n", "etc/pki": "->" + outside,
+			"etc/yum.repos.d/x.repo": "[x]\nbaseurl=http://m/\ngpgkey=file:///etc/pki/packager\n",
+		}, "path escapes from parent"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root := t.TempDir()
+			write(t, root, tt.files)
+			ctx := context.Background()
+			c, err := Open(ctx, Ref{Chroot, root})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ops, err := c.Ops(ctx, registry, nil)
+			if err == nil {
+				defer ops.Close()
+				err = ops.Install(ctx, []string{"hello"})
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("got %v, want an error saying %q", err, tt.wantErr)
+			}
+			if left, _ := rootfs.MountsUnder(root); len(left) > 0 {
+				t.Errorf("mounts left: %v", left)
+			}
+			if ents, _ := os.ReadDir(outside); len(ents) != 2 {
+				t.Errorf("something was written outside the root: %v", ents)
+			}
+		})
+	}
+}
