@@ -113,6 +113,7 @@ type Cache struct {
 	check       Checker
 	served      func(key string)
 	fetched     func(key string, n int64)
+	stored      func(info store.Info)
 	now         func() time.Time
 
 	mismatches atomic.Int64 // upstream files refused for not matching the metadata
@@ -153,7 +154,10 @@ type Options struct {
 	// Fetched is told the bytes of each upstream body a fill read, by key
 	// (for the status page); nil is told nothing.
 	Fetched func(key string, n int64)
-	Logger  *slog.Logger
+	// Stored is told of each file stored: filled, or linked to a body
+	// stored under another key; nil is told nothing.
+	Stored func(info store.Info)
+	Logger *slog.Logger
 }
 
 // DefaultMaxFileSize is the size bound of a file no metadata promises.
@@ -173,7 +177,7 @@ func New(s store.Store, up Fetcher, o Options) *Cache {
 	base, stop := context.WithCancel(context.Background())
 	c := &Cache{
 		store: s, log: o.Logger,
-		fillTimeout: o.FillTimeout, offline: o.Offline, expect: o.Expect, check: o.Check, served: o.Served, fetched: o.Fetched,
+		fillTimeout: o.FillTimeout, offline: o.Offline, expect: o.Expect, check: o.Check, served: o.Served, fetched: o.Fetched, stored: o.Stored,
 		now: o.Now, inflight: map[string]*fill{}, avoid: map[string]map[string]time.Time{}, missing: map[string]missing{},
 		fillBase: base, stopAll: stop,
 	}
@@ -389,7 +393,8 @@ func (c *Cache) linked(ctx context.Context, key string) store.Object {
 	if !ok {
 		return nil
 	}
-	if _, err := c.store.Link(ctx, key, store.Info{SHA256: want.SHA256, Size: want.Size, Validated: c.now()}); err != nil {
+	linked, err := c.store.Link(ctx, key, store.Info{SHA256: want.SHA256, Size: want.Size, Validated: c.now()})
+	if err != nil {
 		if !errors.Is(err, store.ErrNotExist) {
 			c.log.Warn("cannot link a stored body to a new key", "key", key, "err", err)
 		}
@@ -400,6 +405,9 @@ func (c *Cache) linked(ctx context.Context, key string) store.Object {
 		return nil
 	}
 	c.log.Debug("stored already under another key", "key", key, "sha256", want.SHA256)
+	if c.stored != nil {
+		c.stored(linked)
+	}
 	c.learn(key) // an index under a new key promises files under new keys
 	return obj
 }
@@ -645,7 +653,11 @@ func (c *Cache) run(ctx context.Context, f *fill, cond Conditions) {
 	if err == nil {
 		info := f.info // readers share f.info: commit a copy
 		info.Validated = c.now()
-		_, err = w.Commit(ctx, info)
+		var committed store.Info
+		committed, err = w.Commit(ctx, info)
+		if err == nil && c.stored != nil {
+			c.stored(committed)
+		}
 		c.diskFull(err)
 		if err == nil && c.expect != nil {
 			// Before the last byte reaches the clients: apt asks for the

@@ -53,6 +53,7 @@ type Server struct {
 	expect  *expect.Index // checksums the cached metadata promises
 	up      *upstream.Client
 	usage   *expire.Usage // when each cached file was last asked for
+	started time.Time     // files stored since are counted as they are stored
 
 	mu   sync.Mutex // guards cfg and logFile, which Reload and ReopenLog replace, and disk
 	disk proxy.Disk // the status page's view of the disk, kept by learning, fills and passes
@@ -72,7 +73,7 @@ func New(cfg *cacheconf.Config, log *slog.Logger) (*Server, error) {
 	if r := st.Recovery(); r.Checked > 0 {
 		log.Warn("the cache was not closed cleanly: the files written in its last second were checked", "checked", r.Checked, "torn_removed", r.Removed)
 	}
-	s := &Server{cfg: cfg, store: st, log: log, usage: expire.NewUsage(), up: up}
+	s := &Server{cfg: cfg, store: st, log: log, usage: expire.NewUsage(), up: up, started: time.Now()}
 	if err := s.usage.Load(UsagePath(cfg)); err != nil {
 		log.Warn("the record of when cached files were last used is unreadable; starting a new one", "err", err)
 	}
@@ -92,7 +93,7 @@ func New(cfg *cacheconf.Config, log *slog.Logger) (*Server, error) {
 	s.access = proxy.NewAccessLog(accessOut)
 
 	s.expect = expect.New()
-	copts := cache.Options{Tunables: tunables(cfg), Served: s.served, Fetched: s.fetched, Offline: cfg.OfflineMode, Expect: s.expect, Logger: log}
+	copts := cache.Options{Tunables: tunables(cfg), Served: s.served, Fetched: func(key string, n int64) { s.handler.Fetched(key, n) }, Stored: s.stored, Offline: cfg.OfflineMode, Expect: s.expect, Logger: log}
 	if len(cfg.VerifySignatures) > 0 {
 		checker, err := signed.Load(cfg.VerifySignatures, st)
 		if err != nil {
@@ -157,12 +158,15 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 func (s *Server) learnCached(ctx context.Context) {
 	byRepo, used := map[string]int64{}, int64(0)
 	count := func(info store.Info) {
+		if !info.Validated.Before(s.started) {
+			return // stored since the start: stored counted it
+		}
 		byRepo[cachekey.Repository(info.Key)] += info.Size
 		used += info.Size
 	}
 	if learnStore(ctx, s.store, s.expect, s.log, count) == nil {
 		s.mu.Lock()
-		for repo, n := range s.disk.ByRepo { // fetched meanwhile
+		for repo, n := range s.disk.ByRepo { // stored meanwhile
 			byRepo[repo] += n
 		}
 		s.disk.ByRepo, s.disk.Used = byRepo, s.disk.Used+used
@@ -242,16 +246,15 @@ func (s *Server) policy(cfg *cacheconf.Config) proxy.Policy {
 // historyPath is where the status page's history is kept across restarts.
 func historyPath(cfg *cacheconf.Config) string { return filepath.Join(cfg.CacheDir, "history.json") }
 
-// fetched counts a body fetched from upstream: for the status page, and
-// on its disk view until the next pass counts exactly.
-func (s *Server) fetched(key string, n int64) {
-	s.handler.Fetched(key, n)
+// stored counts a file stored on the status page's disk view, until the
+// next expiry pass counts exactly.
+func (s *Server) stored(info store.Info) {
 	s.mu.Lock()
 	if s.disk.ByRepo == nil {
 		s.disk.ByRepo = map[string]int64{}
 	}
-	s.disk.ByRepo[cachekey.Repository(key)] += n
-	s.disk.Used += n
+	s.disk.ByRepo[cachekey.Repository(info.Key)] += info.Size
+	s.disk.Used += info.Size
 	s.mu.Unlock()
 }
 
