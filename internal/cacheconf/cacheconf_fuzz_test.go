@@ -51,9 +51,15 @@ func FuzzParse(f *testing.F) {
 			if ce.File != "fuzz.conf" || ce.Line < 1 || ce.Line > len(lines) || ce.Msg == "" {
 				t.Fatalf("got error %q for a %d-line file, want fuzz.conf:LINE: message", err, len(lines))
 			}
-			before := strings.Join(lines[:ce.Line-1], "\n")
+			// The error may name a line inside an entry continued with \:
+			// the entries before the one holding that line must parse.
+			start := ce.Line
+			for start > 1 && continued(lines[start-2]) {
+				start--
+			}
+			before := strings.Join(lines[:start-1], "\n")
 			if perr := Defaults().Parse("fuzz.conf", strings.NewReader(before)); perr != nil {
-				t.Fatalf("error %q, but the lines before line %d fail too: %v", err, ce.Line, perr)
+				t.Fatalf("error %q, but the lines before line %d (where its entry starts) fail too: %v", err, start, perr)
 			}
 			return
 		}
@@ -125,4 +131,10 @@ func TestParseLongLine(t *testing.T) {
 			}
 		})
 	}
+}
+
+// continued reports whether a configuration line continues on the next.
+func continued(line string) bool {
+	line, _, _ = strings.Cut(line, "#")
+	return strings.HasSuffix(strings.TrimRight(line, " \t\r"), `\`)
 }
