@@ -146,7 +146,7 @@ func Update(ctx context.Context, def *tmpl.Definition, opt Options) (res *Result
 	if err != nil {
 		return nil, err
 	}
-	diff := diffManifests(before, after)
+	diff := packager.Diff(before, after)
 	if len(diff) == 0 && formatOf(old) == opt.Format {
 		sum, _ := os.ReadFile(old + ".sha256")
 		return &Result{Path: old, SHA256: firstField(string(sum)), Packages: after}, nil

@@ -380,32 +380,6 @@ func checkManifest(path, tarball string, pkgs []packager.Package, name string) e
 	return nil
 }
 
-// diffManifests lists what changed from a to b, by package name and architecture.
-func diffManifests(a, b []packager.Package) []string {
-	key := func(p packager.Package) string { return p.Name + ":" + p.Arch }
-	old := map[string]packager.Package{}
-	for _, p := range a {
-		old[key(p)] = p
-	}
-	var diff []string
-	for _, p := range b {
-		o, ok := old[key(p)]
-		switch {
-		case !ok:
-			diff = append(diff, fmt.Sprintf("+ %s %s", p.Name, p.Version))
-		case o.Version != p.Version:
-			diff = append(diff, fmt.Sprintf("~ %s %s -> %s", p.Name, o.Version, p.Version))
-		}
-		delete(old, key(p))
-	}
-	for _, p := range a {
-		if _, gone := old[key(p)]; gone {
-			diff = append(diff, fmt.Sprintf("- %s %s", p.Name, p.Version))
-		}
-	}
-	return diff
-}
-
 func writeSynced(path, content string) error {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 	if err != nil {
