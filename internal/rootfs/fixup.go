@@ -11,31 +11,64 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"slices"
 	"strings"
 )
 
-// fixups implements the fixups named in tmpl.Fixups but those of
-// chrootFixups. Each one works on the tree from outside (no chroot) through
-// an os.Root, so nothing it does leaves the root; it is idempotent, and
-// does nothing where the files it changes do not exist.
-var fixups = map[string]func(r *os.Root) error{
-	"apt-clean":                aptClean,
-	"dnf-clean":                dnfClean,
-	"fstab-empty":              func(r *os.Root) error { return writeIfDir(r, "etc/fstab", "") },
-	"getty-disable":            gettyDisable,
-	"hostname-empty":           func(r *os.Root) error { return writeIfDir(r, "etc/hostname", "") },
-	"logs-truncate":            logsTruncate,
-	"machine-id-empty":         machineIDEmpty,
-	"resolv-conf-plain":        func(r *os.Root) error { return WriteFile(r, "etc/resolv.conf", nil, 0o644) },
-	"selinux-disable":          selinuxDisable,
-	"ssh-host-keys-regenerate": sshHostKeys,
-	"systemd-container":        systemdContainer,
+// FixupInfo describes a fixup: a named change a build applies to a
+// template's root after its packages are installed. Templates may name
+// only the fixups Fixups lists.
+type FixupInfo struct {
+	Name     string
+	Packager string // only for templates of this packager ("apt", "dnf"); "" for all
+	Doc      string
 }
 
-// chrootFixups are the fixups that run the root's own programs, in a
-// chroot of it (rootfs.Command, with MountAPI's mounts).
-var chrootFixups = map[string]func(ctx context.Context, root string) error{
-	"rpmdb-rebuild": rpmdbRebuild,
+// fixup is a FixupInfo with its implementation: run works on the tree from
+// outside (no chroot) through an os.Root, so nothing it does leaves the
+// root; chroot runs the root's own programs in a chroot of it
+// (rootfs.Command, with MountAPI's mounts). Each is idempotent, and does
+// nothing where the files it changes do not exist.
+type fixup struct {
+	FixupInfo
+	run    func(r *os.Root) error
+	chroot func(ctx context.Context, root string) error
+}
+
+// fixupTable is every fixup, its documentation with its code, by name.
+var fixupTable = []fixup{
+	{FixupInfo{"apt-clean", "apt", "remove downloaded .deb files and apt lists (/var/cache/apt/archives, /var/lib/apt/lists)"}, aptClean, nil},
+	{FixupInfo{"dnf-clean", "dnf", "remove dnf caches (/var/cache/dnf, /var/lib/dnf/repos)"}, dnfClean, nil},
+	{FixupInfo{"fstab-empty", "", "leave /etc/fstab empty: a container mounts nothing itself"},
+		func(r *os.Root) error { return writeIfDir(r, "etc/fstab", "") }, nil},
+	{FixupInfo{"getty-disable", "", "mask getty@ and serial-getty@ units: a container has a console, no terminals"}, gettyDisable, nil},
+	{FixupInfo{"hostname-empty", "", "empty /etc/hostname; the container manager sets the name"},
+		func(r *os.Root) error { return writeIfDir(r, "etc/hostname", "") }, nil},
+	{FixupInfo{"logs-truncate", "", "truncate every file under /var/log so the template carries no build logs"}, logsTruncate, nil},
+	{FixupInfo{"machine-id-empty", "", "empty /etc/machine-id and remove /var/lib/dbus/machine-id so every container gets its own"}, machineIDEmpty, nil},
+	{FixupInfo{"resolv-conf-plain", "", "replace a /etc/resolv.conf symlink with an empty file the container manager fills"},
+		func(r *os.Root) error { return WriteFile(r, "etc/resolv.conf", nil, 0o644) }, nil},
+	{FixupInfo{"rpmdb-rebuild", "dnf", "rebuild the rpm database with the template's own rpm (the host's may write another format)"}, nil, rpmdbRebuild},
+	{FixupInfo{"selinux-disable", "dnf", "set SELINUX=disabled: a container does not load its own policy"}, selinuxDisable, nil},
+	{FixupInfo{"ssh-host-keys-regenerate", "", "delete SSH host keys and arrange for new ones on first boot"}, sshHostKeys, nil},
+	{FixupInfo{"systemd-container", "", "mask systemd units that cannot work in a container (udev, remount-fs, modules-load, time sync)"}, systemdContainer, nil},
+}
+
+// Fixups lists every fixup, sorted by name.
+func Fixups() []FixupInfo {
+	out := make([]FixupInfo, len(fixupTable))
+	for i, f := range fixupTable {
+		out[i] = f.FixupInfo
+	}
+	return out
+}
+
+func lookupFixup(name string) (fixup, bool) {
+	i := slices.IndexFunc(fixupTable, func(f fixup) bool { return f.Name == name })
+	if i < 0 {
+		return fixup{}, false
+	}
+	return fixupTable[i], true
 }
 
 // Fixup applies the named fixups to root in order, then removes what a build
@@ -43,7 +76,7 @@ var chrootFixups = map[string]func(ctx context.Context, root string) error{
 // through a symbolic link out of the root fails.
 func Fixup(root string, names []string) error {
 	for _, n := range names {
-		if fixups[n] == nil && chrootFixups[n] == nil {
+		if _, ok := lookupFixup(n); !ok {
 			return fmt.Errorf("unknown fixup %q", n)
 		}
 	}
@@ -53,10 +86,10 @@ func Fixup(root string, names []string) error {
 	}
 	defer r.Close()
 	for _, n := range names {
-		if fn := chrootFixups[n]; fn != nil {
-			err = fn(context.Background(), root)
+		if f, _ := lookupFixup(n); f.chroot != nil {
+			err = f.chroot(context.Background(), root)
 		} else {
-			err = fixups[n](r)
+			err = f.run(r)
 		}
 		if err != nil {
 			return fmt.Errorf("fixup %s: %w", n, Explain(root, err))

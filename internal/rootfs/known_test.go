@@ -18,3 +18,17 @@ func TestEveryTemplateFixupIsImplemented(t *testing.T) {
 		}
 	}
 }
+
+// TestFixupTable: every entry of the table has its code, one way or the
+// other, and the names are sorted and unique.
+func TestFixupTable(t *testing.T) {
+	fs := rootfs.Fixups()
+	for i, f := range fs {
+		if f.Name == "" || f.Doc == "" || (f.Packager != "" && f.Packager != tmpl.PackagerApt && f.Packager != tmpl.PackagerDnf) {
+			t.Errorf("fixup %+v: want a name, a doc and a packager of apt, dnf or all", f)
+		}
+		if i > 0 && fs[i-1].Name >= f.Name {
+			t.Errorf("fixups %q and %q are not sorted and unique", fs[i-1].Name, f.Name)
+		}
+	}
+}

@@ -14,6 +14,8 @@ package tmpl
 import (
 	"fmt"
 	"slices"
+
+	"vzpkg2/internal/rootfs"
 )
 
 // Source is where a value was set: a file and a 1-based line, or a directory
@@ -73,30 +75,12 @@ func Variants() []string {
 func Bootstrappers() []string { return []string{"mmdebstrap", "debootstrap"} }
 
 // Fixup is a named change a build applies to a template's root after the
-// packages are installed.
-type Fixup struct {
-	Name     string
-	Packager string // only for templates of this packager; "" for all
-	Doc      string
-}
+// packages are installed; package rootfs implements them and owns their
+// names and documentation.
+type Fixup = rootfs.FixupInfo
 
 // Fixups returns the known fixups, sorted by name. Templates may name only these.
-func Fixups() []Fixup {
-	return []Fixup{
-		{Name: "apt-clean", Packager: PackagerApt, Doc: "remove downloaded .deb files and apt lists (/var/cache/apt/archives, /var/lib/apt/lists)"},
-		{Name: "dnf-clean", Packager: PackagerDnf, Doc: "remove dnf caches (/var/cache/dnf, /var/lib/dnf/repos)"},
-		{Name: "fstab-empty", Doc: "leave /etc/fstab empty: a container mounts nothing itself"},
-		{Name: "getty-disable", Doc: "mask getty@ and serial-getty@ units: a container has a console, no terminals"},
-		{Name: "hostname-empty", Doc: "empty /etc/hostname; the container manager sets the name"},
-		{Name: "logs-truncate", Doc: "truncate every file under /var/log so the template carries no build logs"},
-		{Name: "machine-id-empty", Doc: "empty /etc/machine-id and remove /var/lib/dbus/machine-id so every container gets its own"},
-		{Name: "resolv-conf-plain", Doc: "replace a /etc/resolv.conf symlink with an empty file the container manager fills"},
-		{Name: "rpmdb-rebuild", Packager: PackagerDnf, Doc: "rebuild the rpm database with the template's own rpm (the host's may write another format)"},
-		{Name: "selinux-disable", Packager: PackagerDnf, Doc: "set SELINUX=disabled: a container does not load its own policy"},
-		{Name: "ssh-host-keys-regenerate", Doc: "delete SSH host keys and arrange for new ones on first boot"},
-		{Name: "systemd-container", Doc: "mask systemd units that cannot work in a container (udev, remount-fs, modules-load, time sync)"},
-	}
-}
+func Fixups() []Fixup { return rootfs.Fixups() }
 
 func lookupFixup(name string) (Fixup, bool) {
 	fs := Fixups()
