@@ -48,9 +48,21 @@ type result struct {
 
 var placeholderRE = regexp.MustCompile(`\$\{[^{}]*\}`)
 
-// resolve merges the chain's levels and resolves each of its sets.
+// resolve merges the chain's levels and resolves each of its sets, in
+// steps: the scalars, then the lists with their placeholders expanded, the
+// checks of the merged whole, and the sets, each into a Definition.
 func (c *chain) resolve() []result {
 	var el errorList
+	base := c.mergeScalars(&el)
+	expand := expander(base, &el)
+	c.mergeLists(base, expand, &el)
+	c.validate(base, &el)
+	return c.resolveSets(base, expand, &el)
+}
+
+// mergeScalars is the Definition the chain's scalars make, each level
+// overriding the one above, with their provenance.
+func (c *chain) mergeScalars(el *errorList) *Definition {
 	base := &Definition{
 		Distro:     c.distro,
 		Version:    c.version,
@@ -92,7 +104,13 @@ func (c *chain) resolve() []result {
 		base.Packager, base.ScriptPackager, _ = strings.Cut(packager.val, ":")
 		base.Provenance["packager"] = packager.src
 	}
+	return base
+}
 
+// expander expands the placeholders (${arch}, ${suite} ...) of an item with
+// base's values; it reports false, and adds to el, when one is unknown,
+// empty or misspelt.
+func expander(base *Definition, el *errorList) func(item) (item, bool) {
 	vars := map[string]string{
 		"distro":     base.Distro,
 		"version":    base.Version,
@@ -100,7 +118,7 @@ func (c *chain) resolve() []result {
 		"suite":      base.Suite,
 		"releasever": base.Releasever,
 	}
-	expand := func(it item) (item, bool) {
+	return func(it item) (item, bool) {
 		ok := true
 		orig := it.val
 		it.val = placeholderRE.ReplaceAllStringFunc(it.val, func(m string) string {
@@ -122,13 +140,17 @@ func (c *chain) resolve() []result {
 		}
 		return it, ok
 	}
+}
 
-	c.mergeRepos(base, expand, &el)
-	base.Keys = c.mergeList("keys", func(lv *level) *listOps { return lv.keys }, base, expand, &el, nil)
-	base.Fixups = c.mergeList("fixups", func(lv *level) *listOps { return lv.fixups }, base, expand, &el, nil)
+// mergeLists applies the levels' operations on the repositories, keys,
+// fixups and hooks to base.
+func (c *chain) mergeLists(base *Definition, expand func(item) (item, bool), el *errorList) {
+	c.mergeRepos(base, expand, el)
+	base.Keys = c.mergeList("keys", func(lv *level) *listOps { return lv.keys }, base, expand, el, nil)
+	base.Fixups = c.mergeList("fixups", func(lv *level) *listOps { return lv.fixups }, base, expand, el, nil)
 	for _, ph := range Phases() {
 		what := "hooks." + string(ph)
-		paths := c.mergeList(what, func(lv *level) *listOps { return lv.hooks[ph] }, base, func(it item) (item, bool) { return it, true }, &el, hookConflict(what))
+		paths := c.mergeList(what, func(lv *level) *listOps { return lv.hooks[ph] }, base, func(it item) (item, bool) { return it, true }, el, hookConflict(what))
 		if len(paths) > 0 {
 			if base.Hooks == nil {
 				base.Hooks = map[Phase][]string{}
@@ -136,9 +158,12 @@ func (c *chain) resolve() []result {
 			base.Hooks[ph] = paths
 		}
 	}
-	c.validate(base, &el)
+}
 
-	sr := &setResolver{chain: c, expand: expand, decls: map[string][]*setDecl{}, memo: map[string]*resolvedSet{}, errs: &el}
+// resolveSets resolves every set the chain declares into a template: its
+// Definition, or the errors of the chain and of the set.
+func (c *chain) resolveSets(base *Definition, expand func(item) (item, bool), el *errorList) []result {
+	sr := &setResolver{chain: c, expand: expand, decls: map[string][]*setDecl{}, memo: map[string]*resolvedSet{}, errs: el}
 	var setNames []string
 	for _, lv := range c.levels {
 		for _, s := range lv.sets {
@@ -163,40 +188,46 @@ func (c *chain) resolve() []result {
 			out = append(out, r)
 			continue
 		}
-		d := *base
-		d.Set = name
-		d.Name = r.name
-		d.Repos = slices.Clone(base.Repos)
-		d.Keys = slices.Clone(base.Keys)
-		d.Fixups = slices.Clone(base.Fixups)
-		d.Hooks = maps.Clone(base.Hooks)
-		d.Provenance = maps.Clone(base.Provenance)
-		d.Provenance["set"] = r.src
-		for _, it := range rs.packages {
-			d.Packages = append(d.Packages, it.val)
-			d.Provenance["packages["+it.val+"]"] = it.src
-		}
-		for _, di := range rs.dummies {
-			d.Dummies = append(d.Dummies, di.d)
-			d.Provenance["dummies["+di.d.Name+"]"] = di.src
-		}
-		for _, it := range rs.pathExclude {
-			d.PathExclude = append(d.PathExclude, it.val)
-			d.Provenance["path_exclude["+it.val+"]"] = it.src
-		}
-		for _, it := range rs.pathInclude {
-			d.PathInclude = append(d.PathInclude, it.val)
-			d.Provenance["path_include["+it.val+"]"] = it.src
-		}
-		if errs := checkPathFilters(&d, rs); len(errs) > 0 {
+		d := definition(base, r, rs)
+		if errs := checkPathFilters(d, rs); len(errs) > 0 {
 			r.errs = errs
 			out = append(out, r)
 			continue
 		}
-		r.def = &d
+		r.def = d
 		out = append(out, r)
 	}
 	return out
+}
+
+// definition is the template r: base with the resolved set rs.
+func definition(base *Definition, r result, rs *resolvedSet) *Definition {
+	d := *base
+	d.Set = r.set
+	d.Name = r.name
+	d.Repos = slices.Clone(base.Repos)
+	d.Keys = slices.Clone(base.Keys)
+	d.Fixups = slices.Clone(base.Fixups)
+	d.Hooks = maps.Clone(base.Hooks)
+	d.Provenance = maps.Clone(base.Provenance)
+	d.Provenance["set"] = r.src
+	for _, it := range rs.packages {
+		d.Packages = append(d.Packages, it.val)
+		d.Provenance["packages["+it.val+"]"] = it.src
+	}
+	for _, di := range rs.dummies {
+		d.Dummies = append(d.Dummies, di.d)
+		d.Provenance["dummies["+di.d.Name+"]"] = di.src
+	}
+	for _, it := range rs.pathExclude {
+		d.PathExclude = append(d.PathExclude, it.val)
+		d.Provenance["path_exclude["+it.val+"]"] = it.src
+	}
+	for _, it := range rs.pathInclude {
+		d.PathInclude = append(d.PathInclude, it.val)
+		d.Provenance["path_include["+it.val+"]"] = it.src
+	}
+	return &d
 }
 
 // checkPathFilters reports path filters the template cannot use: dpkg's,
