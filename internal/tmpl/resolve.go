@@ -50,13 +50,15 @@ var placeholderRE = regexp.MustCompile(`\$\{[^{}]*\}`)
 
 // resolve merges the chain's levels and resolves each of its sets, in
 // steps: the scalars, then the lists with their placeholders expanded, the
-// checks of the merged whole, and the sets, each into a Definition.
+// checks of the merged whole, the hook files, and the sets, each into a
+// Definition.
 func (c *chain) resolve() []result {
 	var el errorList
 	base := c.mergeScalars(&el)
 	expand := expander(base, &el)
 	c.mergeLists(base, expand, &el)
 	c.validate(base, &el)
+	locateHooks(base, &el)
 	return c.resolveSets(base, expand, &el)
 }
 
@@ -504,6 +506,11 @@ func (c *chain) validate(d *Definition, el *errorList) {
 			el.add(d.Provenance["fixups["+f+"]"], "fixup %q is for %s templates, this one uses %s; remove it here", f, fx.Packager, d.Packager)
 		}
 	}
+}
+
+// locateHooks makes the hook paths absolute (they are relative to the file
+// that names them) and checks that each is an executable file.
+func locateHooks(d *Definition, el *errorList) {
 	for ph, paths := range d.Hooks {
 		for i, p := range paths {
 			src := d.Provenance["hooks."+string(ph)+"["+p+"]"]
