@@ -25,9 +25,9 @@ type level struct {
 	archName    *scalar
 	useCacher   *boolVal
 	repos       []*repoDecl
-	keys        *listOps
-	fixups      *listOps
-	hooks       map[Phase]*listOps
+	keys        *listOps[item]
+	fixups      *listOps[item]
+	hooks       map[Phase]*listOps[item]
 	sets        []*setDecl
 }
 
@@ -47,10 +47,10 @@ type item struct {
 }
 
 // listOps is one level's change to a list: reset it, then add, then remove.
-type listOps struct {
+type listOps[T any] struct {
 	reset  *Source
-	add    []item
-	remove []item
+	add    []T
+	remove []item // by key: a package or dummy name, a path
 }
 
 type dummyItem struct {
@@ -58,21 +58,15 @@ type dummyItem struct {
 	src Source
 }
 
-type dummyOps struct {
-	reset  *Source
-	add    []dummyItem
-	remove []item
-}
-
 // setDecl is one level's definition (or change) of a named set.
 type setDecl struct {
 	name        string
 	src         Source
 	include     []item
-	packages    listOps
-	dummies     dummyOps
-	pathExclude listOps
-	pathInclude listOps
+	packages    listOps[item]
+	dummies     listOps[dummyItem]
+	pathExclude listOps[item]
+	pathInclude listOps[item]
 }
 
 // repoDecl is one level's definition (or change) of a repository; each field
@@ -193,7 +187,7 @@ func parseLevel(file string, depth int, data []byte, errs *errorList) *level {
 		case "fixups":
 			lv.fixups = d.listOps(v, "fixups", d.fixupName)
 		case "hooks":
-			lv.hooks = map[Phase]*listOps{}
+			lv.hooks = map[Phase]*listOps[item]{}
 			phases := make([]string, 0, len(Phases()))
 			for _, p := range Phases() {
 				phases = append(phases, string(p))
@@ -319,8 +313,8 @@ func (d *decoder) repo(name string, k, v *yaml.Node) *repoDecl {
 
 // listOps decodes a list change: a plain list (shorthand for add) or a mapping
 // with reset, add and remove.
-func (d *decoder) listOps(n *yaml.Node, what string, check func(*yaml.Node, string) bool) *listOps {
-	ops := &listOps{}
+func (d *decoder) listOps(n *yaml.Node, what string, check func(*yaml.Node, string) bool) *listOps[item] {
+	ops := &listOps[item]{}
 	if n.Kind == yaml.SequenceNode {
 		ops.add = d.items(n, what, check)
 		return ops
@@ -344,8 +338,8 @@ func (d *decoder) listOps(n *yaml.Node, what string, check func(*yaml.Node, stri
 	return ops
 }
 
-func (d *decoder) dummyOps(n *yaml.Node) *dummyOps {
-	ops := &dummyOps{}
+func (d *decoder) dummyOps(n *yaml.Node) *listOps[dummyItem] {
+	ops := &listOps[dummyItem]{}
 	addDummies := func(n *yaml.Node, what string) {
 		if n.Kind != yaml.SequenceNode {
 			d.errorf(n, "%s: want a list, got %s", what, kindName(n))

@@ -148,11 +148,11 @@ func expander(base *Definition, el *errorList) func(item) (item, bool) {
 // fixups and hooks to base.
 func (c *chain) mergeLists(base *Definition, expand func(item) (item, bool), el *errorList) {
 	c.mergeRepos(base, expand, el)
-	base.Keys = c.mergeList("keys", func(lv *level) *listOps { return lv.keys }, base, expand, el, nil)
-	base.Fixups = c.mergeList("fixups", func(lv *level) *listOps { return lv.fixups }, base, expand, el, nil)
+	base.Keys = c.mergeList("keys", func(lv *level) *listOps[item] { return lv.keys }, base, expand, el, nil)
+	base.Fixups = c.mergeList("fixups", func(lv *level) *listOps[item] { return lv.fixups }, base, expand, el, nil)
 	for _, ph := range Phases() {
 		what := "hooks." + string(ph)
-		paths := c.mergeList(what, func(lv *level) *listOps { return lv.hooks[ph] }, base, func(it item) (item, bool) { return it, true }, el, hookConflict(what))
+		paths := c.mergeList(what, func(lv *level) *listOps[item] { return lv.hooks[ph] }, base, func(it item) (item, bool) { return it, true }, el, hookConflict(what))
 		if len(paths) > 0 {
 			if base.Hooks == nil {
 				base.Hooks = map[Phase][]string{}
@@ -318,7 +318,7 @@ func (c *chain) mergeRepos(d *Definition, expand func(item) (item, bool), el *er
 // mergeList applies every level's changes to one list. conflict, when not
 // nil, is asked about an item added while one of the same value is in the
 // list; a non-empty answer is reported at the new item.
-func (c *chain) mergeList(what string, get func(*level) *listOps, d *Definition, expand func(item) (item, bool), el *errorList, conflict func(had, it item) string) []string {
+func (c *chain) mergeList(what string, get func(*level) *listOps[item], d *Definition, expand func(item) (item, bool), el *errorList, conflict func(had, it item) string) []string {
 	acc := newKeyedList(func(it item) string { return it.val })
 	for _, lv := range c.levels {
 		ops := get(lv)
@@ -338,7 +338,7 @@ func (c *chain) mergeList(what string, get func(*level) *listOps, d *Definition,
 
 // applyOps applies one level's reset, add and remove to acc; conflict is
 // as for mergeList.
-func applyOps(acc *keyedList[item], ops *listOps, what string, expand func(item) (item, bool), el *errorList, conflict func(had, it item) string) {
+func applyOps(acc *keyedList[item], ops *listOps[item], what string, expand func(item) (item, bool), el *errorList, conflict func(had, it item) string) {
 	if ops.reset != nil {
 		acc.reset()
 	}
@@ -611,8 +611,8 @@ func (sr *setResolver) resolve(name string, via *item) *resolvedSet {
 			}
 		}
 		removeItems(packages, s.packages.remove, what, sr.expand, sr.errs)
-		applyOps(pathExclude, &listOps{add: s.pathExclude.add, remove: s.pathExclude.remove}, "path_exclude of "+what, sr.expand, sr.errs, nil)
-		applyOps(pathInclude, &listOps{add: s.pathInclude.add, remove: s.pathInclude.remove}, "path_include of "+what, sr.expand, sr.errs, nil)
+		applyOps(pathExclude, &listOps[item]{add: s.pathExclude.add, remove: s.pathExclude.remove}, "path_exclude of "+what, sr.expand, sr.errs, nil)
+		applyOps(pathInclude, &listOps[item]{add: s.pathInclude.add, remove: s.pathInclude.remove}, "path_include of "+what, sr.expand, sr.errs, nil)
 		for _, di := range s.dummies.add {
 			if di, ok := sr.expandDummy(di); ok {
 				dummies.put(di)
