@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 
+	"vzpkg2/internal/keyvalue"
 	"vzpkg2/internal/packager"
 	"vzpkg2/internal/rootfs"
 )
@@ -56,15 +57,7 @@ func WriteRecord(root, name string, spec *packager.Spec) error {
 // write more).
 func parseRecord(data string) (Record, error) {
 	var rec Record
-	for _, line := range strings.Split(data, "\n") {
-		line = strings.TrimSpace(line)
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		if !ok {
-			return rec, fmt.Errorf("/%s: line %q is not key=value", RecordFile, line)
-		}
+	err := keyvalue.Parse("/"+RecordFile, strings.NewReader(data), func(k, v string) error {
 		switch k {
 		case "packager":
 			rec.Packager = v
@@ -79,6 +72,10 @@ func parseRecord(data string) (Record, error) {
 		case "releasever":
 			rec.Releasever = v
 		}
+		return nil
+	}, nil)
+	if err != nil {
+		return rec, err
 	}
 	if rec.Packager == "" {
 		return rec, fmt.Errorf("/%s names no packager", RecordFile)
