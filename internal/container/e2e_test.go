@@ -4,19 +4,16 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"vzpkg2/internal/repotest"
 	"vzpkg2/internal/rootfs"
 )
 
@@ -27,77 +24,11 @@ import (
 
 var bin string // directory holding the vzpkg and pkg-cacher binaries built for the tests
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "vzpkg-ct-bin-")
-	if err != nil {
-		panic(err)
-	}
-	bin = dir
-	for _, prog := range []string{"vzpkg", "pkg-cacher"} {
-		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, prog), "../../cmd/"+prog).CombinedOutput()
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", prog, err, out)
-			os.Exit(1)
-		}
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { repotest.RunWithBinaries(m, &bin) }
 
-// cacher is a pkg-cacher process started by a test.
-type cacher struct {
-	url  string
-	logs string
-}
-
-// startCacher starts pkg-cacher with settings added to its command line.
-func startCacher(t *testing.T, settings ...string) *cacher {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	dir := t.TempDir()
-	c := &cacher{url: fmt.Sprintf("http://127.0.0.1:%d/", port), logs: filepath.Join(dir, "log")}
-	args := append([]string{"serve", "cache_dir=" + filepath.Join(dir, "cache"), "logdir=" + c.logs, "daemon_addr=127.0.0.1",
-		fmt.Sprint("daemon_port=", port)}, settings...)
-	cmd := exec.Command(filepath.Join(bin, "pkg-cacher"), args...)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		resp, err := http.Get(c.url)
-		if err == nil {
-			resp.Body.Close()
-			return c
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pkg-cacher does not answer: %v", err)
-		}
-	}
-}
-
-// misses counts the requests pkg-cacher had to fetch upstream whose URL
-// contains part.
-func (c *cacher) misses(t *testing.T, part string) int {
-	t.Helper()
-	data, err := os.ReadFile(filepath.Join(c.logs, "access.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, l := range strings.Split(string(data), "\n") {
-		f := strings.Fields(l)
-		if len(f) >= 6 && f[2] == "MISS" && strings.Contains(f[5], part) {
-			n++
-		}
-	}
-	return n
+// containing matches the URLs that contain part.
+func containing(part string) func(string) bool {
+	return func(url string) bool { return strings.Contains(url, part) }
 }
 
 // result is what a vzpkg run printed and its exit status.
@@ -187,10 +118,10 @@ func oneLine(t *testing.T, msg string, want ...string) {
 }
 
 func TestDebianContainerThroughPkgCacherNetwork(t *testing.T) {
-	c := startCacher(t)
+	c := repotest.StartCacher(t, bin)
 	out := t.TempDir()
 	const template = "debian-12-x86_64-minimal"
-	ok(t, "--templates", "../../templates", "create", "cache", template, "--cache-dir", out, "--cacher", c.url, "--quiet")
+	ok(t, "--templates", "../../templates", "create", "cache", template, "--cache-dir", out, "--cacher", c.URL, "--quiet")
 	root := filepath.Join(t.TempDir(), "ct")
 	extract(t, filepath.Join(out, template+".tar.gz"), root)
 	if rec, err := os.ReadFile(filepath.Join(root, "etc/vzpkg/packager")); err != nil || !strings.Contains(string(rec), "\npackager=apt\n") ||
@@ -207,7 +138,7 @@ func TestDebianContainerThroughPkgCacherNetwork(t *testing.T) {
 		if !strings.HasPrefix(stdout, "installed hello 2.10-") {
 			t.Errorf("install printed %q", stdout)
 		}
-		if n := c.misses(t, "/hello_"); n != 1 {
+		if n := c.Misses(t, containing("/hello_")); n != 1 {
 			t.Errorf("pkg-cacher fetched hello's .deb upstream %d times, want once: install did not go through it", n)
 		}
 		pkgs := packages(t, ok(t, "list", root))

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"vzpkg2/internal/repotest"
 )
 
 // listenIn listens on addr inside the network namespace of process pid
@@ -77,10 +79,10 @@ func TestLXCContainerNetwork(t *testing.T) {
 			t.Fatalf("%s is not installed: scripts/setup.sh installs Debian's lxc", tool)
 		}
 	}
-	c := startCacher(t)
+	c := repotest.StartCacher(t, bin)
 	out := t.TempDir()
 	const template = "debian-12-x86_64-minimal"
-	ok(t, "--templates", "../../templates", "create", "cache", template, "--cache-dir", out, "--cacher", c.url, "--quiet")
+	ok(t, "--templates", "../../templates", "create", "cache", template, "--cache-dir", out, "--cacher", c.URL, "--quiet")
 	root := filepath.Join(t.TempDir(), "rootfs")
 	extract(t, filepath.Join(out, template+".tar.gz"), root)
 
@@ -125,7 +127,7 @@ func TestLXCContainerNetwork(t *testing.T) {
 			t.Fatalf("the container has not finished booting in 60 s: systemctl is-system-running says %q", out)
 		}
 	}
-	listenIn(t, pid, strings.TrimSuffix(strings.TrimPrefix(c.url, "http://"), "/"))
+	listenIn(t, pid, strings.TrimSuffix(strings.TrimPrefix(c.URL, "http://"), "/"))
 	ct := "lxc:" + name
 
 	before := packages(t, ok(t, "list", ct))
@@ -135,7 +137,7 @@ func TestLXCContainerNetwork(t *testing.T) {
 	if stdout := ok(t, "install", ct, "hello"); !strings.HasPrefix(stdout, "installed hello 2.10-") {
 		t.Errorf("install printed %q", stdout)
 	}
-	if n := c.misses(t, "/hello_"); n != 1 {
+	if n := c.Misses(t, containing("/hello_")); n != 1 {
 		t.Errorf("pkg-cacher fetched hello's .deb upstream %d times, want once", n)
 	}
 	if out, err := exec.Command("lxc-attach", "-n", name, "--", "hello").CombinedOutput(); err != nil || !strings.Contains(string(out), "Hello, world!") {

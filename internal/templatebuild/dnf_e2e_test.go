@@ -2,8 +2,6 @@ package templatebuild_test
 
 import (
 	"bytes"
-	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -27,34 +25,8 @@ const dnfTemplate = "vztest-1-x86_64-minimal"
 
 // startCacherFor starts pkg-cacher allowing the upstream host:port, with
 // settings added to its command line.
-func startCacherFor(t *testing.T, upstream string, settings ...string) *cacher {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	dir := t.TempDir()
-	c := &cacher{url: fmt.Sprintf("http://127.0.0.1:%d/", port), logs: filepath.Join(dir, "log")}
-	args := append([]string{"serve", "cache_dir=" + filepath.Join(dir, "cache"), "logdir=" + c.logs, "daemon_addr=127.0.0.1",
-		fmt.Sprint("daemon_port=", port), "allowed_locations=" + upstream}, settings...)
-	cmd := exec.Command(filepath.Join(bin, "pkg-cacher"), args...)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		resp, err := http.Get(c.url)
-		if err == nil {
-			resp.Body.Close()
-			return c
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pkg-cacher does not answer: %v", err)
-		}
-	}
+func startCacherFor(t *testing.T, upstream string, settings ...string) *repotest.Cacher {
+	return repotest.StartCacher(t, bin, append([]string{"allowed_locations=" + upstream}, settings...)...)
 }
 
 // dnfTree writes a template tree for the repositories at upstream/1/ and
@@ -139,7 +111,7 @@ func TestCreateCacheDnfThroughPkgCacher(t *testing.T) {
 	tree := dnfTree(t, up.URL())
 
 	out1 := t.TempDir()
-	stdout, err := vzpkgTree(t, tree, "create", "cache", dnfTemplate, "--cache-dir", out1, "--cacher", c.url)
+	stdout, err := vzpkgTree(t, tree, "create", "cache", dnfTemplate, "--cache-dir", out1, "--cacher", c.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +123,7 @@ func TestCreateCacheDnfThroughPkgCacher(t *testing.T) {
 	if n := up.CountSuffix(".rpm"); n != 4 {
 		t.Errorf("the first build fetched %d packages upstream, want the 4 of the set\nrequests: %q", n, up.Requests())
 	}
-	if n := rpmMisses(t, c); n != 4 {
+	if n := c.Misses(t, isRPM); n != 4 {
 		t.Errorf("pkg-cacher fetched %d .rpm files upstream, want 4: the build did not go through it", n)
 	}
 	root := extract(t, path)
@@ -184,7 +156,7 @@ func TestCreateCacheDnfThroughPkgCacher(t *testing.T) {
 			t.Fatalf("repository files in the template: %q, want vzpkg.repo only", repos)
 		}
 		data, _ := os.ReadFile(repos[0])
-		through := c.url + host + "/1/"
+		through := c.URL + host + "/1/"
 		if !strings.Contains(string(data), "baseurl="+through+"\n") || !strings.Contains(string(data), "gpgkey="+through+"RPM-GPG-KEY-repotest\n") ||
 			!strings.Contains(string(data), "gpgcheck=1\n") {
 			t.Errorf("vzpkg.repo does not point at pkg-cacher (%s):\n%s", through, data)
@@ -238,8 +210,8 @@ func TestCreateCacheDnfThroughPkgCacher(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(root, "usr/share/vz-extra/data")); err != nil {
 			t.Errorf("vz-extra is not installed: %v", err)
 		}
-		if n := up.CountSuffix("/vz-extra-1.0-1.noarch.rpm") - before; n != 1 || rpmMisses(t, c) != 5 {
-			t.Errorf("vz-extra came upstream %d times, pkg-cacher missed %d .rpm: want once, through pkg-cacher", n, rpmMisses(t, c))
+		if n := up.CountSuffix("/vz-extra-1.0-1.noarch.rpm") - before; n != 1 || c.Misses(t, isRPM) != 5 {
+			t.Errorf("vz-extra came upstream %d times, pkg-cacher missed %d .rpm: want once, through pkg-cacher", n, c.Misses(t, isRPM))
 		}
 	})
 
@@ -252,7 +224,7 @@ func TestCreateCacheDnfThroughPkgCacher(t *testing.T) {
 		repotest.BuildSignedRPMRepo(t, filepath.Join(repoDir, "2"), rpms, signer)
 		out := t.TempDir()
 		const name = "vztest-2-x86_64-minimal"
-		if _, err := vzpkgTree(t, tree, "create", "cache", name, "--cache-dir", out, "--cacher", c.url, "--quiet"); err != nil {
+		if _, err := vzpkgTree(t, tree, "create", "cache", name, "--cache-dir", out, "--cacher", c.URL, "--quiet"); err != nil {
 			t.Fatal(err)
 		}
 		root := extract(t, filepath.Join(out, name+".tar.gz"))
@@ -264,7 +236,7 @@ func TestCreateCacheDnfThroughPkgCacher(t *testing.T) {
 	t.Run("second build makes no upstream package request and the same bytes", func(t *testing.T) {
 		before := up.CountSuffix(".rpm")
 		out2 := t.TempDir()
-		if _, err := vzpkgTree(t, tree, "create", "cache", dnfTemplate, "--cache-dir", out2, "--cacher", c.url, "--quiet"); err != nil {
+		if _, err := vzpkgTree(t, tree, "create", "cache", dnfTemplate, "--cache-dir", out2, "--cacher", c.URL, "--quiet"); err != nil {
 			t.Fatal(err)
 		}
 		if n := up.CountSuffix(".rpm") - before; n != 0 {
@@ -294,12 +266,12 @@ func TestUpdateCacheDnf(t *testing.T) {
 	c := startCacherFor(t, strings.TrimPrefix(up.URL(), "http://"), "volatile_ttl=0")
 	tree := dnfTree(t, up.URL())
 	out := t.TempDir()
-	if _, err := vzpkgTree(t, tree, "create", "cache", dnfTemplate, "--cache-dir", out, "--cacher", c.url, "--quiet"); err != nil {
+	if _, err := vzpkgTree(t, tree, "create", "cache", dnfTemplate, "--cache-dir", out, "--cacher", c.URL, "--quiet"); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(out, dnfTemplate+".tar.gz")
 	before, _ := os.Stat(path)
-	stdout, err := vzpkgTree(t, tree, "update", "cache", dnfTemplate, "--cache-dir", out, "--cacher", c.url)
+	stdout, err := vzpkgTree(t, tree, "update", "cache", dnfTemplate, "--cache-dir", out, "--cacher", c.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +283,7 @@ func TestUpdateCacheDnf(t *testing.T) {
 	}
 
 	repotest.BuildSignedRPMRepo(t, filepath.Join(repoDir, "1"), repotest.SystemRPMs(t, "1.1")[3:4], signer)
-	stdout, err = vzpkgTree(t, tree, "update", "cache", dnfTemplate, "--cache-dir", out, "--cacher", c.url)
+	stdout, err = vzpkgTree(t, tree, "update", "cache", dnfTemplate, "--cache-dir", out, "--cacher", c.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -345,7 +317,7 @@ func TestBatchCreateAndUpdate(t *testing.T) {
 	data, _ := os.ReadFile(cfg)
 	os.WriteFile(cfg, append(data, []byte("sets:\n  broken:\n    packages: [vz-no-such-package]\n")...), 0o644)
 	out := t.TempDir()
-	stdout, err := vzpkgTree(t, tree, "create", "cache", "vztest-1-x86_64-broken", dnfTemplate, "--cache-dir", out, "--cacher", c.url, "--quiet")
+	stdout, err := vzpkgTree(t, tree, "create", "cache", "vztest-1-x86_64-broken", dnfTemplate, "--cache-dir", out, "--cacher", c.URL, "--quiet")
 	if err == nil || !strings.Contains(err.Error(), "vzpkg: vztest-1-x86_64-broken: ") {
 		t.Errorf("a batch with a failing template: %v, want an error naming it", err)
 	}
@@ -355,7 +327,7 @@ func TestBatchCreateAndUpdate(t *testing.T) {
 	if _, ok := findFile(out, dnfTemplate+".tar.gz"); !ok {
 		t.Errorf("the template after the failed one was not built")
 	}
-	stdout, err = vzpkgTree(t, tree, "update", "cache", "--all", "--cache-dir", out, "--cacher", c.url, "--quiet")
+	stdout, err = vzpkgTree(t, tree, "update", "cache", "--all", "--cache-dir", out, "--cacher", c.URL, "--quiet")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -392,7 +364,7 @@ func TestInterruptedDnfBuildLeavesNothing(t *testing.T) {
 	c := startCacherFor(t, strings.TrimPrefix(up.URL(), "http://"))
 	tree := dnfTree(t, up.URL())
 	out := t.TempDir()
-	cmd := exec.Command(filepath.Join(bin, "vzpkg"), "--templates", tree, "create", "cache", dnfTemplate, "--cache-dir", out, "--cacher", c.url, "--quiet")
+	cmd := exec.Command(filepath.Join(bin, "vzpkg"), "--templates", tree, "create", "cache", dnfTemplate, "--cache-dir", out, "--cacher", c.URL, "--quiet")
 	tmp := t.TempDir() // where the build's private dnf directory goes
 	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
 	if err := cmd.Start(); err != nil {
@@ -427,22 +399,8 @@ func TestInterruptedDnfBuildLeavesNothing(t *testing.T) {
 	}
 }
 
-// rpmMisses counts the .rpm requests pkg-cacher had to fetch upstream.
-func rpmMisses(t *testing.T, c *cacher) int {
-	t.Helper()
-	data, err := os.ReadFile(filepath.Join(c.logs, "access.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, l := range strings.Split(string(data), "\n") {
-		f := strings.Fields(l)
-		if len(f) >= 6 && f[2] == "MISS" && strings.HasSuffix(f[5], ".rpm") {
-			n++
-		}
-	}
-	return n
-}
+// isRPM matches the URLs of .rpm packages.
+func isRPM(url string) bool { return strings.HasSuffix(url, ".rpm") }
 
 // TestCreateCacheAlmaLinux9FromMirrorsNetwork builds the shipped
 // almalinux-9-x86_64-minimal from the real mirrors through pkg-cacher, when
@@ -460,9 +418,9 @@ func TestCreateCacheAlmaLinux9FromMirrorsNetwork(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Skipf("skipped: mirrors not reachable (%s answers %s)", probe, resp.Status)
 	}
-	c := startCacher(t)
+	c := repotest.StartCacher(t, bin)
 	out := t.TempDir()
-	if _, err := vzpkg(t, "create", "cache", name, "--cache-dir", out, "--cacher", c.url, "--quiet"); err != nil {
+	if _, err := vzpkg(t, "create", "cache", name, "--cache-dir", out, "--cacher", c.URL, "--quiet"); err != nil {
 		t.Fatal(err)
 	}
 	root := extract(t, filepath.Join(out, name+".tar.gz"))

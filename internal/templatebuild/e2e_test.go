@@ -10,8 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"vzpkg2/internal/repotest"
 	"vzpkg2/internal/rootfs"
 )
 
@@ -34,75 +33,10 @@ const (
 
 var bin string // directory holding the vzpkg and pkg-cacher binaries built for the tests
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "vzpkg-e2e-bin-")
-	if err != nil {
-		panic(err)
-	}
-	bin = dir
-	for _, prog := range []string{"vzpkg", "pkg-cacher"} {
-		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, prog), "../../cmd/"+prog).CombinedOutput()
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", prog, err, out)
-			os.Exit(1)
-		}
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { repotest.RunWithBinaries(m, &bin) }
 
-// cacher is a pkg-cacher process started by a test.
-type cacher struct {
-	url  string
-	logs string
-}
-
-func startCacher(t *testing.T) *cacher {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	dir := t.TempDir()
-	c := &cacher{url: fmt.Sprintf("http://127.0.0.1:%d/", port), logs: filepath.Join(dir, "log")}
-	cmd := exec.Command(filepath.Join(bin, "pkg-cacher"), "serve", "cache_dir="+filepath.Join(dir, "cache"),
-		"logdir="+c.logs, "daemon_addr=127.0.0.1", fmt.Sprint("daemon_port=", port))
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		resp, err := http.Get(c.url)
-		if err == nil {
-			resp.Body.Close()
-			return c
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pkg-cacher does not answer: %v", err)
-		}
-	}
-}
-
-// debMisses counts the .deb requests pkg-cacher had to fetch upstream.
-func (c *cacher) debMisses(t *testing.T) int {
-	t.Helper()
-	data, err := os.ReadFile(filepath.Join(c.logs, "access.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, l := range strings.Split(string(data), "\n") {
-		f := strings.Fields(l)
-		if len(f) >= 6 && f[2] == "MISS" && strings.HasSuffix(f[5], ".deb") {
-			n++
-		}
-	}
-	return n
-}
+// isDeb matches the URLs of .deb packages.
+func isDeb(url string) bool { return strings.HasSuffix(url, ".deb") }
 
 // vzpkg runs the vzpkg binary and returns its standard output.
 func vzpkg(t *testing.T, args ...string) (string, error) {
@@ -239,9 +173,9 @@ func checkSlim(t *testing.T, tb *tarball) {
 }
 
 func TestCreateCacheDebian12ThroughPkgCacher(t *testing.T) {
-	c := startCacher(t)
+	c := repotest.StartCacher(t, bin)
 	out1 := t.TempDir()
-	stdout, err := vzpkg(t, "create", "cache", template, "--cache-dir", out1, "--cacher", c.url)
+	stdout, err := vzpkg(t, "create", "cache", template, "--cache-dir", out1, "--cacher", c.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,7 +183,7 @@ func TestCreateCacheDebian12ThroughPkgCacher(t *testing.T) {
 	if !strings.HasPrefix(stdout, path+": ") {
 		t.Errorf("create printed %q, want the template's path first", stdout)
 	}
-	if n := c.debMisses(t); n < 50 {
+	if n := c.Misses(t, isDeb); n < 50 {
 		t.Fatalf("first build fetched %d .deb files through pkg-cacher; the build did not go through it", n)
 	}
 
@@ -264,7 +198,7 @@ func TestCreateCacheDebian12ThroughPkgCacher(t *testing.T) {
 		if v := tb.files["./etc/debian_version"]; !strings.HasPrefix(v, "12.") {
 			t.Errorf("/etc/debian_version = %q, want 12.x", v)
 		}
-		host := strings.TrimPrefix(strings.TrimSuffix(c.url, "/"), "http://")
+		host := strings.TrimPrefix(strings.TrimSuffix(c.URL, "/"), "http://")
 		if s := tb.files["./etc/apt/sources.list"]; !strings.Contains(s, "deb http://"+host+"/deb.debian.org/debian bookworm main") ||
 			!strings.Contains(s, "http://"+host+"/security.debian.org/debian-security bookworm-security main") || strings.Contains(s, "deb http://deb.debian.org") {
 			t.Errorf("sources.list does not point at pkg-cacher:\n%s", s)
@@ -337,9 +271,9 @@ func TestCreateCacheDebian12ThroughPkgCacher(t *testing.T) {
 	// a cache directory it creates.
 	t.Run("second build from the cache, under umask 077, is byte-identical", func(t *testing.T) {
 		out2 := filepath.Join(t.TempDir(), "cache")
-		missesBefore := c.debMisses(t)
+		missesBefore := c.Misses(t, isDeb)
 		oldMask := syscall.Umask(0o077)
-		_, err := vzpkg(t, "create", "cache", template, "--cache-dir", out2, "--cacher", c.url, "--quiet")
+		_, err := vzpkg(t, "create", "cache", template, "--cache-dir", out2, "--cacher", c.URL, "--quiet")
 		syscall.Umask(oldMask)
 		if err != nil {
 			t.Fatal(err)
@@ -352,7 +286,7 @@ func TestCreateCacheDebian12ThroughPkgCacher(t *testing.T) {
 				t.Errorf("%s published under umask 077: %v, want mode 0644 (%v)", n, fi.Mode(), err)
 			}
 		}
-		if n := c.debMisses(t) - missesBefore; n != 0 {
+		if n := c.Misses(t, isDeb) - missesBefore; n != 0 {
 			t.Errorf("second build fetched %d .deb files upstream, want 0", n)
 		}
 		a, _ := os.ReadFile(path)
@@ -364,7 +298,7 @@ func TestCreateCacheDebian12ThroughPkgCacher(t *testing.T) {
 
 	t.Run("update cache", func(t *testing.T) {
 		before, _ := os.Stat(path)
-		stdout, err := vzpkg(t, "update", "cache", template, "--cache-dir", out1, "--cacher", c.url)
+		stdout, err := vzpkg(t, "update", "cache", template, "--cache-dir", out1, "--cacher", c.URL)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -380,7 +314,7 @@ func TestCreateCacheDebian12ThroughPkgCacher(t *testing.T) {
 		local := t.TempDir()
 		os.MkdirAll(filepath.Join(local, "debian/12"), 0o755)
 		os.WriteFile(filepath.Join(local, "debian/12/config.yaml"), []byte("sets:\n  minimal:\n    packages: [hello]\n"), 0o644)
-		stdout, err = vzpkg(t, "--templates", local+":../../templates", "update", "cache", template, "--cache-dir", out1, "--cacher", c.url)
+		stdout, err = vzpkg(t, "--templates", local+":../../templates", "update", "cache", template, "--cache-dir", out1, "--cacher", c.URL)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -425,7 +359,7 @@ func TestCreateCacheDebian12ThroughPkgCacher(t *testing.T) {
 		}
 		os.WriteFile(filepath.Join(out, template+".tar.gz.sha256"), fmt.Appendf(nil, "%x  %s.tar.gz\n", sha256.Sum256(tarball), template), 0o644)
 		os.WriteFile(filepath.Join(out, template+".manifest"), manifest, 0o644)
-		if _, err := vzpkg(t, "update", "cache", template, "--cache-dir", out, "--cacher", c.url); err != nil {
+		if _, err := vzpkg(t, "update", "cache", template, "--cache-dir", out, "--cacher", c.URL); err != nil {
 			t.Fatal(err)
 		}
 		if got, _ := os.ReadFile(outside); string(got) != own {
@@ -438,7 +372,7 @@ func TestCreateCacheDebian12ThroughPkgCacher(t *testing.T) {
 		os.MkdirAll(filepath.Join(local, "debian"), 0o755)
 		os.WriteFile(filepath.Join(local, "debian/config.yaml"), []byte("bootstrap: debootstrap\n"), 0o644)
 		out := t.TempDir()
-		if _, err := vzpkg(t, "--templates", local+":../../templates", "create", "cache", template, "--cache-dir", out, "--cacher", c.url, "--quiet"); err != nil {
+		if _, err := vzpkg(t, "--templates", local+":../../templates", "create", "cache", template, "--cache-dir", out, "--cacher", c.URL, "--quiet"); err != nil {
 			t.Fatal(err)
 		}
 		tb := readTarball(t, filepath.Join(out, template+".tar.gz"), "./etc/debian_version", "./var/lib/dpkg/status", "./etc/apt/sources.list.disabled", "./etc/apt/sources.list", "./"+excludesFile)
@@ -455,14 +389,14 @@ func TestCreateCacheDebian12ThroughPkgCacher(t *testing.T) {
 		if s := tb.files["./etc/apt/sources.list.disabled"]; !strings.Contains(s, "security.debian.org/debian-security bookworm-security") {
 			t.Errorf("the original sources lack the security repository:\n%s", s)
 		}
-		if !strings.Contains(tb.files["./etc/apt/sources.list"], c.url[len("http://"):]) {
+		if !strings.Contains(tb.files["./etc/apt/sources.list"], c.URL[len("http://"):]) {
 			t.Errorf("sources.list does not point at pkg-cacher:\n%s", tb.files["./etc/apt/sources.list"])
 		}
 	})
 
 	t.Run("interrupted build leaves nothing", func(t *testing.T) {
 		out3 := t.TempDir()
-		cmd := exec.Command(filepath.Join(bin, "vzpkg"), "--templates", "../../templates", "create", "cache", template, "--cache-dir", out3, "--cacher", c.url)
+		cmd := exec.Command(filepath.Join(bin, "vzpkg"), "--templates", "../../templates", "create", "cache", template, "--cache-dir", out3, "--cacher", c.URL)
 		stderr, _ := cmd.StderrPipe()
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -517,11 +451,11 @@ func TestCreateCacheDebian12ThroughPkgCacher(t *testing.T) {
 			return false
 		}
 		// The create builds the shipped set, the update adds cowsay.
-		create, createLog := start("../../templates", "create", "cache", template, "--cache-dir", out6, "--cacher", c.url)
+		create, createLog := start("../../templates", "create", "cache", template, "--cache-dir", out6, "--cacher", c.URL)
 		if !waitFor(createLog, "installing essential packages") {
 			t.Fatal("create never reached the bootstrap")
 		}
-		update, updateLog := start(local+":../../templates", "update", "cache", template, "--cache-dir", out6, "--cacher", c.url)
+		update, updateLog := start(local+":../../templates", "update", "cache", template, "--cache-dir", out6, "--cacher", c.URL)
 		if !waitFor(updateLog, "waiting for another vzpkg run (pid ") {
 			log, _ := os.ReadFile(updateLog)
 			t.Errorf("update during a create did not say that it waits:\n%s", log)
@@ -558,7 +492,7 @@ func TestCreateCacheDebian12ThroughPkgCacher(t *testing.T) {
 		os.WriteFile(filepath.Join(local, "debian/12/config.yaml"), []byte("hooks:\n  customize: [_hooks/slow.sh]\n"), 0o644)
 		os.WriteFile(filepath.Join(local, "debian/12/_hooks/slow.sh"), []byte("#!/bin/sh\necho vzpkg-test-hook-runs\nsleep 120 &\nsleep 120\n"), 0o755)
 		out5 := t.TempDir()
-		cmd := exec.Command(filepath.Join(bin, "vzpkg"), "--templates", local+":../../templates", "create", "cache", template, "--cache-dir", out5, "--cacher", c.url, "--verbose")
+		cmd := exec.Command(filepath.Join(bin, "vzpkg"), "--templates", local+":../../templates", "create", "cache", template, "--cache-dir", out5, "--cacher", c.URL, "--verbose")
 		stderr, _ := cmd.StderrPipe()
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -624,7 +558,7 @@ func TestCreateCacheDebian12ThroughPkgCacher(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cmd := exec.Command(filepath.Join(bin, "vzpkg"), "--templates", local+":../../templates", tc.cmd, "cache", template, "--cache-dir", out4, "--cacher", c.url)
+			cmd := exec.Command(filepath.Join(bin, "vzpkg"), "--templates", local+":../../templates", tc.cmd, "cache", template, "--cache-dir", out4, "--cacher", c.URL)
 			cmd.Stdout, cmd.Stderr = logFile, logFile
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
@@ -666,7 +600,7 @@ func TestCreateCacheDebian12ThroughPkgCacher(t *testing.T) {
 			}
 			checkPublished(t, out4, what)
 		}
-		if _, err := vzpkg(t, "create", "cache", template, "--cache-dir", out4, "--cacher", c.url, "--quiet"); err != nil {
+		if _, err := vzpkg(t, "create", "cache", template, "--cache-dir", out4, "--cacher", c.URL, "--quiet"); err != nil {
 			t.Fatal(err)
 		}
 		checkPublished(t, out4, "the next build")
