@@ -4,11 +4,9 @@
 package apt
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"maps"
 	"net/url"
@@ -17,7 +15,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"vzpkg2/internal/dummy"
@@ -424,31 +421,7 @@ func runCmd(ctx context.Context, env packager.Env, cmd *exec.Cmd) error {
 	if name == "chroot" && len(cmd.Args) > 2 {
 		name = cmd.Args[2] // rootfs.Command's: the program run in the root
 	}
-	// Signalling only the command left a hook it ran (sleep in a customize
-	// hook) running, and vzpkg waited for its output pipe the whole 60 s.
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
-	cmd.WaitDelay = cancelGrace
-	// Its own process group: a terminal's Ctrl-C reaches vzpkg, which stops the command once.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	defer func() {
-		if cmd.Process != nil {
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) // ESRCH when nothing is left
-		}
-	}()
-	tail := &tailWriter{max: 30}
-	if env.Output != nil {
-		cmd.Stdout = io.MultiWriter(env.Output, tail)
-	} else {
-		cmd.Stdout = tail
-	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Run(); err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return fmt.Errorf("%s failed: %w\n%s", name, err, tail)
-	}
-	return nil
+	return packager.Run(ctx, env, cmd, name, nil, cancelGrace)
 }
 
 // policyRCD is the policy-rc.d that forbids invoke-rc.d to start anything.
@@ -504,30 +477,3 @@ func writeInRoot(root, name, content string) error {
 	defer r.Close()
 	return rootfs.WriteFile(r, name, []byte(content), 0o644)
 }
-
-// tailWriter keeps the last max lines written to it, for error messages.
-type tailWriter struct {
-	max   int
-	lines []string
-	part  string
-}
-
-func (t *tailWriter) Write(p []byte) (int, error) {
-	sc := bufio.NewScanner(strings.NewReader(t.part + string(p)))
-	t.part = ""
-	complete := strings.HasSuffix(string(p), "\n")
-	var got []string
-	for sc.Scan() {
-		got = append(got, sc.Text())
-	}
-	if !complete && len(got) > 0 {
-		t.part, got = got[len(got)-1], got[:len(got)-1]
-	}
-	t.lines = append(t.lines, got...)
-	if len(t.lines) > t.max {
-		t.lines = t.lines[len(t.lines)-t.max:]
-	}
-	return len(p), nil
-}
-
-func (t *tailWriter) String() string { return strings.Join(append(t.lines, t.part), "\n") }

@@ -12,7 +12,6 @@
 package dnf
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -29,7 +28,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"vzpkg2/internal/dummy"
@@ -608,32 +606,12 @@ func hostEnv(vars []string) []string {
 	return append(append(env, "LC_ALL=C.UTF-8"), vars...)
 }
 
-// runCmd runs cmd (made with exec.CommandContext(ctx, ...)), its standard
-// output to stdout when not nil and otherwise with its error output to
-// env.Output. On cancellation the command gets SIGTERM and time to stop
-// before it is killed; a failure carries the output's last lines.
+// runCmd runs cmd (made with exec.CommandContext(ctx, ...)) with
+// packager.Run, its standard output to stdout when not nil. A cancelled
+// command has a minute to stop: rpm finishes the transaction it is in.
 func runCmd(ctx context.Context, env packager.Env, cmd *exec.Cmd, stdout io.Writer) error {
-	name := filepath.Base(cmd.Args[0])
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = 60 * time.Second
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	tail := &tailWriter{max: 30}
-	var out io.Writer = tail
-	if env.Output != nil {
-		out = io.MultiWriter(env.Output, tail)
-	}
-	cmd.Stderr = out
-	cmd.Stdout = out
-	if stdout != nil {
-		cmd.Stdout = stdout
-	}
-	if err := cmd.Run(); err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return fmt.Errorf("%s %s failed: %w\n%s", name, strings.Join(opArgs(cmd.Args[1:]), " "), err, tail)
-	}
-	return nil
+	what := strings.Join(append([]string{filepath.Base(cmd.Args[0])}, opArgs(cmd.Args[1:])...), " ")
+	return packager.Run(ctx, env, cmd, what, stdout, 60*time.Second)
 }
 
 // opArgs leaves out the options vzpkg always gives, for messages.
@@ -646,30 +624,3 @@ func opArgs(args []string) []string {
 	}
 	return out
 }
-
-// tailWriter keeps the last max lines written to it, for error messages.
-type tailWriter struct {
-	max   int
-	lines []string
-	part  string
-}
-
-func (t *tailWriter) Write(p []byte) (int, error) {
-	sc := bufio.NewScanner(strings.NewReader(t.part + string(p)))
-	t.part = ""
-	complete := bytes.HasSuffix(p, []byte("\n"))
-	var got []string
-	for sc.Scan() {
-		got = append(got, sc.Text())
-	}
-	if !complete && len(got) > 0 {
-		t.part, got = got[len(got)-1], got[:len(got)-1]
-	}
-	t.lines = append(t.lines, got...)
-	if len(t.lines) > t.max {
-		t.lines = t.lines[len(t.lines)-t.max:]
-	}
-	return len(p), nil
-}
-
-func (t *tailWriter) String() string { return strings.Join(append(t.lines, t.part), "\n") }
