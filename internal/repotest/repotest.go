@@ -1,10 +1,12 @@
 // Package repotest provides test fixtures: real Debian and RPM repositories
 // built with the distributions' own tools, real apt-get and dnf clients
-// confined to a private directory, and a counting HTTP(S) upstream that can be
-// made to misbehave.
+// confined to a private directory, a counting HTTP(S) upstream that can be
+// made to misbehave, and the project's own vzpkg and pkg-cacher binaries for
+// end-to-end tests.
 //
-// Every function takes a testing.TB, reports failures with t.Fatalf including
-// the failing command's output, and registers its own clean-up.
+// Every function but RunWithBinaries takes a testing.TB, reports failures
+// with t.Fatalf including the failing command's output, and registers its
+// own clean-up.
 package repotest
 
 import (
