@@ -148,11 +148,10 @@ func TestRPMContainers(t *testing.T) {
 				t.Errorf("%s has vz-motd %q, want 1.1-1", root, v)
 			}
 		}
+		// The upstream's count, not the access log's MISS lines: a request
+		// that joins the fill another container started is logged MISS too.
 		if n := up.CountSuffix("/vz-motd-1.1-1.noarch.rpm"); n != 1 {
 			t.Errorf("the upstream served vz-motd 1.1 %d times, want once: pkg-cacher did not share it", n)
-		}
-		if n := c.Misses(t, containing("/vz-motd-1.1-1.noarch.rpm")); n != 1 {
-			t.Errorf("pkg-cacher fetched vz-motd 1.1 upstream %d times, want once", n)
 		}
 		noMounts(t, hosts)
 	})
