@@ -81,6 +81,12 @@ vzpkg was built in, or else the tree built into vzpkg, extracted to ` + SystemTr
 	root.PersistentFlags().StringArrayVar(&a.templates, "templates", nil, "template tree to use instead of the search path (repeatable, or DIR:DIR...; first wins)")
 	root.AddCommand(a.newCreate(), a.newUpdate(), a.newRemove(), a.newList(), a.newShowConfig(), a.newCheck(), newVersion(),
 		a.newInstall(), a.newInfo(), a.newCheckUpdates())
+	root.MarkPersistentFlagFilename("config")
+	root.MarkPersistentFlagDirname("templates")
+	walk(root, completeFlags)
+	// The completion command is part of the tree (and has pages) before
+	// Execute would add it.
+	root.InitDefaultCompletionCmd()
 	return root
 }
 
@@ -285,7 +291,8 @@ package set, dummy packages, fixups and hooks. A comment after each value names 
 line that set it. NAME may end in -default for the default set.`,
 		Example: `  vzpkg show-config debian-12-x86_64-minimal
   vzpkg show-config --templates ./templates almalinux-9-aarch64`,
-		Args: cobra.ExactArgs(1),
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: a.completeTemplates(false),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			_, tree, err := a.load()
 			if tree == nil {

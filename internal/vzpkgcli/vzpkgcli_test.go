@@ -11,10 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"vzpkg2/internal/completion"
 	"vzpkg2/internal/manpage"
 )
 
-var update = flag.Bool("update", false, "rewrite docs/man/vzpkg*.8 from the command tree")
+var update = flag.Bool("update", false, "rewrite docs/man/vzpkg*.8 and etc/completions/*/*vzpkg* from the command tree")
 
 const shippedTree = "../../templates"
 
@@ -304,4 +305,10 @@ func TestContainerVerbsBesideCacheCommands(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCompletionsAreCurrent fails when etc/completions/*/vzpkg* no longer
+// match the command tree; `go test ./internal/vzpkgcli -update` rewrites them.
+func TestCompletionsAreCurrent(t *testing.T) {
+	completion.Check(t, New(Env{}), "../../etc/completions", *update, "go test ./internal/vzpkgcli -update")
 }
