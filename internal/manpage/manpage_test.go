@@ -3,6 +3,7 @@ package manpage
 import (
 	"bytes"
 	"flag"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -147,5 +148,59 @@ func TestConfPagesNameEveryKey(t *testing.T) {
 				t.Errorf("%s does not document key %s", page, k)
 			}
 		}
+	}
+}
+
+// TestGuideCommandsParse reads every vzpkg and pkg-cacher command line of
+// docs/guide.md (in indented code, continuation lines joined, comments
+// dropped) and wants the command to exist and its flags to parse, so the
+// guide does not drift from the programs.
+func TestGuideCommandsParse(t *testing.T) {
+	data, err := os.ReadFile("../../docs/guide.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(data), "\n")
+	n := 0
+	for i := 0; i < len(lines); i++ {
+		line := lines[i]
+		if !strings.HasPrefix(line, "    ") {
+			continue
+		}
+		line = strings.TrimSpace(line)
+		for strings.HasSuffix(line, `\`) && i+1 < len(lines) {
+			i++
+			line = strings.TrimSuffix(line, `\`) + " " + strings.TrimSpace(lines[i])
+		}
+		line, _, _ = strings.Cut(line, " #")
+		args := strings.Fields(line)
+		var root *cobra.Command
+		switch {
+		case len(args) == 0:
+			continue
+		case args[0] == "vzpkg":
+			root = vzpkgcli.New(vzpkgcli.Env{})
+		case args[0] == "pkg-cacher":
+			root = cachercli.New()
+		default:
+			continue
+		}
+		n++
+		cmd, rest, err := root.Find(args[1:])
+		if err == nil && cmd == root {
+			err = fmt.Errorf("no command")
+		}
+		if err == nil {
+			err = cmd.ParseFlags(rest)
+		}
+		if err == nil && cmd.Args != nil {
+			err = cmd.Args(cmd, cmd.Flags().Args())
+		}
+		if err != nil {
+			t.Errorf("docs/guide.md: %q: %v", line, err)
+		}
+	}
+	if n < 20 {
+		t.Errorf("found only %d command lines in docs/guide.md", n)
 	}
 }
