@@ -5,23 +5,38 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"vzpkg2/internal/templatebuild"
 )
 
-// completeTemplates completes the names of the templates of the tree, for a
-// command taking one NAME or, with many, NAME...: vzpkg create cache deb<TAB>
-// offers the Debian templates.
-func (a *app) completeTemplates(many bool) cobra.CompletionFunc {
+// Which templates completeTemplates offers.
+const (
+	oneName    = 1 << iota // the command takes one NAME, not NAME...
+	builtNames             // only templates built into the cache directory
+)
+
+// completeTemplates completes the names of the templates of the tree (with
+// builtNames, those in the cache directory: --cache-dir, else cache_dir of
+// vzpkg.conf): vzpkg create cache deb<TAB> offers the Debian templates.
+func (a *app) completeTemplates(which int) cobra.CompletionFunc {
 	return func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
-		if !many && len(args) > 0 {
+		if which&oneName != 0 && len(args) > 0 {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
-		_, tree, _ := a.load()
+		cfg, tree, _ := a.load()
 		if tree == nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
+		cacheDir := cfg.CacheDir
+		if f := cmd.Flags().Lookup("cache-dir"); f != nil && f.Value.String() != "" {
+			cacheDir = f.Value.String()
+		}
 		var names []cobra.Completion
 		for _, d := range tree.Definitions() {
-			if strings.HasPrefix(d.Name, toComplete) && !slices.Contains(args, d.Name) {
+			if !strings.HasPrefix(d.Name, toComplete) || slices.Contains(args, d.Name) {
+				continue
+			}
+			if _, built := templatebuild.Find(cacheDir, d.Name); which&builtNames == 0 || built {
 				names = append(names, d.Name)
 			}
 		}

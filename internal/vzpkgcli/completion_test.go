@@ -47,6 +47,10 @@ func TestMain(m *testing.M) {
 // TestTemplateNamesComplete asks vzpkg's completion command what follows
 // `vzpkg create cache deb`: the Debian templates of the tree.
 func TestTemplateNamesComplete(t *testing.T) {
+	built := t.TempDir()
+	if err := os.WriteFile(filepath.Join(built, "rocky-9-x86_64-minimal.tar.zst"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		args []string
 		want []string // among the offers
@@ -54,12 +58,13 @@ func TestTemplateNamesComplete(t *testing.T) {
 	}{
 		{[]string{"create", "cache", "deb"}, []string{"debian-12-x86_64-minimal", "debian-11-aarch64"}, []string{"ubuntu-24.04-x86_64"}},
 		{[]string{"create", "cache", "debian-12-x86_64-minimal", "debian-12-x86_64"}, []string{"debian-12-x86_64"}, []string{"debian-12-x86_64-minimal"}},
-		{[]string{"update", "cache", "rocky-9"}, []string{"rocky-9-x86_64-minimal"}, nil},
+		{[]string{"update", "cache", "--cache-dir", built, "rocky-9"}, []string{"rocky-9-x86_64-minimal"}, []string{"rocky-9-x86_64"}},
+		{[]string{"remove", "cache", "--cache-dir", built, ""}, []string{"rocky-9-x86_64-minimal"}, []string{"debian-12-x86_64"}},
 		{[]string{"show-config", "ubuntu-24"}, []string{"ubuntu-24.04-aarch64"}, nil},
 		{[]string{"show-config", "debian-12-x86_64", ""}, nil, []string{"debian-12-x86_64"}},
 		{[]string{"create", "cache", "--format", ""}, []string{"gz", "xz", "zst"}, nil},
 	} {
-		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+		t.Run(strings.ReplaceAll(strings.Join(tc.args, " "), built, "DIR"), func(t *testing.T) {
 			out, _, err := run(t, nil, append([]string{"__complete", "--templates", shippedTree}, tc.args...)...)
 			if err != nil {
 				t.Fatal(err)

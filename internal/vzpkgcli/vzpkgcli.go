@@ -292,7 +292,7 @@ line that set it. NAME may end in -default for the default set.`,
 		Example: `  vzpkg show-config debian-12-x86_64-minimal
   vzpkg show-config --templates ./templates almalinux-9-aarch64`,
 		Args:              cobra.ExactArgs(1),
-		ValidArgsFunction: a.completeTemplates(false),
+		ValidArgsFunction: a.completeTemplates(oneName),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			_, tree, err := a.load()
 			if tree == nil {
