@@ -59,14 +59,14 @@ func newServe() *cobra.Command {
 		Long: `Run the caching proxy in the foreground until SIGINT or SIGTERM.
 
 Settings come from the built-in defaults, then FILE (default ` + cacheconf.DefaultFile + `
-when it exists), then each key=value argument. See the example pkg-cacher.conf for every key.
+when it exists), then each key=value argument. See pkg-cacher.conf(5) for every key.
 Clients may use the cache as an HTTP proxy, by URL prefix (http://cacher:3142/HOST/PATH),
 through a path_map name (http://cacher:3142/NAME/PATH), or for https upstreams as
 http://cacher:3142/HTTPS///HOST/PATH. The original pkg-cacher's configuration file loads as
 it is; its keys without an effect here are named in a warning at start. SIGHUP reopens the
 access log and reloads the configuration.
 
-Keys (the example pkg-cacher.conf explains each with its default):
+Keys (pkg-cacher.conf(5) explains each with its default):
 ` + cacheconf.KeysHelp(),
 		Example: `  pkg-cacher serve
   pkg-cacher serve -c ./pkg-cacher.conf daemon_port=8080 offline_mode=1`,
