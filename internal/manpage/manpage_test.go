@@ -15,6 +15,7 @@ import (
 
 	"vzpkg2/internal/cacheconf"
 	"vzpkg2/internal/cachercli"
+	"vzpkg2/internal/tmpl"
 	"vzpkg2/internal/vzpkgcli"
 	"vzpkg2/internal/vzpkgconf"
 )
@@ -202,5 +203,25 @@ func TestGuideCommandsParse(t *testing.T) {
 	}
 	if n < 20 {
 		t.Errorf("found only %d command lines in docs/guide.md", n)
+	}
+}
+
+// TestTemplatesPageNamesEveryFixupAndPhase: vzpkg-templates(5) lists every
+// fixup a template may name and every hook phase, as package tmpl knows them.
+func TestTemplatesPageNamesEveryFixupAndPhase(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(manDir, "vzpkg-templates.5"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := strings.ReplaceAll(string(data), `\-`, "-")
+	for _, f := range tmpl.Fixups() {
+		if !strings.Contains(page, "\n.TP\n.B "+f.Name+"\n") {
+			t.Errorf("vzpkg-templates.5 does not list fixup %s", f.Name)
+		}
+	}
+	for _, p := range tmpl.Phases() {
+		if !strings.Contains(page, "\n.B "+string(p)+"\n") {
+			t.Errorf("vzpkg-templates.5 does not name hook phase %s", p)
+		}
 	}
 }
