@@ -56,7 +56,7 @@ func TestTemplateNamesComplete(t *testing.T) {
 		want []string // among the offers
 		not  []string // not among them
 	}{
-		{[]string{"create", "cache", "deb"}, []string{"debian-12-x86_64-minimal", "debian-11-aarch64"}, []string{"ubuntu-24.04-x86_64"}},
+		{[]string{"create", "cache", "deb"}, []string{"debian-12-x86_64-minimal", "debian-12-aarch64"}, []string{"ubuntu-24.04-x86_64"}},
 		{[]string{"create", "cache", "debian-12-x86_64-minimal", "debian-12-x86_64"}, []string{"debian-12-x86_64"}, []string{"debian-12-x86_64-minimal"}},
 		{[]string{"update", "cache", "--cache-dir", built, "rocky-9"}, []string{"rocky-9-x86_64-minimal"}, []string{"rocky-9-x86_64"}},
 		{[]string{"remove", "cache", "--cache-dir", built, ""}, []string{"rocky-9-x86_64-minimal"}, []string{"debian-12-x86_64"}},
