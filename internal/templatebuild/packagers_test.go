@@ -19,6 +19,7 @@ func TestNewSpecCarriesTheDefinition(t *testing.T) {
 		Dummies:     []tmpl.Dummy{{Name: "kernel", Version: "99:1.0-vz1", Provides: []string{"kernel-core"}}},
 		Hooks:       map[tmpl.Phase][]string{tmpl.PhaseCustomize: {"/hooks/motd.sh"}},
 		PathExclude: []string{"/usr/share/doc/*"},
+		WeakDeps:    true, NoDocs: true,
 	}
 	want := &packager.Spec{
 		Name: "rocky-9-x86_64-minimal", Arch: "x86_64", ArchName: "x86_64", Releasever: "9",
@@ -29,6 +30,7 @@ func TestNewSpecCarriesTheDefinition(t *testing.T) {
 		Dummies:     []packager.Dummy{{Name: "kernel", Version: "99:1.0-vz1", Provides: []string{"kernel-core"}}},
 		Hooks:       map[string][]string{"customize": {"/hooks/motd.sh"}},
 		PathExclude: []string{"/usr/share/doc/*"},
+		WeakDeps:    true, NoDocs: true,
 	}
 	if got := newSpec(def); !reflect.DeepEqual(got, want) {
 		t.Errorf("newSpec:\ngot  %+v\nwant %+v", got, want)
