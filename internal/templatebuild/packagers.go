@@ -35,6 +35,7 @@ func newSpec(def *tmpl.Definition) *packager.Spec {
 		Name: def.Name, Arch: def.Arch, ArchName: def.ArchName,
 		Suite: def.Suite, Releasever: def.Releasever, Variant: def.Variant, Bootstrap: def.Bootstrap,
 		Keys: slices.Clone(def.Keys), Packages: slices.Clone(def.Packages),
+		WeakDeps: def.WeakDeps, NoDocs: def.NoDocs,
 		PathExclude: slices.Clone(def.PathExclude), PathInclude: slices.Clone(def.PathInclude),
 	}
 	if s.ArchName == "" {

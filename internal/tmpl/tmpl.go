@@ -113,6 +113,8 @@ type Definition struct {
 	Dummies   []Dummy  // packages installed as empty stand-ins
 	Fixups    []string // names from Fixups, in the order to apply them
 	UseCacher bool     // the built template's repositories point at pkg-cacher
+	WeakDeps  bool     // install weak dependencies (apt: Recommends; dnf: install_weak_deps)
+	NoDocs    bool     // leave documentation out (dnf only: tsflags=nodocs)
 	Hooks     map[Phase][]string
 
 	// PathExclude and PathInclude are dpkg path filters (apt only): glob
@@ -122,7 +124,7 @@ type Definition struct {
 	PathInclude []string
 
 	// Provenance maps a field to where its value was set. Keys are the
-	// config.yaml names: "packager", "suite", "repos.<name>", "repos.<name>.mirrors",
+	// config.yaml names: "packager", "suite", "weak_deps", "repos.<name>", "repos.<name>.mirrors",
 	// and, for each item of a list, "<list>[<item>]": "packages[curl]",
 	// "dummies[udev]", "keys[<path>]", "fixups[apt-clean]", "hooks.customize[<path>]",
 	// "path_exclude[/usr/share/doc/*]".

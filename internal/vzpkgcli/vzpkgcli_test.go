@@ -83,8 +83,8 @@ func TestListShippedTree(t *testing.T) {
 		"debian-12-x86_64-minimal":  "apt yes 3d 5.0M",
 		"debian-12-x86_64":          "apt no - -",
 		"almalinux-9-aarch64":       "dnf no - -",
-		"ubuntu-24.04-x86_64":       "apt no - -",
-		"fedora-42-aarch64-minimal": "dnf no - -",
+		"ubuntu-26.04-x86_64":       "apt no - -",
+		"fedora-44-aarch64-minimal": "dnf no - -",
 		"centos-stream-10-x86_64":   "dnf no - -",
 		"rocky-8-x86_64-minimal":    "dnf no - -",
 	} {
