@@ -208,7 +208,7 @@ func TestGuideCommandsParse(t *testing.T) {
 
 // TestTemplatesPageNamesEveryFixupAndPhase: vzpkg-templates(5) lists every
 // fixup a template may name and every hook phase, as package tmpl knows them.
-func TestTemplatesPageNamesEveryFixupAndPhase(t *testing.T) {
+func TestTemplatesPageNamesEveryKeyFixupAndPhase(t *testing.T) {
 	data, err := os.ReadFile(filepath.Join(manDir, "vzpkg-templates.5"))
 	if err != nil {
 		t.Fatal(err)
@@ -222,6 +222,11 @@ func TestTemplatesPageNamesEveryFixupAndPhase(t *testing.T) {
 	for _, p := range tmpl.Phases() {
 		if !strings.Contains(page, "\n.B "+string(p)+"\n") {
 			t.Errorf("vzpkg-templates.5 does not name hook phase %s", p)
+		}
+	}
+	for _, k := range tmpl.Keys() {
+		if !strings.Contains(page, "\n.BR "+k+" ") && !strings.Contains(page, "\n.B "+k+"\n") {
+			t.Errorf("vzpkg-templates.5 does not describe the key %s", k)
 		}
 	}
 }

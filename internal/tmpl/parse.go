@@ -104,6 +104,15 @@ var (
 	badItemRune = " \t\n\"'`;|&<>"
 )
 
+// Keys returns the keys a config.yaml may give at its top level and in a
+// set, sorted and without repeats: what the format's documentation must
+// name.
+func Keys() []string {
+	keys := slices.Concat(topKeys, setKeys)
+	slices.Sort(keys)
+	return slices.Compact(keys)
+}
+
 // decoder turns one file's YAML nodes into a level, collecting every error.
 type decoder struct {
 	file  string
