@@ -1,0 +1,108 @@
+# Shared code of the pacman script packager (vzpkg-packager(7)); each
+# pacman-<operation> sources it. pacman runs from the host on $VZPKG_ROOT,
+# with its databases and package cache, and a configuration written for the
+# run: the template's repositories, through pkg-cacher when VZPKG_CACHER is
+# set.
+set -eu
+
+die() {
+	echo "${0##*/}: $*" >&2
+	exit 1
+}
+
+command -v pacman >/dev/null || die "pacman is not installed (Debian: apt-get install pacman-package-manager)"
+: "${VZPKG_ROOT:?}" "${TMPDIR:?}"
+
+nl='
+'
+db=$VZPKG_ROOT/var/lib/pacman
+log=$VZPKG_ROOT/var/log/pacman.log
+
+# siglevel prints pacman's SigLevel: packages are checked when the
+# template names keys. The example does not import keys yet: a template
+# naming some is refused rather than run unchecked.
+siglevel() {
+	if [ -n "${VZPKG_KEYS:-}" ]; then
+		die "this example cannot check signatures yet; the template names keys: $(echo "$VZPKG_KEYS" | tr '\n' ' ')"
+	fi
+	echo Never
+}
+
+# repos prints a pacman section per repository of $VZPKG_REPOS, a Server
+# line per mirror, in order.
+repos() {
+	awk -F '\t' '
+		!($1 in servers) { order[++n] = $1 }
+		{ servers[$1] = servers[$1] "Server = " $2 "\n" }
+		END { for (i = 1; i <= n; i++) printf "[%s]\n%s", order[i], servers[order[i]] }
+	' "$VZPKG_REPOS"
+}
+
+# prepare makes pacman's directories in the root and writes the run's
+# pacman.conf.
+prepare() {
+	mkdir -p "$db" "$VZPKG_ROOT/var/cache/pacman/pkg" "$VZPKG_ROOT/var/log"
+	{
+		printf '[options]\nArchitecture = %s\nSigLevel = %s\n' "$VZPKG_ARCH" "$(siglevel)"
+		repos
+	} >"$TMPDIR/pacman.conf"
+}
+
+# pac runs pacman on the root with the run's configuration; the log goes
+# to the root's /var/log/pacman.log unless --logfile is given first.
+pac() {
+	l=$log
+	if [ "${1:-}" = --logfile ]; then
+		l=$2
+		shift 2
+	fi
+	v=
+	[ "${VZPKG_VERBOSE:-0}" = 1 ] && v=--verbose
+	pacman --noconfirm $v --config "$TMPDIR/pacman.conf" --root "$VZPKG_ROOT" --dbpath "$db" \
+		--cachedir "$VZPKG_ROOT/var/cache/pacman/pkg" --gpgdir "$VZPKG_ROOT/etc/pacman.d/gnupg" \
+		--hookdir "$VZPKG_ROOT/etc/pacman.d/hooks" --logfile "$l" "$@"
+}
+
+# refresh downloads the sync databases, logging to the run's directory.
+refresh() {
+	pac --logfile "$TMPDIR/pacman.log" -Sy
+}
+
+# install_set installs the dummy package files and the template's packages
+# that are missing.
+install_set() {
+	if [ -n "${VZPKG_DUMMIES:-}" ]; then
+		(IFS=$nl; pac -U --needed $VZPKG_DUMMIES)
+	fi
+	if [ -n "${VZPKG_PACKAGES:-}" ]; then
+		pac -S --needed $VZPKG_PACKAGES
+	fi
+}
+
+# write_repo_config writes the root's repository configuration:
+# /etc/pacman.conf including /etc/pacman.d/repos/*.conf, a file per
+# repository, its servers the upstream URLs, or with VZPKG_CACHER set
+# the URLs through it, and each repository file without a *.disabled copy
+# renamed to one first, so the original is kept.
+write_repo_config() {
+	dir=$VZPKG_ROOT/etc/pacman.d/repos
+	mkdir -p "$dir"
+	if [ -n "${VZPKG_CACHER:-}" ]; then
+		for f in "$dir"/*.conf; do
+			if [ -f "$f" ] && [ ! -e "$f.disabled" ]; then
+				mv "$f" "$f.disabled"
+			fi
+		done
+	fi
+	printf '# Written by vzpkg: pacman reads its repositories from /etc/pacman.d/repos.\n[options]\nArchitecture = %s\nSigLevel = %s\nInclude = /etc/pacman.d/repos/*.conf\n' \
+		"$VZPKG_ARCH" "$(siglevel)" >"$VZPKG_ROOT/etc/pacman.conf.new"
+	mv "$VZPKG_ROOT/etc/pacman.conf.new" "$VZPKG_ROOT/etc/pacman.conf"
+	col=3 # the upstream URL
+	if [ -n "${VZPKG_CACHER:-}" ]; then
+		col=2
+	fi
+	for name in $(cut -f 1 "$VZPKG_REPOS" | awk '!seen[$0]++'); do
+		awk -F '\t' -v n="$name" -v c="$col" '$1 == n { s = s "Server = " $c "\n" } END { printf "[%s]\n%s", n, s }' "$VZPKG_REPOS" >"$dir/$name.conf.new"
+		mv "$dir/$name.conf.new" "$dir/$name.conf"
+	done
+}
