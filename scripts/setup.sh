@@ -6,7 +6,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # Debian packages. policy-rc.d keeps any server package from starting on its
 # default port while it is installed (tests start their own instances).
-debs=(ca-certificates curl gnupg dpkg-dev apt-utils xz-utils zstd bzip2 pigz libcap2-bin mmdebstrap debootstrap eatmydata debian-archive-keyring dnf rpm createrepo-c squid chromium lxc)
+debs=(ca-certificates curl gnupg dpkg-dev apt-utils xz-utils zstd bzip2 pigz libcap2-bin mmdebstrap debootstrap eatmydata debian-archive-keyring dnf rpm createrepo-c squid chromium lxc pacman-package-manager makepkg libarchive-tools)
 missing=()
 # The man page test renders with groff; the bash completion test needs bash-completion.
 debs+=(groff-base bash-completion)
