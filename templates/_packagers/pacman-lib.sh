@@ -79,6 +79,12 @@ install_set() {
 	fi
 }
 
+# clean_cache removes the downloaded packages, which a template or a
+# container does not need.
+clean_cache() {
+	find "$VZPKG_ROOT/var/cache/pacman/pkg" -mindepth 1 -maxdepth 1 -type f -name '*.pkg.tar*' -delete
+}
+
 # write_repo_config writes the root's repository configuration:
 # /etc/pacman.conf including /etc/pacman.d/repos/*.conf, a file per
 # repository, its servers the upstream URLs, or with VZPKG_CACHER set
