@@ -87,6 +87,56 @@ func TestPacmanConformance(t *testing.T) {
 			t.Errorf("sh in a chroot of the root: %q, %v", out, err)
 		}
 	})
+
+	t.Run("vzpkg create cache of a script:pacman template", func(t *testing.T) {
+		tree := t.TempDir()
+		abs, err := filepath.Abs(shippedScripts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(abs, filepath.Join(tree, "_packagers")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Join(tree, "vztest", "1", hostArch(t)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		writeTestFile(t, filepath.Join(tree, "vztest", "1", hostArch(t), "config.yaml"), "", 0o644)
+		writeTestFile(t, filepath.Join(tree, "vztest", "config.yaml"), `packager: script:pacman
+use_cacher: true
+repos:
+  vztest:
+    mirrors: ['`+up.URL()+`/']
+sets:
+  default:
+    packages: [vz-filesystem, vz-dash, vz-motd]
+    dummies:
+      - {name: kernel, version: "99:1.0-1", provides: [kernel-core]}
+`, 0o644)
+		cache := t.TempDir()
+		name := "vztest-1-" + hostArch(t)
+		cmd := exec.Command(filepath.Join(bin, "vzpkg"), "--templates", tree, "create", "cache", name, "--cache-dir", cache, "--cacher", c.URL, "--quiet")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("vzpkg create cache: %v\n%s", err, out)
+		}
+		manifest := readTestFile(t, filepath.Join(cache, name+".manifest"))
+		for _, want := range []string{"kernel 99:1.0-1 any\n", "vz-dash 0.5.12-1 " + hostArch(t) + "\n", "vz-motd 1.1-1 any\n"} {
+			if !strings.Contains(manifest, want) {
+				t.Errorf("the manifest lacks %q:\n%s", want, manifest)
+			}
+		}
+		root := t.TempDir()
+		run(t, "", nil, "tar", "-xpf", filepath.Join(cache, name+".tar.gz"), "-C", root, "--numeric-owner")
+		repos := filepath.Join(root, "etc", "pacman.d", "repos")
+		if got, want := readTestFile(t, filepath.Join(repos, "vztest.conf")), "Server = "+c.URL+up.HostPort()+"/\n"; !strings.Contains(got, want) {
+			t.Errorf("the template's vztest.conf:\n%s\nwant it through pkg-cacher: %q", got, want)
+		}
+		if got, want := readTestFile(t, filepath.Join(repos, "vztest.conf.disabled")), "Server = "+up.URL()+"/\n"; !strings.Contains(got, want) {
+			t.Errorf("the template's vztest.conf.disabled:\n%s\nwant the original, %q", got, want)
+		}
+		if left, _ := filepath.Glob(filepath.Join(root, "var", "cache", "pacman", "pkg", "*")); len(left) > 0 {
+			t.Errorf("the template keeps downloaded packages: %v", left)
+		}
+	})
 }
 
 // pacmanPkg describes a package for buildPacmanRepo.
