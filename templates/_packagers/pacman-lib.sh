@@ -18,14 +18,66 @@ nl='
 db=$VZPKG_ROOT/var/lib/pacman
 log=$VZPKG_ROOT/var/log/pacman.log
 
-# siglevel prints pacman's SigLevel: packages are checked when the
-# template names keys. The example does not import keys yet: a template
-# naming some is refused rather than run unchecked.
+# pacman's keyring for the run, made from the template's keys in the
+# run's directory: no key material is left in the root (a container
+# initialises its own, as Arch's images do with pacman-key --init).
+gpgdir=$TMPDIR/gnupg
+
+# siglevel prints pacman's SigLevel: packages must be signed by one of the
+# template's keys when it names some. Package files given to install
+# (vzpkg's dummies among them) are checked when they are signed
+# (LocalFileSigLevel = Optional).
 siglevel() {
 	if [ -n "${VZPKG_KEYS:-}" ]; then
-		die "this example cannot check signatures yet; the template names keys: $(echo "$VZPKG_KEYS" | tr '\n' ' ')"
+		echo Required DatabaseOptional
+	else
+		echo Never
 	fi
-	echo Never
+}
+
+# through_cacher prints URL $1 in pkg-cacher's URL-prefix form when
+# VZPKG_CACHER is set.
+through_cacher() {
+	c=${VZPKG_CACHER:-}
+	c=${c%/}
+	if [ -z "$c" ]; then
+		echo "$1"
+		return
+	fi
+	case $1 in
+	https://*) echo "$c/HTTPS///${1#https://}" ;;
+	http://*) echo "$c/${1#http://}" ;;
+	*) echo "$1" ;;
+	esac
+}
+
+# import_keys makes the run's keyring, trusting the template's keys
+# (paths, or URLs fetched through pkg-cacher). Without keys, it warns that
+# nothing is checked.
+import_keys() {
+	if [ -z "${VZPKG_KEYS:-}" ]; then
+		echo "${0##*/}: warning: the template names no keys: packages are not signature-checked" >&2
+		return 0
+	fi
+	# pacman-key starts a gpg-agent, which leaves the process group.
+	trap 'gpgconf --homedir "$gpgdir" --kill gpg-agent >/dev/null 2>&1 || true' EXIT
+	pacman-key --gpgdir "$gpgdir" --init >&2
+	i=0
+	old=$IFS
+	IFS=$nl
+	for k in $VZPKG_KEYS; do
+		i=$((i + 1))
+		f=$TMPDIR/key$i
+		case $k in
+		http://* | https://*) curl -fsS -o "$f" "$(through_cacher "$k")" || die "fetch key $k failed" ;;
+		*) cp "$k" "$f" ;;
+		esac
+		pacman-key --gpgdir "$gpgdir" --add "$f" >&2
+		for fpr in $(gpg --homedir "$TMPDIR" --with-colons --show-keys "$f" 2>/dev/null | awk -F : '$1 == "fpr" && prev == "pub" { print $10 } { prev = $1 }'); do
+			pacman-key --gpgdir "$gpgdir" --lsign-key "$fpr" >&2
+		done
+	done
+	IFS=$old
 }
 
 # repos prints a pacman section per repository of $VZPKG_REPOS, a Server
@@ -43,7 +95,7 @@ repos() {
 prepare() {
 	mkdir -p "$db" "$VZPKG_ROOT/var/cache/pacman/pkg" "$VZPKG_ROOT/var/log"
 	{
-		printf '[options]\nArchitecture = %s\nSigLevel = %s\n' "$VZPKG_ARCH" "$(siglevel)"
+		printf '[options]\nArchitecture = %s\nSigLevel = %s\nLocalFileSigLevel = Optional\n' "$VZPKG_ARCH" "$(siglevel)"
 		repos
 	} >"$TMPDIR/pacman.conf"
 }
@@ -59,7 +111,7 @@ pac() {
 	v=
 	[ "${VZPKG_VERBOSE:-0}" = 1 ] && v=--verbose
 	pacman --noconfirm $v --config "$TMPDIR/pacman.conf" --root "$VZPKG_ROOT" --dbpath "$db" \
-		--cachedir "$VZPKG_ROOT/var/cache/pacman/pkg" --gpgdir "$VZPKG_ROOT/etc/pacman.d/gnupg" \
+		--cachedir "$VZPKG_ROOT/var/cache/pacman/pkg" --gpgdir "$gpgdir" \
 		--hookdir "$VZPKG_ROOT/etc/pacman.d/hooks" --logfile "$l" "$@"
 }
 
@@ -100,7 +152,7 @@ write_repo_config() {
 			fi
 		done
 	fi
-	printf '# Written by vzpkg: pacman reads its repositories from /etc/pacman.d/repos.\n[options]\nArchitecture = %s\nSigLevel = %s\nInclude = /etc/pacman.d/repos/*.conf\n' \
+	printf '# Written by vzpkg: pacman reads its repositories from /etc/pacman.d/repos.\n[options]\nArchitecture = %s\nSigLevel = %s\nLocalFileSigLevel = Optional\nInclude = /etc/pacman.d/repos/*.conf\n' \
 		"$VZPKG_ARCH" "$(siglevel)" >"$VZPKG_ROOT/etc/pacman.conf.new"
 	mv "$VZPKG_ROOT/etc/pacman.conf.new" "$VZPKG_ROOT/etc/pacman.conf"
 	col=3 # the upstream URL

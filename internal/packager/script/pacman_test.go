@@ -26,13 +26,15 @@ func TestMain(m *testing.M) { repotest.RunWithBinaries(m, &bin) }
 var shippedScripts = filepath.Join("..", "..", "..", "templates", "_packagers")
 
 // TestPacmanConformance runs the packager suite on the shipped pacman
-// example: a pacman repository of the host's own binaries built by
+// example: a signed pacman repository of the host's own binaries built by
 // makepkg and repo-add, served on loopback and fetched through a real
-// pkg-cacher. (Needs root, pacman-package-manager, makepkg and
-// libarchive-tools.)
+// pkg-cacher. (Needs root, pacman-package-manager, makepkg,
+// libarchive-tools and gnupg.)
 func TestPacmanConformance(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "repo")
-	buildPacmanRepo(t, dir, "vztest", systemPacmanPkgs(t, "1.0"))
+	signer := newPacmanSigner(t)
+	buildPacmanRepo(t, dir, "vztest", systemPacmanPkgs(t, "1.0"), signer)
+	writeTestFile(t, filepath.Join(dir, "vztest.asc"), string(signer.key), 0o644)
 	up := repotest.NewUpstream(t, dir)
 	c := repotest.StartCacher(t, bin, "allowed_locations="+up.HostPort(), "volatile_ttl=0")
 	cacher := mustURL(t, c.URL)
@@ -48,6 +50,7 @@ func TestPacmanConformance(t *testing.T) {
 	spec := &packager.Spec{
 		Name: "vztest-1-" + hostArch(t), Arch: hostArch(t),
 		Repos:    []packager.Repo{{Name: "vztest", Mirrors: []string{up.URL() + "/"}}},
+		Keys:     []string{up.URL() + "/vztest.asc"},
 		Packages: []string{"vz-filesystem", "vz-dash", "vz-motd"},
 		Dummies:  []packager.Dummy{{Name: "kernel", Version: "99:1.0-1", Provides: []string{"kernel-core"}}},
 	}
@@ -59,7 +62,7 @@ func TestPacmanConformance(t *testing.T) {
 		Upgraded: "vz-motd", UpgradedVersion: "1.1-1",
 		Publish: func(t *testing.T) {
 			pkgs := systemPacmanPkgs(t, "1.1")
-			buildPacmanRepo(t, dir, "vztest", pkgs[3:4])
+			buildPacmanRepo(t, dir, "vztest", pkgs[3:4], signer)
 		},
 		RepoDir:  "etc/pacman.d/repos",
 		Volatile: []string{"var/lib/pacman/sync"},
@@ -88,6 +91,33 @@ func TestPacmanConformance(t *testing.T) {
 		}
 	})
 
+	t.Run("an unsigned package is refused", func(t *testing.T) {
+		root := t.TempDir()
+		dummy, err := p.Dummy(t.Context(), t.TempDir(), spec, spec.Dummies[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		env := env
+		env.Dummies = []string{dummy}
+		if err := p.Bootstrap(t.Context(), root, spec, env); err != nil {
+			t.Fatal(err)
+		}
+		before, err := p.Query(t.Context(), root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buildPacmanRepo(t, dir, "vztest", []pacmanPkg{{Name: "vz-unsigned", Version: "1.0-1", Text: map[string]string{"/etc/unsigned": "x\n"}}}, nil)
+		if err := p.Install(t.Context(), root, spec, env, []string{"vz-unsigned"}); err == nil {
+			t.Error("Install of a package without a signature succeeded")
+		}
+		if after, err := p.Query(t.Context(), root); err != nil || !slices.Equal(before, after) {
+			t.Errorf("the refused Install changed the packages: %v, %v", after, err)
+		}
+		if _, err := os.Lstat(filepath.Join(root, "etc", "unsigned")); err == nil {
+			t.Error("the unsigned package's file is in the root")
+		}
+	})
+
 	t.Run("vzpkg create cache of a script:pacman template", func(t *testing.T) {
 		tree := t.TempDir()
 		abs, err := filepath.Abs(shippedScripts)
@@ -103,6 +133,7 @@ func TestPacmanConformance(t *testing.T) {
 		writeTestFile(t, filepath.Join(tree, "vztest", "1", hostArch(t), "config.yaml"), "", 0o644)
 		writeTestFile(t, filepath.Join(tree, "vztest", "config.yaml"), `packager: script:pacman
 use_cacher: true
+keys: ['`+up.URL()+`/vztest.asc']
 repos:
   vztest:
     mirrors: ['`+up.URL()+`/']
@@ -136,6 +167,9 @@ sets:
 		if left, _ := filepath.Glob(filepath.Join(root, "var", "cache", "pacman", "pkg", "*")); len(left) > 0 {
 			t.Errorf("the template keeps downloaded packages: %v", left)
 		}
+		if _, err := os.Lstat(filepath.Join(root, "etc", "pacman.d", "gnupg")); err == nil {
+			t.Error("the template holds a pacman keyring (with the build's private master key)")
+		}
 	})
 }
 
@@ -153,18 +187,58 @@ type pacmanPkg struct {
 }
 
 // buildPacmanRepo builds pkgs with makepkg (as nobody: makepkg refuses
-// root) and adds them to the repository dir/repo.db with repo-add. Adding
-// a newer version of a package replaces the older one in the database.
-func buildPacmanRepo(t *testing.T, dir, repo string, pkgs []pacmanPkg) {
+// root), signs them with signer unless it is nil, and adds them to the
+// repository dir/repo.db with repo-add, which puts the signatures in the
+// database. Adding a newer version of a package replaces the older one in
+// the database.
+func buildPacmanRepo(t *testing.T, dir, repo string, pkgs []pacmanPkg, signer *pacmanSigner) {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	var files []string
 	for _, p := range pkgs {
-		files = append(files, makepkg(t, dir, p))
+		f := makepkg(t, dir, p)
+		if signer != nil {
+			signer.gpg(t, "--detach-sign", "--no-armor", f)
+		}
+		files = append(files, f)
 	}
 	run(t, "", nil, "repo-add", append([]string{"--quiet", filepath.Join(dir, repo+".db.tar.gz")}, files...)...)
+}
+
+// pacmanSigner is a GnuPG home with a signing key made for the test.
+type pacmanSigner struct {
+	home string
+	key  []byte // the public key, ASCII-armoured
+}
+
+func newPacmanSigner(t *testing.T) *pacmanSigner {
+	t.Helper()
+	// gpg-agent's socket path must stay short: not under t.TempDir.
+	home, err := os.MkdirTemp("", "vzgpg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &pacmanSigner{home: home}
+	t.Cleanup(func() {
+		exec.Command("gpgconf", "--homedir", home, "--kill", "gpg-agent").Run()
+		os.RemoveAll(home)
+	})
+	s.gpg(t, "--quick-gen-key", "vztest pacman <vztest@example.invalid>", "ed25519", "sign", "never")
+	s.key = s.gpg(t, "--armor", "--export")
+	return s
+}
+
+// gpg runs gpg in the signer's home and returns its output.
+func (s *pacmanSigner) gpg(t *testing.T, args ...string) []byte {
+	t.Helper()
+	cmd := exec.Command("gpg", append([]string{"--homedir", s.home, "--batch", "--no-tty", "--yes", "--pinentry-mode", "loopback", "--passphrase", ""}, args...)...)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("gpg %s: %v", strings.Join(args, " "), err)
+	}
+	return out
 }
 
 // makepkg builds p in a directory of its own and moves the package into
