@@ -137,6 +137,21 @@ clean_cache() {
 	find "$VZPKG_ROOT/var/cache/pacman/pkg" -mindepth 1 -maxdepth 1 -type f -name '*.pkg.tar*' -delete
 }
 
+# clamp_install_dates sets the install dates of the local database that
+# are later than SOURCE_DATE_EPOCH, when it is set, to it: two builds of
+# the same packages are then the same bytes.
+clamp_install_dates() {
+	if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
+		return 0
+	fi
+	for desc in "$db"/local/*/desc; do
+		if [ -f "$desc" ]; then
+			awk -v t="$SOURCE_DATE_EPOCH" 'prev == "%INSTALLDATE%" && $0 + 0 > t + 0 { $0 = t } { print; prev = $0 }' "$desc" >"$TMPDIR/desc"
+			mv "$TMPDIR/desc" "$desc"
+		fi
+	done
+}
+
 # write_repo_config writes the root's repository configuration:
 # /etc/pacman.conf including /etc/pacman.d/repos/*.conf, a file per
 # repository, its servers the upstream URLs, or with VZPKG_CACHER set

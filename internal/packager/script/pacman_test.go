@@ -133,6 +133,7 @@ func TestPacmanConformance(t *testing.T) {
 		writeTestFile(t, filepath.Join(tree, "vztest", "1", hostArch(t), "config.yaml"), "", 0o644)
 		writeTestFile(t, filepath.Join(tree, "vztest", "config.yaml"), `packager: script:pacman
 use_cacher: true
+fixups: [logs-truncate]
 keys: ['`+up.URL()+`/vztest.asc']
 repos:
   vztest:
@@ -143,12 +144,17 @@ sets:
     dummies:
       - {name: kernel, version: "99:1.0-1", provides: [kernel-core]}
 `, 0o644)
-		cache := t.TempDir()
 		name := "vztest-1-" + hostArch(t)
-		cmd := exec.Command(filepath.Join(bin, "vzpkg"), "--templates", tree, "create", "cache", name, "--cache-dir", cache, "--cacher", c.URL, "--quiet")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("vzpkg create cache: %v\n%s", err, out)
+		build := func(t *testing.T) string {
+			cache := t.TempDir()
+			cmd := exec.Command(filepath.Join(bin, "vzpkg"), "--templates", tree, "create", "cache", name, "--cache-dir", cache, "--cacher", c.URL, "--quiet")
+			cmd.Env = append(os.Environ(), "SOURCE_DATE_EPOCH=1700000000")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("vzpkg create cache: %v\n%s", err, out)
+			}
+			return cache
 		}
+		cache := build(t)
 		manifest := readTestFile(t, filepath.Join(cache, name+".manifest"))
 		for _, want := range []string{"kernel 99:1.0-1 any\n", "vz-dash 0.5.12-1 " + hostArch(t) + "\n", "vz-motd 1.1-1 any\n"} {
 			if !strings.Contains(manifest, want) {
@@ -169,6 +175,15 @@ sets:
 		}
 		if _, err := os.Lstat(filepath.Join(root, "etc", "pacman.d", "gnupg")); err == nil {
 			t.Error("the template holds a pacman keyring (with the build's private master key)")
+		}
+
+		// The same input and SOURCE_DATE_EPOCH: the same bytes.
+		before := len(up.Requests())
+		again := build(t)
+		t.Logf("the second build made %d upstream requests", len(up.Requests())-before)
+		a := readTestFile(t, filepath.Join(cache, name+".tar.gz"))
+		if b := readTestFile(t, filepath.Join(again, name+".tar.gz")); a != b {
+			t.Errorf("two builds with the same SOURCE_DATE_EPOCH differ (%d and %d bytes)", len(a), len(b))
 		}
 	})
 }
