@@ -43,8 +43,8 @@ const (
 	OpDummy          = "dummy"
 )
 
-// Operations lists every operation, in the order the man page gives them.
-var Operations = []string{OpBootstrap, OpInstall, OpRemove, OpUpdate, OpQuery, OpCheckUpdates, OpConfigureRepos, OpDummy}
+// operations lists every operation, in the order the man page gives them.
+var operations = []string{OpBootstrap, OpInstall, OpRemove, OpUpdate, OpQuery, OpCheckUpdates, OpConfigureRepos, OpDummy}
 
 // ExitUnknownPackage is the exit code with which install and remove say
 // that a package they were given is unknown (not in the repositories, or
@@ -82,7 +82,7 @@ func New(name string, dirs []string) (*Script, error) {
 		}
 		s.dirs = append(s.dirs, abs)
 	}
-	for _, op := range Operations {
+	for _, op := range operations {
 		if _, err := s.executable(op); err == nil {
 			return s, nil
 		}
