@@ -10,6 +10,8 @@ debs=(ca-certificates curl gnupg dpkg-dev apt-utils xz-utils zstd bzip2 pigz lib
 missing=()
 # The man page test renders with groff; the bash completion test needs bash-completion.
 debs+=(groff-base bash-completion)
+# The pacman script packager (templates/_packagers) and its test: pacman, makepkg, bsdtar.
+debs+=(pacman-package-manager makepkg libarchive-tools)
 for p in "${debs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done

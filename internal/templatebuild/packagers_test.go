@@ -2,6 +2,7 @@ package templatebuild
 
 import (
 	"os"
+	"path/filepath"
 	"reflect"
 	"runtime"
 	"strings"
@@ -41,11 +42,53 @@ func TestNewSpecCarriesTheDefinition(t *testing.T) {
 
 func TestPackagersByName(t *testing.T) {
 	r := Packagers()
-	if got := strings.Join(r.Names(), " "); got != "apt dnf" {
-		t.Errorf("registered packagers: %q, want apt dnf", got)
+	if got := strings.Join(r.Names(), " "); got != "apt dnf script:NAME" {
+		t.Errorf("registered packagers: %q, want apt dnf script:NAME", got)
 	}
-	if _, err := r.Lookup("script"); err == nil || !strings.Contains(err.Error(), "apt, dnf") {
-		t.Errorf("Lookup(script): %v, want an error naming the packagers there are", err)
+	if _, err := r.Lookup("zypper"); err == nil || !strings.Contains(err.Error(), "apt, dnf, script:NAME") {
+		t.Errorf("Lookup(zypper): %v, want an error naming the packagers there are", err)
+	}
+}
+
+// TestScriptPackagerFromTree builds the backend of a `packager:
+// script:NAME` template: its executables are the tree's _packagers ones,
+// and a name with none says where it looked.
+func TestScriptPackagerFromTree(t *testing.T) {
+	root := t.TempDir()
+	for name, data := range map[string]string{
+		"x/config.yaml":           "packager: script:vztest\nsets:\n  default:\n    packages: [a]\n",
+		"x/1/x86_64/config.yaml":  "",
+		"_packagers/vztest-query": "#!/bin/sh\nprintf 'a\\t1.0\\tx86_64\\n'\n",
+	} {
+		p := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(data), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tree, err := tmpl.Load([]string{root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	def, err := tree.Lookup("x-1-x86_64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := packagerFor(def)
+	if err != nil {
+		t.Fatalf("packagerFor(script:vztest): %v", err)
+	}
+	got, err := sp.Query(t.Context(), t.TempDir())
+	if want := []packager.Package{{Name: "a", Version: "1.0", Arch: "x86_64"}}; err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("Query through the tree's vztest-query: %v, %v; want %v", got, err, want)
+	}
+
+	def.ScriptPackager = "nosuch"
+	_, err = packagerFor(def)
+	if err == nil || !strings.Contains(err.Error(), filepath.Join(root, "_packagers")) || !strings.Contains(err.Error(), "/usr/lib/vzpkg/packagers") {
+		t.Errorf("packagerFor(script:nosuch): %v, want an error naming the directories searched", err)
 	}
 }
 

@@ -40,6 +40,11 @@ const (
 	PackagerScript = "script"
 )
 
+// ScriptDir is the directory of a tree root that holds script packagers'
+// executables (NAME-<operation>). Like every name starting with _, it is
+// not a level of the tree.
+const ScriptDir = "_packagers"
+
 // Phase is a point of a template build at which hook scripts run.
 type Phase string
 
@@ -106,6 +111,10 @@ type Definition struct {
 	Releasever     string // dnf: $releasever, e.g. "9"
 	Variant        string // apt: mmdebstrap variant, e.g. "minbase"
 	Bootstrap      string // apt: "debootstrap" to bootstrap with it; empty means mmdebstrap
+	// ScriptDirs are the ScriptDir directories of the tree's roots, first
+	// root first, for a script packager: where its executables are looked
+	// for before the system's directory.
+	ScriptDirs []string
 
 	Repos     []Repo
 	Keys      []string // signing keys for every repository: keyring paths (apt) or key URLs (dnf)
