@@ -379,24 +379,13 @@ func sourcesLines(def *tmpl.Definition, cacher *url.URL) []string {
 		}
 		mirror := r.Mirrors[0]
 		if cacher != nil {
-			mirror = ThroughCacher(cacher, mirror)
+			mirror = packager.ThroughCacher(cacher, mirror)
 		}
 		for _, s := range r.Suites {
 			lines = append(lines, strings.Join(append([]string{"deb", mirror, s}, r.Components...), " "))
 		}
 	}
 	return lines
-}
-
-// ThroughCacher rewrites a mirror URL to pkg-cacher's URL-prefix form:
-// http://host/path becomes CACHER/host/path and https://host/path becomes
-// CACHER/HTTPS///host/path.
-func ThroughCacher(cacher *url.URL, mirror string) string {
-	base := strings.TrimSuffix(cacher.String(), "/")
-	if rest, ok := strings.CutPrefix(mirror, "https://"); ok {
-		return base + "/HTTPS///" + rest
-	}
-	return base + "/" + strings.TrimPrefix(mirror, "http://")
 }
 
 // cancelGrace is how long a cancelled command has to clean up.

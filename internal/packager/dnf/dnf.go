@@ -230,7 +230,7 @@ func (Dnf) ConfigureRepos(_ context.Context, root string, spec *packager.Spec, c
 			if !strings.HasPrefix(k, "http://") && !strings.HasPrefix(k, "https://") {
 				return nil, fmt.Errorf("key %s of repository %s: a container reaches keys through pkg-cacher, so they must be http(s) URLs", k, r.Name)
 			}
-			urls = append(urls, ThroughCacher(cacher, k))
+			urls = append(urls, packager.ThroughCacher(cacher, k))
 		}
 		return urls, nil
 	}
@@ -295,7 +295,7 @@ func repoConfig(spec *packager.Spec, cacher *url.URL, keys func(packager.Repo) (
 			var urls []string
 			for _, m := range r.Mirrors {
 				if cacher != nil {
-					m = ThroughCacher(cacher, m)
+					m = packager.ThroughCacher(cacher, m)
 				}
 				urls = append(urls, m)
 			}
@@ -320,17 +320,6 @@ func repoConfig(spec *packager.Spec, cacher *url.URL, keys func(packager.Repo) (
 		fmt.Fprintf(&b, "gpgcheck=1\ngpgkey=%s\n", strings.Join(k, "\n       "))
 	}
 	return b.String(), nil
-}
-
-// ThroughCacher rewrites a URL to pkg-cacher's URL-prefix form:
-// http://host/path becomes CACHER/host/path and https://host/path becomes
-// CACHER/HTTPS///host/path.
-func ThroughCacher(cacher *url.URL, u string) string {
-	base := strings.TrimSuffix(cacher.String(), "/")
-	if rest, ok := strings.CutPrefix(u, "https://"); ok {
-		return base + "/HTTPS///" + rest
-	}
-	return base + "/" + strings.TrimPrefix(u, "http://")
 }
 
 // session is one dnf configuration for a root: a private directory on the
@@ -526,7 +515,7 @@ func (s *session) fetchKey(ctx context.Context, k string, n int) (string, error)
 	case strings.HasPrefix(k, "http://"), strings.HasPrefix(k, "https://"):
 		u := k
 		if s.env.Cacher != nil {
-			u = ThroughCacher(s.env.Cacher, k)
+			u = packager.ThroughCacher(s.env.Cacher, k)
 		}
 		ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		defer cancel()
