@@ -6,7 +6,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # Debian packages. policy-rc.d keeps any server package from starting on its
 # default port while it is installed (tests start their own instances).
-debs=(ca-certificates curl gnupg dpkg-dev apt-utils xz-utils zstd bzip2 pigz libcap2-bin mmdebstrap debootstrap eatmydata debian-archive-keyring dnf rpm createrepo-c squid chromium lxc)
+debs=(ca-certificates curl gnupg dpkg-dev apt-utils xz-utils zstd bzip2 pigz libcap2-bin mmdebstrap debootstrap eatmydata debian-archive-keyring dnf rpm createrepo-c squid chromium lxc git systemd)
 missing=()
 for p in "${debs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

