@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"path"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/goreleaser/nfpm/v2"
@@ -90,10 +92,26 @@ func Build(target Target, files []File, m Meta, stage, dir string) (string, erro
 	return name, atomicfile.WriteFile(name, buf.Bytes(), 0o644)
 }
 
-// contents is files, staged under stage, as nfpm takes them.
+// ownDirs are the directories the package owns with everything under
+// them: rpm removes them with the package (dpkg records every directory).
+var ownDirs = []string{"/etc/pkg-cacher", "/etc/vzpkg", "/usr/share/vzpkg"}
+
+// contents is files, staged under stage, as nfpm takes them, with the
+// directories of ownDirs that hold them.
 func contents(fs []File, stage string, mtime time.Time) files.Contents {
 	var out files.Contents
+	dirs := map[string]bool{}
 	for _, f := range fs {
+		for _, own := range ownDirs {
+			if !strings.HasPrefix(f.Path, own+"/") {
+				continue
+			}
+			for d := path.Dir(f.Path); !dirs[d] && len(d) >= len(own); d = path.Dir(d) {
+				dirs[d] = true
+				out = append(out, &files.Content{Destination: d, Type: files.TypeDir,
+					FileInfo: &files.ContentFileInfo{Owner: "root", Group: "root", Mode: 0o755, MTime: mtime}})
+			}
+		}
 		typ := files.TypeFile
 		if f.Config {
 			typ = files.TypeConfigNoReplace // rpm: %config(noreplace); deb: a conffile

@@ -219,6 +219,12 @@ func TestRPMInstallsIntoRoot(t *testing.T) {
 	if out, err := exec.Command("rpm", "--root", root, "-V", packaging.Name).CombinedOutput(); err != nil {
 		t.Errorf("rpm -V: %v\n%s", err, out)
 	}
+	run(t, "rpm", "--root", root, "--noscripts", "-e", packaging.Name)
+	for _, p := range []string{"/usr/bin/vzpkg", "/usr/share/vzpkg", "/etc/pkg-cacher", "/etc/vzpkg"} {
+		if _, err := os.Lstat(filepath.Join(root, p)); err == nil {
+			t.Errorf("%s remains after rpm -e", p)
+		}
+	}
 	if out := run(t, "rpm", "-qp", "--scripts", rpmFile); !strings.Contains(out, "useradd --system") || !strings.Contains(out, "preuninstall") {
 		t.Errorf("the .rpm's scriptlets:\n%s", out)
 	}
