@@ -82,7 +82,7 @@ func TestDebInLXCContainer(t *testing.T) {
 	if user := strings.TrimSpace(sh("stat -c %U /proc/" + pid)); user != "pkg-cacher" {
 		t.Errorf("pkg-cacher runs as %q", user)
 	}
-	sh("apt-get update -q && apt-get install -y -q hello")
+	sh("apt-get update -q && apt-get install -y -q --no-install-recommends hello logrotate")
 	if got := sh("hello"); got != "Hello, world!\n" {
 		t.Errorf("hello says %q", got)
 	}
@@ -95,9 +95,14 @@ func TestDebInLXCContainer(t *testing.T) {
 		t.Errorf("the host's pkg-cacher fetched hello's .deb %d times, want once", n)
 	}
 
-	// logrotate moves the log and reloads: the same process goes on
-	// serving, into a new access.log.
-	sh("mv /var/log/pkg-cacher/access.log /var/log/pkg-cacher/access.log.1 && systemctl reload pkg-cacher")
+	// logrotate, with the packaged configuration, moves the log and
+	// reloads: the same process goes on serving, into a new access.log.
+	sh("logrotate -f /etc/logrotate.d/pkg-cacher && test -s /var/log/pkg-cacher/access.log.1")
+	// SIGHUP is handled after systemctl reload returns: wait (at most 10 s)
+	// for the new access.log.
+	sh("for i in $(seq 100); do test -e /var/log/pkg-cacher/access.log && exit 0; sleep 0.1; done; " +
+		"echo 'logrotate: no new access.log (no reload?)'; exit 1")
+	sh("systemctl reload pkg-cacher")
 	if got := strings.TrimSpace(sh("systemctl show -P MainPID pkg-cacher")); got != pid {
 		t.Errorf("after reload pkg-cacher's pid is %s, was %s", got, pid)
 	}
