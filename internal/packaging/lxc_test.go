@@ -20,7 +20,7 @@ import (
 // address the template's sources name. It needs root, LXC and the network
 // to reach deb.debian.org.
 func TestDebInLXCContainer(t *testing.T) {
-	deb := build(t, packaging.Deb)
+	deb, newer := build(t, packaging.Deb, ""), build(t, packaging.Deb, "+newer")
 	host := repotest.StartCacher(t, bin)
 	out := t.TempDir()
 	const template = "debian-12-x86_64-minimal"
@@ -34,12 +34,14 @@ func TestDebInLXCContainer(t *testing.T) {
 		t.Fatal(err)
 	}
 	run(t, "tar", "-xpf", filepath.Join(out, template+".tar.gz"), "-C", root, "--numeric-owner", "--xattrs", "--xattrs-include=*")
-	b, err := os.ReadFile(deb)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(root, "root", filepath.Base(deb)), b, 0o644); err != nil {
-		t.Fatal(err)
+	for _, p := range []string{deb, newer} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(root, "root", filepath.Base(p)), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	ct := repotest.StartLXC(t, root)
@@ -112,6 +114,21 @@ func TestDebInLXCContainer(t *testing.T) {
 	}
 	if got := strings.TrimSpace(sh("systemctl is-active pkg-cacher")); got != "active" {
 		t.Errorf("after reload pkg-cacher is %s", got)
+	}
+
+	// An upgrade restarts the running pkg-cacher and keeps the changed
+	// configuration.
+	sh("apt-get install -y -q ./root/" + filepath.Base(newer))
+	if got := strings.TrimSpace(sh("systemctl is-active pkg-cacher")); got != "active" {
+		t.Errorf("after the upgrade pkg-cacher is %s", got)
+	}
+	if got := strings.TrimSpace(sh("systemctl show -P MainPID pkg-cacher")); got == pid {
+		t.Errorf("the upgrade did not restart pkg-cacher (pid %s)", pid)
+	} else {
+		pid = got
+	}
+	if conf := sh("cat /etc/pkg-cacher/pkg-cacher.conf"); !strings.Contains(conf, "allowed_locations = "+upstream) {
+		t.Errorf("the upgrade lost the administrator's pkg-cacher.conf")
 	}
 
 	// Enabled by the administrator, then purged: nothing of it remains.

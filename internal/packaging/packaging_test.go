@@ -29,8 +29,8 @@ var bin string // directory holding the vzpkg and pkg-cacher binaries built for 
 func TestMain(m *testing.M) { repotest.RunWithBinaries(m, &bin) }
 
 // build builds the package for target into a temporary directory and
-// returns its path.
-func build(t *testing.T, target packaging.Target) string {
+// returns its path. The version is the checkout's, with suffix.
+func build(t *testing.T, target packaging.Target, suffix string) string {
 	t.Helper()
 	ctx := context.Background()
 	version, err := packaging.Version(ctx, src)
@@ -47,7 +47,7 @@ func build(t *testing.T, target packaging.Target) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := packaging.Meta{Version: version, Arch: "amd64", MTime: mtime, Scripts: filepath.Join(src, "internal/packaging/scripts")}
+	m := packaging.Meta{Version: version + suffix, Arch: "amd64", MTime: mtime, Scripts: filepath.Join(src, "internal/packaging/scripts")}
 	name, err := packaging.Build(target, files, m, filepath.Join(t.TempDir(), "stage"), t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -116,7 +116,7 @@ func missing(want, got []string) []string {
 }
 
 func TestDebContents(t *testing.T) {
-	deb := build(t, packaging.Deb)
+	deb := build(t, packaging.Deb, "")
 	if !strings.HasPrefix(filepath.Base(deb), "vzpkg2_") || !strings.HasSuffix(deb, "-1_amd64.deb") {
 		t.Errorf("the package is named %s", filepath.Base(deb))
 	}
@@ -183,7 +183,7 @@ func TestDebContents(t *testing.T) {
 func TestPackagesAreReproducible(t *testing.T) {
 	for _, target := range []packaging.Target{packaging.Deb, packaging.RPM} {
 		t.Run(string(target), func(t *testing.T) {
-			a, b := build(t, target), build(t, target)
+			a, b := build(t, target, ""), build(t, target, "")
 			da, _ := os.ReadFile(a)
 			db, _ := os.ReadFile(b)
 			if sha256.Sum256(da) != sha256.Sum256(db) {
@@ -194,7 +194,7 @@ func TestPackagesAreReproducible(t *testing.T) {
 }
 
 func TestRPMInstallsIntoRoot(t *testing.T) {
-	rpmFile := build(t, packaging.RPM)
+	rpmFile := build(t, packaging.RPM, "")
 	root := t.TempDir()
 	// The scriptlets need a shell and useradd inside the root; they are
 	// run by the .deb's test in a container (TestDebInLXCContainer).
