@@ -8,9 +8,10 @@ DESTDIR ?=
 # The package version; empty: from git describe.
 VERSION ?=
 
-# The two programs, into build/bin (the same bytes from the same commit and Go).
+# The two programs, into build/bin: static (they run on any glibc), the same
+# bytes from the same commit and Go.
 build:
-	$(GO) build -trimpath -ldflags='-s -w' -o build/bin/ ./cmd/...
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o build/bin/ ./cmd/...
 
 # .deb and .rpm of vzpkg2 into dist/ (internal/packaging lists their files).
 packages: build
