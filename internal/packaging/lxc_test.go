@@ -148,4 +148,19 @@ func TestDebInLXCContainer(t *testing.T) {
 	if got := sh("systemctl list-unit-files --no-legend 'pkg-cacher*' 'vzpkg*' || true"); got != "" {
 		t.Errorf("systemd still knows the units after purge:\n%s", got)
 	}
+
+	// The .rpm's scriptlets are the same scripts; run with rpm's
+	// arguments (1: install; 0: removal), they make the user and its
+	// directories and keep them on removal (rpm has no purge).
+	rpmFile := build(t, packaging.RPM, "")
+	for _, s := range []string{"POSTIN", "PREUN", "POSTUN"} {
+		body := run(t, "rpm", "-qp", "--qf", "%{"+s+"}", rpmFile)
+		if err := os.WriteFile(filepath.Join(root, "root", s), []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sh("/root/POSTIN 1 && /root/PREUN 0 && /root/POSTUN 0")
+	if got := sh("getent passwd pkg-cacher | cut -d: -f6,7; stat -c '%U %a' /var/cache/pkg-cacher /var/log/pkg-cacher"); got != "/var/cache/pkg-cacher:/usr/sbin/nologin\npkg-cacher 750\npkg-cacher 750\n" {
+		t.Errorf("after the .rpm's scriptlets: %q", got)
+	}
 }
