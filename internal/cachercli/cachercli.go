@@ -36,6 +36,14 @@ client of a file being downloaded receives its bytes as they arrive.`,
 		SilenceErrors: true,
 	}
 	root.AddCommand(newServe(), newVerify(), newExpire(), newImport(), newPrecache(), newVersion())
+	for _, cmd := range root.Commands() {
+		if cmd.Flags().Lookup("config") != nil {
+			cmd.MarkFlagFilename("config")
+		}
+	}
+	// The completion command is part of the tree (and has pages) before
+	// Execute would add it.
+	root.InitDefaultCompletionCmd()
 	return root
 }
 
@@ -45,19 +53,20 @@ func newServe() *cobra.Command {
 		verbose bool
 	)
 	cmd := &cobra.Command{
-		Use:   "serve [-c FILE] [key=value ...]",
-		Short: "run the caching proxy in the foreground",
+		Use:               "serve [-c FILE] [key=value ...]",
+		ValidArgsFunction: completeKeys,
+		Short:             "run the caching proxy in the foreground",
 		Long: `Run the caching proxy in the foreground until SIGINT or SIGTERM.
 
 Settings come from the built-in defaults, then FILE (default ` + cacheconf.DefaultFile + `
-when it exists), then each key=value argument. See the example pkg-cacher.conf for every key.
+when it exists), then each key=value argument. See pkg-cacher.conf(5) for every key.
 Clients may use the cache as an HTTP proxy, by URL prefix (http://cacher:3142/HOST/PATH),
 through a path_map name (http://cacher:3142/NAME/PATH), or for https upstreams as
 http://cacher:3142/HTTPS///HOST/PATH. The original pkg-cacher's configuration file loads as
 it is; its keys without an effect here are named in a warning at start. SIGHUP reopens the
 access log and reloads the configuration.
 
-Keys (the example pkg-cacher.conf explains each with its default):
+Keys (pkg-cacher.conf(5) explains each with its default):
 ` + cacheconf.KeysHelp(),
 		Example: `  pkg-cacher serve
   pkg-cacher serve -c ./pkg-cacher.conf daemon_port=8080 offline_mode=1`,
@@ -169,8 +178,9 @@ func newVerify() *cobra.Command {
 		repair bool
 	)
 	cmd := &cobra.Command{
-		Use:   "verify [-c FILE] [--repair] [key=value ...]",
-		Short: "re-hash the whole cache and report damaged files",
+		Use:               "verify [-c FILE] [--repair] [key=value ...]",
+		ValidArgsFunction: completeKeys,
+		Short:             "re-hash the whole cache and report damaged files",
 		Long: `Re-hash every file in the cache directory (cache_dir) and check that each cached URL
 names an intact file. Damaged files are listed with the URLs they serve; with --repair they are
 removed, so the next request for those URLs fetches them again. pkg-cacher serve must not be
@@ -217,8 +227,9 @@ func newExpire() *cobra.Command {
 		dryRun bool
 	)
 	cmd := &cobra.Command{
-		Use:   "expire [-c FILE] [--dry-run] [key=value ...]",
-		Short: "remove cached files no metadata references and no client has used lately",
+		Use:               "expire [-c FILE] [--dry-run] [key=value ...]",
+		ValidArgsFunction: completeKeys,
+		Short:             "remove cached files no metadata references and no client has used lately",
 		Long: `Run one expiry pass over the cache directory (cache_dir), as pkg-cacher serve does every
 6 hours: a file no cached metadata references and no client has asked for in expire_days
 goes (a release nobody has updated from in that time goes with its packages); then, over
@@ -261,8 +272,9 @@ then the space freed. pkg-cacher serve must not be running on the same cache dir
 func newImport() *cobra.Command {
 	var file string
 	cmd := &cobra.Command{
-		Use:   "import [-c FILE] [key=value ...] DIR...",
-		Short: "adopt package files from other caches into the cache",
+		Use:               "import [-c FILE] [key=value ...] DIR...",
+		ValidArgsFunction: completeDirs,
+		Short:             "adopt package files from other caches into the cache",
 		Long: `Adopt the package files (.deb, .udeb, .rpm, .drpm) found under each DIR — an apt-cacher-ng
 cache, a /var/cache/apt/archives, an old pkg-cacher cache — whose bytes a repository index
 in the cache lists, under every URL that lists them: they are never fetched again. Files no

@@ -13,12 +13,13 @@ import (
 	"testing"
 	"time"
 
+	"vzpkg2/internal/completion"
 	"vzpkg2/internal/manpage"
 	"vzpkg2/internal/store"
 	"vzpkg2/internal/store/disk"
 )
 
-var update = flag.Bool("update", false, "rewrite docs/man/pkg-cacher*.8 from the command tree")
+var update = flag.Bool("update", false, "rewrite docs/man/pkg-cacher*.8 and etc/completions/*/*pkg-cacher* from the command tree")
 
 // TestManPagesAreCurrent fails when docs/man/pkg-cacher*.8 no longer match
 // the command tree; `go test ./internal/cachercli -update` regenerates them.
@@ -174,5 +175,24 @@ func TestExpireCommand(t *testing.T) {
 	out, err = execute(context.Background(), "expire", "cache_dir="+dir)
 	if err != nil || !strings.Contains(out, "1 files removed, 26 bytes freed; 1 files (29 bytes) kept") || blobs() != 1 {
 		t.Errorf("expire: %q, %v, %d bodies left; want old.deb removed with its body", out, err, blobs())
+	}
+}
+
+// TestCompletionsAreCurrent fails when etc/completions/*/pkg-cacher* no
+// longer match the command tree; `go test ./internal/cachercli -update`
+// rewrites them.
+func TestCompletionsAreCurrent(t *testing.T) {
+	completion.Check(t, New(), "../../etc/completions", *update, "go test ./internal/cachercli -update")
+}
+
+// TestKeysComplete: `pkg-cacher serve daemon_p<TAB>` offers the key, ready
+// for its value.
+func TestKeysComplete(t *testing.T) {
+	out, err := execute(context.Background(), "__complete", "serve", "daemon_p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out, "daemon_port=\tlisten port\n") || strings.Contains(out, "cache_dir") {
+		t.Errorf("got %q, want daemon_port= alone", out)
 	}
 }

@@ -68,7 +68,7 @@ func write(t *testing.T, root string, files map[string]string) {
 	}
 }
 
-var registry = packager.NewRegistry(map[string]packager.Packager{"apt": apt.Backend{}, "dnf": dnf.Dnf{}})
+var registry = packager.NewRegistry(map[string]packager.Packager{"apt": apt.Backend{}, "dnf": dnf.Dnf{}}, nil)
 
 func TestSpecFromRoot(t *testing.T) {
 	root := t.TempDir()

@@ -4,11 +4,13 @@ package manpage
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/cobra/doc"
@@ -27,7 +29,34 @@ func Generate(root *cobra.Command, dir string) error {
 		Source:  "vzpkg2",
 		Manual:  root.Name() + " manual",
 	}
-	return doc.GenManTree(root, header, dir)
+	if err := doc.GenManTree(root, header, dir); err != nil {
+		return err
+	}
+	pages, _ := filepath.Glob(filepath.Join(dir, root.Name()+"*.8"))
+	for _, p := range pages {
+		data, err := os.ReadFile(p)
+		if err == nil {
+			err = os.WriteFile(p, []byte(escapeNonASCII(string(data))), 0o644)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// escapeNonASCII writes each non-ASCII character of a page as a troff
+// escape (\[u2014]), which troff reads whatever the input encoding.
+func escapeNonASCII(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if r < utf8.RuneSelf {
+			b.WriteRune(r)
+		} else {
+			fmt.Fprintf(&b, "\\[u%04X]", r)
+		}
+	}
+	return b.String()
 }
 
 // Check fails t when the pages of root in manDir differ from freshly generated

@@ -139,38 +139,64 @@ func SortPackages(pkgs []Package) {
 // built once, by NewRegistry, and not changed afterwards.
 type Registry struct {
 	backends map[string]Packager
+	families map[string]Family
 }
 
-// NewRegistry returns the registry of the given backends by name.
-func NewRegistry(backends map[string]Packager) *Registry {
-	r := &Registry{backends: make(map[string]Packager, len(backends))}
+// Family makes the backends of a kind named "KIND:NAME", such as
+// "script:pacman": it returns NAME's backend, or an error saying why there
+// is none.
+type Family func(name string) (Packager, error)
+
+// NewRegistry returns the registry of the given backends by name, and of
+// the families of backends by kind (nil when there are none).
+func NewRegistry(backends map[string]Packager, families map[string]Family) *Registry {
+	r := &Registry{backends: make(map[string]Packager, len(backends)), families: make(map[string]Family, len(families))}
 	for name, p := range backends {
 		r.backends[name] = p
+	}
+	for kind, f := range families {
+		r.families[kind] = f
 	}
 	return r
 }
 
-// Lookup returns the backend called name.
+// Lookup returns the backend called name: a registered backend, or, for
+// "KIND:NAME", the one KIND's family makes.
 func (r *Registry) Lookup(name string) (Packager, error) {
 	if p, ok := r.backends[name]; ok {
 		return p, nil
 	}
-	known := make([]string, 0, len(r.backends))
-	for n := range r.backends {
-		known = append(known, n)
+	if kind, n, ok := strings.Cut(name, ":"); ok {
+		if f, ok := r.families[kind]; ok {
+			return f(n)
+		}
 	}
-	slices.Sort(known)
-	return nil, fmt.Errorf("no packager %q (this vzpkg has %s)", name, strings.Join(known, ", "))
+	return nil, fmt.Errorf("no packager %q (this vzpkg has %s)", name, strings.Join(r.Names(), ", "))
 }
 
-// Names returns the registered packager names, sorted.
+// Names returns the registered packager names, sorted, a family's as
+// "KIND:NAME".
 func (r *Registry) Names() []string {
 	var names []string
 	for n := range r.backends {
 		names = append(names, n)
 	}
+	for kind := range r.families {
+		names = append(names, kind+":NAME")
+	}
 	slices.Sort(names)
 	return names
+}
+
+// ThroughCacher rewrites a URL to pkg-cacher's URL-prefix form:
+// http://host/path becomes CACHER/host/path and https://host/path becomes
+// CACHER/HTTPS///host/path.
+func ThroughCacher(cacher *url.URL, u string) string {
+	base := strings.TrimSuffix(cacher.String(), "/")
+	if rest, ok := strings.CutPrefix(u, "https://"); ok {
+		return base + "/HTTPS///" + rest
+	}
+	return base + "/" + strings.TrimPrefix(u, "http://")
 }
 
 // Diff lists what changed from the package list a to b, by name and

@@ -22,8 +22,10 @@ import (
 type Deb struct {
 	Name    string
 	Version string
-	// Depends lists dependency relations, e.g. "libfoo (>= 1.0)".
-	Depends []string
+	// Depends lists dependency relations, e.g. "libfoo (>= 1.0)";
+	// Recommends, weak ones.
+	Depends    []string
+	Recommends []string
 	// Size is the length of the package's payload, /usr/share/<Name>/data:
 	// deterministic pseudo-random bytes that do not compress, so the .deb is
 	// slightly larger than Size.
@@ -147,6 +149,9 @@ func buildDeb(t testing.TB, stage, root string, d Deb) string {
 	fmt.Fprintf(&c, "Installed-Size: %d\n", (d.Size+1023)/1024)
 	if len(d.Depends) > 0 {
 		fmt.Fprintf(&c, "Depends: %s\n", strings.Join(d.Depends, ", "))
+	}
+	if len(d.Recommends) > 0 {
+		fmt.Fprintf(&c, "Recommends: %s\n", strings.Join(d.Recommends, ", "))
 	}
 	fmt.Fprintf(&c, "Section: misc\nPriority: optional\n")
 	fmt.Fprintf(&c, "Description: repotest fixture %s\n %d bytes of pseudo-random data.\n", d.Name, d.Size)

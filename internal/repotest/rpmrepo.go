@@ -27,12 +27,15 @@ type RPM struct {
 	// Arch is the package's architecture; empty means noarch. A package
 	// holding the host's binaries is the host's architecture.
 	Arch string
-	// Provides lists capabilities the package provides beyond its name.
-	Provides []string
+	// Provides lists capabilities the package provides beyond its name;
+	// Recommends, weak dependencies.
+	Provides   []string
+	Recommends []string
 	// Files maps a path the package installs to the host file it copies
 	// (its mode kept); HostFiles fills it for a program and its libraries.
 	Files map[string]string
-	// Text maps a path the package installs to its content (mode 0644).
+	// Text maps a path the package installs to its content (mode 0644);
+	// rpm marks those under /usr/share/doc as documentation.
 	Text map[string]string
 	// Dirs are directories the package owns; Symlinks maps a path to a
 	// symbolic link's target.
@@ -127,6 +130,9 @@ func buildRPM(t testing.TB, stage, root string, p RPM) string {
 	}
 	for _, r := range p.Provides {
 		fmt.Fprintf(&spec, "Provides: %s\n", r)
+	}
+	for _, r := range p.Recommends {
+		fmt.Fprintf(&spec, "Recommends: %s\n", r)
 	}
 	fmt.Fprintf(&spec, "\n%%description\n%d bytes of pseudo-random data.\n", p.Size)
 	var install, files strings.Builder

@@ -197,6 +197,11 @@ func start(def *tmpl.Definition, opt Options) (*builder, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A build runs the packages' programs: refuse, before anything is
+	// fetched or made, an architecture this host cannot run.
+	if _, err := packager.CheckArch(def.Arch); err != nil {
+		return nil, fmt.Errorf("%s: %w", def.Name, err)
+	}
 	if opt.Format == "" {
 		opt.Format = "gz"
 	}

@@ -8,21 +8,29 @@ import (
 	"vzpkg2/internal/packager"
 	"vzpkg2/internal/packager/apt"
 	"vzpkg2/internal/packager/dnf"
+	"vzpkg2/internal/packager/script"
 	"vzpkg2/internal/tmpl"
 )
 
 // Packagers returns the registry of the package-manager backends vzpkg
-// has: a template's `packager:` names one.
-func Packagers() *packager.Registry {
+// has: a template's `packager:` names one. A script packager
+// ("script:NAME") is looked for in scriptDirs, then in script.SystemDir.
+func Packagers(scriptDirs ...string) *packager.Registry {
 	return packager.NewRegistry(map[string]packager.Packager{
 		tmpl.PackagerApt: apt.Backend{},
 		tmpl.PackagerDnf: dnf.Dnf{},
+	}, map[string]packager.Family{
+		tmpl.PackagerScript: script.Family(append(slices.Clone(scriptDirs), script.SystemDir)),
 	})
 }
 
 // packagerFor returns the backend of a definition, ready for a build.
 func packagerFor(def *tmpl.Definition) (specPackager, error) {
-	p, err := Packagers().Lookup(def.Packager)
+	name := def.Packager
+	if name == tmpl.PackagerScript {
+		name += ":" + def.ScriptPackager
+	}
+	p, err := Packagers(def.ScriptDirs...).Lookup(name)
 	if err != nil {
 		return specPackager{}, err
 	}
@@ -35,6 +43,7 @@ func newSpec(def *tmpl.Definition) *packager.Spec {
 		Name: def.Name, Arch: def.Arch, ArchName: def.ArchName,
 		Suite: def.Suite, Releasever: def.Releasever, Variant: def.Variant, Bootstrap: def.Bootstrap,
 		Keys: slices.Clone(def.Keys), Packages: slices.Clone(def.Packages),
+		WeakDeps: def.WeakDeps, NoDocs: def.NoDocs,
 		PathExclude: slices.Clone(def.PathExclude), PathInclude: slices.Clone(def.PathInclude),
 	}
 	if s.ArchName == "" {

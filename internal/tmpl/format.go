@@ -41,6 +41,8 @@ func (d *Definition) WriteTo(w io.Writer) (int64, error) {
 		p.field(0, "bootstrap", d.Bootstrap, "bootstrap")
 	}
 	p.line(0, "use_cacher: "+strconv.FormatBool(d.UseCacher), "use_cacher")
+	p.line(0, "weak_deps: "+strconv.FormatBool(d.WeakDeps), "weak_deps")
+	p.line(0, "nodocs: "+strconv.FormatBool(d.NoDocs), "nodocs")
 
 	p.line(0, "repos:", "")
 	for _, r := range d.Repos {

@@ -24,6 +24,8 @@ type level struct {
 	bootstrap   *scalar
 	archName    *scalar
 	useCacher   *boolVal
+	weakDeps    *boolVal
+	noDocs      *boolVal
 	repos       []*repoDecl
 	keys        *listOps[item]
 	fixups      *listOps[item]
@@ -67,6 +69,8 @@ type setDecl struct {
 	dummies     listOps[dummyItem]
 	pathExclude listOps[item]
 	pathInclude listOps[item]
+	weakDeps    *boolVal
+	noDocs      *boolVal
 }
 
 // repoDecl is one level's definition (or change) of a repository; each field
@@ -89,8 +93,8 @@ type strList struct {
 }
 
 var (
-	topKeys     = []string{"arch_name", "bootstrap", "fixups", "hooks", "keys", "packager", "releasever", "repos", "sets", "suite", "use_cacher", "variant"}
-	setKeys     = []string{"dummies", "include", "packages", "path_exclude", "path_include"}
+	topKeys     = []string{"arch_name", "bootstrap", "fixups", "hooks", "keys", "nodocs", "packager", "releasever", "repos", "sets", "suite", "use_cacher", "variant", "weak_deps"}
+	setKeys     = []string{"dummies", "include", "nodocs", "packages", "path_exclude", "path_include", "weak_deps"}
 	opsKeys     = []string{"add", "remove", "reset"}
 	dummyKeys   = []string{"name", "provides", "version"}
 	repoKeys    = []string{"components", "enabled", "keys", "metalink", "mirrorlist", "mirrors", "suites"}
@@ -99,6 +103,15 @@ var (
 	yamlLineRE  = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 	badItemRune = " \t\n\"'`;|&<>"
 )
+
+// Keys returns the keys a config.yaml may give at its top level and in a
+// set, sorted and without repeats: what the format's documentation must
+// name.
+func Keys() []string {
+	keys := slices.Concat(topKeys, setKeys)
+	slices.Sort(keys)
+	return slices.Compact(keys)
+}
 
 // decoder turns one file's YAML nodes into a level, collecting every error.
 type decoder struct {
@@ -172,6 +185,10 @@ func parseLevel(file string, depth int, data []byte, errs *errorList) *level {
 			lv.archName = d.token(v, key)
 		case "use_cacher":
 			lv.useCacher = d.flag(v, key)
+		case "weak_deps":
+			lv.weakDeps = d.flag(v, key)
+		case "nodocs":
+			lv.noDocs = d.flag(v, key)
 		case "repos":
 			d.mapping(v, "repos", nil, func(name string, k, v *yaml.Node) {
 				if !nameRE.MatchString(name) {
@@ -273,6 +290,10 @@ func (d *decoder) set(name string, k, v *yaml.Node) *setDecl {
 			if ops := d.listOps(v, key, d.pathPattern); ops != nil {
 				s.pathInclude = *ops
 			}
+		case "weak_deps":
+			s.weakDeps = d.flag(v, key)
+		case "nodocs":
+			s.noDocs = d.flag(v, key)
 		}
 	})
 	if !ok {

@@ -95,10 +95,9 @@ func (c *chain) mergeScalars(el *errorList) *Definition {
 		setScalar("variant", lv.variant, &base.Variant)
 		setScalar("bootstrap", lv.bootstrap, &base.Bootstrap)
 		setScalar("arch_name", lv.archName, &base.ArchName)
-		if lv.useCacher != nil {
-			base.UseCacher = lv.useCacher.val
-			base.Provenance["use_cacher"] = lv.useCacher.src
-		}
+		setFlag("use_cacher", lv.useCacher, &base.UseCacher, base)
+		setFlag("weak_deps", lv.weakDeps, &base.WeakDeps, base)
+		setFlag("nodocs", lv.noDocs, &base.NoDocs, base)
 	}
 	if packager == nil && !badPackager {
 		el.add(c.distroSrc, "no packager set; add `packager: apt`, `packager: dnf` or `packager: script:NAME`")
@@ -107,6 +106,14 @@ func (c *chain) mergeScalars(el *errorList) *Definition {
 		base.Provenance["packager"] = packager.src
 	}
 	return base
+}
+
+// setFlag sets *dst to b's value, with its provenance, when b is given.
+func setFlag(key string, b *boolVal, dst *bool, d *Definition) {
+	if b != nil {
+		*dst = b.val
+		d.Provenance[key] = b.src
+	}
 }
 
 // expander expands the placeholders (${arch}, ${suite} ...) of an item with
@@ -191,7 +198,13 @@ func (c *chain) resolveSets(base *Definition, expand func(item) (item, bool), el
 			continue
 		}
 		d := definition(base, r, rs)
-		if errs := checkPathFilters(d, rs); len(errs) > 0 {
+		// A set's own weak_deps and nodocs (not its included sets')
+		// override the tree's, the most specific level last.
+		for _, s := range sr.decls[name] {
+			setFlag("weak_deps", s.weakDeps, &d.WeakDeps, d)
+			setFlag("nodocs", s.noDocs, &d.NoDocs, d)
+		}
+		if errs := checkSet(d, rs); len(errs) > 0 {
 			r.errs = errs
 			out = append(out, r)
 			continue
@@ -232,10 +245,14 @@ func definition(base *Definition, r result, rs *resolvedSet) *Definition {
 	return &d
 }
 
-// checkPathFilters reports path filters the template cannot use: dpkg's,
-// on a template of another packager, and includes with nothing excluded.
-func checkPathFilters(d *Definition, rs *resolvedSet) Errors {
+// checkSet reports what of the set the template cannot use: dpkg's path
+// filters on a template of another packager, includes with nothing
+// excluded, and nodocs on an apt template.
+func checkSet(d *Definition, rs *resolvedSet) Errors {
 	var el errorList
+	if d.NoDocs && d.Packager == PackagerApt {
+		el.add(d.Provenance["nodocs"], "nodocs is for dnf templates; an apt template leaves documentation out with path_exclude (e.g. path_exclude: [/usr/share/doc/*, /usr/share/man/*]), or set nodocs: false here")
+	}
 	filters := append(slices.Clone(rs.pathExclude), rs.pathInclude...)
 	if len(filters) > 0 && d.Packager != PackagerApt {
 		el.add(filters[0].src, "path_exclude and path_include are dpkg path filters, for apt templates; this one uses %s", d.Packager)

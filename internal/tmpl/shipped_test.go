@@ -26,8 +26,8 @@ func TestShippedTemplatesResolve(t *testing.T) {
 		t.Fatalf("the shipped tree has problems:\n%v", err)
 	}
 	defs := tree.Definitions()
-	if len(defs) < 40 {
-		t.Errorf("got %d shipped templates, want at least 40", len(defs))
+	if len(defs) < 60 {
+		t.Errorf("got %d shipped templates, want at least 60", len(defs))
 	}
 	if *update {
 		old, _ := filepath.Glob(filepath.Join(shippedGoldenDir, "*.yaml"))

@@ -40,6 +40,11 @@ const (
 	PackagerScript = "script"
 )
 
+// ScriptDir is the directory of a tree root that holds script packagers'
+// executables (NAME-<operation>). Like every name starting with _, it is
+// not a level of the tree.
+const ScriptDir = "_packagers"
+
 // Phase is a point of a template build at which hook scripts run.
 type Phase string
 
@@ -106,6 +111,10 @@ type Definition struct {
 	Releasever     string // dnf: $releasever, e.g. "9"
 	Variant        string // apt: mmdebstrap variant, e.g. "minbase"
 	Bootstrap      string // apt: "debootstrap" to bootstrap with it; empty means mmdebstrap
+	// ScriptDirs are the ScriptDir directories of the tree's roots, first
+	// root first, for a script packager: where its executables are looked
+	// for before the system's directory.
+	ScriptDirs []string
 
 	Repos     []Repo
 	Keys      []string // signing keys for every repository: keyring paths (apt) or key URLs (dnf)
@@ -113,6 +122,8 @@ type Definition struct {
 	Dummies   []Dummy  // packages installed as empty stand-ins
 	Fixups    []string // names from Fixups, in the order to apply them
 	UseCacher bool     // the built template's repositories point at pkg-cacher
+	WeakDeps  bool     // install weak dependencies (apt: Recommends; dnf: install_weak_deps)
+	NoDocs    bool     // leave documentation out (dnf only: tsflags=nodocs)
 	Hooks     map[Phase][]string
 
 	// PathExclude and PathInclude are dpkg path filters (apt only): glob
@@ -122,7 +133,7 @@ type Definition struct {
 	PathInclude []string
 
 	// Provenance maps a field to where its value was set. Keys are the
-	// config.yaml names: "packager", "suite", "repos.<name>", "repos.<name>.mirrors",
+	// config.yaml names: "packager", "suite", "weak_deps", "repos.<name>", "repos.<name>.mirrors",
 	// and, for each item of a list, "<list>[<item>]": "packages[curl]",
 	// "dummies[udev]", "keys[<path>]", "fixups[apt-clean]", "hooks.customize[<path>]",
 	// "path_exclude[/usr/share/doc/*]".

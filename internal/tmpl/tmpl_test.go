@@ -668,3 +668,95 @@ func TestLookup(t *testing.T) {
 		})
 	}
 }
+
+// TestWeakDepsAndNoDocs checks that weak_deps and nodocs default to false
+// (no weak dependencies, documentation installed) and that each level, and
+// a set's own declaration, overrides the ones above it, not its included sets'.
+func TestWeakDepsAndNoDocs(t *testing.T) {
+	root := writeTree(t, map[string]string{
+		"x/config.yaml": "packager: script:test\nweak_deps: true\nsets:\n  default:\n    packages: [a]\n" +
+			"  slim:\n    include: [default]\n    nodocs: true\n    weak_deps: false\n  web:\n    include: [slim]\n",
+		"x/1/x86_64/config.yaml":  "",
+		"x/2/config.yaml":         "nodocs: true\n",
+		"x/2/x86_64/config.yaml":  "weak_deps: false\n",
+		"x/2/aarch64/config.yaml": "sets:\n  slim:\n    nodocs: false\n",
+		"y/config.yaml":           validDistro,
+		"y/1/x86_64/config.yaml":  "",
+	})
+	tree, err := Load([]string{root})
+	if err != nil {
+		t.Fatal(relErr(root, err))
+	}
+	tests := []struct {
+		name           string
+		weak, nodocs   bool
+		weakSrc, nodoc string // provenance, "" when not set
+	}{
+		{name: "y-1-x86_64"},
+		{name: "x-1-x86_64", weak: true, weakSrc: "x/config.yaml:2"},
+		{name: "x-1-x86_64-slim", nodocs: true, weakSrc: "x/config.yaml:9", nodoc: "x/config.yaml:8"},
+		{name: "x-1-x86_64-web", weak: true, weakSrc: "x/config.yaml:2"},
+		{name: "x-2-x86_64", nodocs: true, weakSrc: "x/2/x86_64/config.yaml:1", nodoc: "x/2/config.yaml:1"},
+		{name: "x-2-aarch64", weak: true, nodocs: true, weakSrc: "x/config.yaml:2", nodoc: "x/2/config.yaml:1"},
+		{name: "x-2-aarch64-slim", weakSrc: "x/config.yaml:9", nodoc: "x/2/aarch64/config.yaml:3"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d, err := tree.Lookup(tt.name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.WeakDeps != tt.weak || d.NoDocs != tt.nodocs {
+				t.Errorf("weak_deps, nodocs: got %v, %v, want %v, %v", d.WeakDeps, d.NoDocs, tt.weak, tt.nodocs)
+			}
+			rel := func(key string) string {
+				if src, ok := d.Provenance[key]; ok {
+					return strings.TrimPrefix(src.String(), root+string(filepath.Separator))
+				}
+				return ""
+			}
+			if got := rel("weak_deps"); got != tt.weakSrc {
+				t.Errorf("weak_deps set at %q, want %q", got, tt.weakSrc)
+			}
+			if got := rel("nodocs"); got != tt.nodoc {
+				t.Errorf("nodocs set at %q, want %q", got, tt.nodoc)
+			}
+		})
+	}
+}
+
+func TestBadWeakDepsAndNoDocs(t *testing.T) {
+	tests := []struct {
+		name  string
+		files map[string]string
+		want  string
+	}{
+		{
+			name:  "not a bool",
+			files: map[string]string{"x/config.yaml": validDistro + "weak_deps: yes\n", "x/1/x86_64/config.yaml": ""},
+			want:  `x/config.yaml:5: weak_deps: want true or false, got "yes"`,
+		},
+		{
+			name:  "misspelt in a set",
+			files: map[string]string{"x/config.yaml": validDistro + "    nodoc: true\n", "x/1/x86_64/config.yaml": ""},
+			want:  `x/config.yaml:5: unknown key "nodoc" in set default (did you mean "nodocs"?)`,
+		},
+		{
+			name: "nodocs on apt",
+			files: map[string]string{
+				"x/config.yaml":          "packager: apt\nsuite: one\nkeys: [/k.gpg]\nrepos:\n  main: {mirrors: [\"http://m/\"], suites: [one], components: [main]}\nsets:\n  default:\n    packages: [a]\n    nodocs: true\n",
+				"x/1/x86_64/config.yaml": "",
+			},
+			want: `x/config.yaml:9: nodocs is for dnf templates`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root := writeTree(t, tt.files)
+			_, err := Load([]string{root})
+			if got := relErr(root, err); !strings.Contains(got, tt.want) {
+				t.Errorf("got %q, want it to contain %q", got, tt.want)
+			}
+		})
+	}
+}

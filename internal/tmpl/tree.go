@@ -109,7 +109,14 @@ func Load(roots []string) (*Tree, error) {
 			t.byName[r.name] = r.def
 		}
 	}
+	var scriptDirs []string
+	for _, root := range roots {
+		scriptDirs = append(scriptDirs, filepath.Join(root, ScriptDir))
+	}
 	for _, d := range t.byName {
+		if d.Packager == PackagerScript {
+			d.ScriptDirs = slices.Clone(scriptDirs)
+		}
 		t.defs = append(t.defs, d)
 	}
 	slices.SortFunc(t.defs, func(a, b *Definition) int { return strings.Compare(a.Name, b.Name) })

@@ -260,6 +260,7 @@ exit status is non-zero when any template failed: fit for cron.` + lockNote,
   SOURCE_DATE_EPOCH=1700000000 vzpkg create cache debian-12-x86_64 --cache-dir ./out --format zst
   vzpkg create cache rocky-9-x86_64-minimal almalinux-9-x86_64-minimal
   vzpkg create cache --all --quiet`,
+		ValidArgsFunction: a.completeTemplates(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.batch(cmd, args, all, &f, allDefined, func(ctx context.Context, def *tmpl.Definition, opt templatebuild.Options) error {
 				res, err := templatebuild.Create(ctx, def, opt)
@@ -328,6 +329,7 @@ summary ends the output, and the exit status is non-zero when any template faile
 		Example: `  vzpkg update cache debian-12-x86_64-minimal
   vzpkg update cache debian-12-x86_64-minimal --recreate
   vzpkg update cache --all --quiet`,
+		ValidArgsFunction: a.completeTemplates(builtNames),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.batch(cmd, args, all, &f, allBuilt, func(ctx context.Context, def *tmpl.Definition, opt templatebuild.Options) error {
 				var res *templatebuild.Result
@@ -389,7 +391,8 @@ vzpkg remove cache NAME deletes a template (see vzpkg-remove-cache(8)).
 		Short: "delete a built template from the template cache",
 		Long: `Delete template NAME from the cache directory, with its checksum, its manifest and the
 previous version (-old), in every format. The template's definition is not touched.` + lockNote,
-		Args: cobra.ExactArgs(1),
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: a.completeTemplates(oneName | builtNames),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := a.loadConfig()
 			if err != nil {

@@ -21,6 +21,7 @@ import (
 	"vzpkg2/internal/templatebuild"
 	"vzpkg2/internal/tmpl"
 	"vzpkg2/internal/vzpkgconf"
+	"vzpkg2/templates"
 )
 
 // TemplatesEnv names the environment variable that overrides the template
@@ -40,6 +41,7 @@ type app struct {
 	env       Env
 	config    string
 	templates []string
+	builtin   string // the directory the tree built into vzpkg was extracted to, when it is used
 }
 
 // New returns the vzpkg root command.
@@ -63,12 +65,14 @@ template metadata, and manages packages in containers independently of their pac
 A template is named DISTRO-VERSION-ARCH[-SET], e.g. debian-12-x86_64-minimal; without a set it
 is the "default" set. Its definition comes from the config.yaml files at each level of the
 template tree: TREE/config.yaml, TREE/DISTRO/, TREE/DISTRO/VERSION/ and
-TREE/DISTRO/VERSION/ARCH/ (the format is described in docs/templates.md).
+TREE/DISTRO/VERSION/ARCH/ (the format is described in vzpkg-templates(5)).
 
-Global settings come from ` + vzpkgconf.DefaultFile + ` (or --config). The template trees are, first
-match wins: --templates, else $` + TemplatesEnv + `, else templates_path of vzpkg.conf, else
-` + vzpkgconf.LocalTemplates + ` (local overrides) layered over the shipped tree
-(PREFIX/share/vzpkg/templates, or templates/ of the source checkout vzpkg was built in).`,
+Global settings come from ` + vzpkgconf.DefaultFile + ` (or --config; see vzpkg.conf(5)). The
+template trees are, first match wins: --templates, else $` + TemplatesEnv + `, else templates_path
+of vzpkg.conf, else ` + vzpkgconf.LocalTemplates + ` (local overrides) layered over the shipped
+tree: PREFIX/share/vzpkg/templates, /usr/share/vzpkg/templates, templates/ of the source checkout
+vzpkg was built in, or else the tree built into vzpkg, extracted to ` + SystemTreeCache + `/templates-HASH
+(as root; ~/.cache/vzpkg otherwise). vzpkg check and show-config name the trees used.`,
 		SilenceUsage:      true,
 		SilenceErrors:     true,
 		DisableAutoGenTag: true,
@@ -77,6 +81,12 @@ match wins: --templates, else $` + TemplatesEnv + `, else templates_path of vzpk
 	root.PersistentFlags().StringArrayVar(&a.templates, "templates", nil, "template tree to use instead of the search path (repeatable, or DIR:DIR...; first wins)")
 	root.AddCommand(a.newCreate(), a.newUpdate(), a.newRemove(), a.newList(), a.newShowConfig(), a.newCheck(), newVersion(),
 		a.newInstall(), a.newInfo(), a.newCheckUpdates())
+	root.MarkPersistentFlagFilename("config")
+	root.MarkPersistentFlagDirname("templates")
+	walk(root, completeFlags)
+	// The completion command is part of the tree (and has pages) before
+	// Execute would add it.
+	root.InitDefaultCompletionCmd()
 	return root
 }
 
@@ -133,8 +143,16 @@ func (a *app) roots(cfg *vzpkgconf.Config) ([]string, error) {
 			}
 		}
 		roots = vzpkgconf.DefaultTemplatesPath(exe)
-		if len(roots) == 0 {
-			return nil, fmt.Errorf("no template tree found (looked in %s, /usr/share/vzpkg/templates and next to %s); set templates_path in vzpkg.conf or use --templates", vzpkgconf.LocalTemplates, exe)
+		if len(roots) == 0 || (len(roots) == 1 && roots[0] == vzpkgconf.LocalTemplates) {
+			// No shipped tree installed: the one built into vzpkg.
+			cache, err := treeCacheDir()
+			if err == nil {
+				a.builtin, err = extractTree(templates.FS, cache)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("no template tree found (looked in %s, /usr/share/vzpkg/templates and next to %s) and %w; set templates_path in vzpkg.conf or use --templates", vzpkgconf.LocalTemplates, exe, err)
+			}
+			roots = append(roots, a.builtin)
 		}
 		return roots, nil
 	}
@@ -144,6 +162,17 @@ func (a *app) roots(cfg *vzpkgconf.Config) ([]string, error) {
 		}
 	}
 	return roots, nil
+}
+
+// describeRoots names the trees of tree, saying which one is built into vzpkg.
+func (a *app) describeRoots(tree *tmpl.Tree) string {
+	roots := tree.Roots()
+	for i, r := range roots {
+		if r == a.builtin {
+			roots[i] += " (the tree built into vzpkg)"
+		}
+	}
+	return strings.Join(roots, ":")
 }
 
 // treeProblems reports the problems of a tree on w and returns the error a
@@ -262,7 +291,8 @@ package set, dummy packages, fixups and hooks. A comment after each value names 
 line that set it. NAME may end in -default for the default set.`,
 		Example: `  vzpkg show-config debian-12-x86_64-minimal
   vzpkg show-config --templates ./templates almalinux-9-aarch64`,
-		Args: cobra.ExactArgs(1),
+		Args:              cobra.ExactArgs(1),
+		ValidArgsFunction: a.completeTemplates(oneName),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			_, tree, err := a.load()
 			if tree == nil {
@@ -272,7 +302,7 @@ line that set it. NAME may end in -default for the default set.`,
 			if lerr != nil {
 				return lerr
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "# %s, from %s\n", d.Name, strings.Join(tree.Roots(), ":"))
+			fmt.Fprintf(cmd.OutOrStdout(), "# %s, from %s\n", d.Name, a.describeRoots(tree))
 			_, err = d.WriteTo(cmd.OutOrStdout())
 			return err
 		},
@@ -294,7 +324,7 @@ problem found, each with the file and line to fix. Fails when there is any.`,
 			if err != nil {
 				return treeProblems(cmd.ErrOrStderr(), err)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%d templates in %s: OK\n", len(tree.Definitions()), strings.Join(tree.Roots(), ":"))
+			fmt.Fprintf(cmd.OutOrStdout(), "%d templates in %s: OK\n", len(tree.Definitions()), a.describeRoots(tree))
 			return nil
 		},
 	}

@@ -11,10 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"vzpkg2/internal/completion"
 	"vzpkg2/internal/manpage"
 )
 
-var update = flag.Bool("update", false, "rewrite docs/man/vzpkg*.8 from the command tree")
+var update = flag.Bool("update", false, "rewrite docs/man/vzpkg*.8 and etc/completions/*/*vzpkg* from the command tree")
 
 const shippedTree = "../../templates"
 
@@ -82,8 +83,8 @@ func TestListShippedTree(t *testing.T) {
 		"debian-12-x86_64-minimal":  "apt yes 3d 5.0M",
 		"debian-12-x86_64":          "apt no - -",
 		"almalinux-9-aarch64":       "dnf no - -",
-		"ubuntu-24.04-x86_64":       "apt no - -",
-		"fedora-42-aarch64-minimal": "dnf no - -",
+		"ubuntu-26.04-x86_64":       "apt no - -",
+		"fedora-44-aarch64-minimal": "dnf no - -",
 		"centos-stream-10-x86_64":   "dnf no - -",
 		"rocky-8-x86_64-minimal":    "dnf no - -",
 	} {
@@ -304,4 +305,10 @@ func TestContainerVerbsBesideCacheCommands(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCompletionsAreCurrent fails when etc/completions/*/vzpkg* no longer
+// match the command tree; `go test ./internal/vzpkgcli -update` rewrites them.
+func TestCompletionsAreCurrent(t *testing.T) {
+	completion.Check(t, New(Env{}), "../../etc/completions", *update, "go test ./internal/vzpkgcli -update")
 }

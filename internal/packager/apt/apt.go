@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -86,6 +87,10 @@ func (a Apt) Bootstrap(ctx context.Context, root string, def *tmpl.Definition, e
 	// The gzip indexes: apt decompresses them several times faster than the
 	// xz ones it prefers, and pkg-cacher serves either size as fast.
 	args = append(args, `--aptopt=Acquire::CompressionTypes::Order:: "gz"`)
+	if def.WeakDeps {
+		// mmdebstrap leaves Recommends out unless told.
+		args = append(args, `--aptopt=APT::Install-Recommends "true"`)
+	}
 	for _, k := range def.Keys {
 		args = append(args, "--keyring="+k)
 	}
@@ -243,7 +248,7 @@ func (Apt) chrootRun(ctx context.Context, root string, def *tmpl.Definition, env
 	}
 	apt := []string{"apt-get", "-y", "-q",
 		"-o", "Dir::Etc::SourceList=" + list, "-o", "Dir::Etc::SourceParts=/nonexistent",
-		"-o", "APT::Install-Recommends=false", "-o", "Dpkg::Options::=--force-confold",
+		"-o", "APT::Install-Recommends=" + strconv.FormatBool(def.WeakDeps), "-o", "Dpkg::Options::=--force-confold",
 		"-o", "Acquire::CompressionTypes::Order::=gz"}
 	if env.Cacher != nil {
 		apt = append(apt, "-o", "Acquire::http::Proxy="+env.Cacher.String())

@@ -29,6 +29,7 @@ func definition(s *packager.Spec) *tmpl.Definition {
 		Name: s.Name, Arch: s.Arch, ArchName: s.ArchName, Packager: tmpl.PackagerApt,
 		Suite: s.Suite, Variant: s.Variant, Bootstrap: s.Bootstrap,
 		Keys: s.Keys, Packages: s.Packages, PathExclude: s.PathExclude, PathInclude: s.PathInclude,
+		WeakDeps: s.WeakDeps,
 	}
 	for _, r := range s.Repos {
 		def.Repos = append(def.Repos, tmpl.Repo{Name: r.Name, Mirrors: r.Mirrors, Suites: r.Suites, Components: r.Components, Keys: r.Keys})

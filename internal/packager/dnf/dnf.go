@@ -25,7 +25,6 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -564,15 +563,10 @@ func (s *session) fetchKey(ctx context.Context, k string, n int) (string, error)
 }
 
 // archOption returns dnf's --forcearch for building arch on this host: ""
-// for the host's own architecture. Another one needs qemu-user-static's
-// binfmt handler for the packages' scriptlets.
+// for the host's own architecture; another one needs qemu-user-static.
 func archOption(arch string) (string, error) {
-	host := map[string]string{"amd64": "x86_64", "arm64": "aarch64", "386": "i686", "ppc64le": "ppc64le", "s390x": "s390x", "riscv64": "riscv64"}[runtime.GOARCH]
-	if arch == "" || arch == host || (host == "x86_64" && arch == "i686") {
-		return "", nil
-	}
-	if _, err := os.Stat("/proc/sys/fs/binfmt_misc/qemu-" + arch); err != nil {
-		return "", fmt.Errorf("building %s templates on %s runs their scriptlets with qemu: install qemu-user-static (apt-get install qemu-user-static binfmt-support)", arch, host)
+	if foreign, err := packager.CheckArch(arch); !foreign || err != nil {
+		return "", err
 	}
 	return arch, nil
 }

@@ -1,9 +1,11 @@
 package dnf_test
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -77,5 +79,53 @@ func TestForeignArchNeedsQemu(t *testing.T) {
 	}
 	if left, _ := os.ReadDir(root); len(left) != 0 {
 		t.Errorf("the refused bootstrap left %v in the root", left)
+	}
+}
+
+// TestWeakDepsAndDocs bootstraps a package that recommends another and
+// carries documentation: the recommended package comes only with WeakDeps,
+// the documentation stays out only with NoDocs. (Needs root, dnf, rpm,
+// createrepo-c and gnupg.)
+func TestWeakDepsAndDocs(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "repo")
+	fs := repotest.SystemRPMs(t, "1.0")[0]
+	rpms := []repotest.RPM{fs,
+		{Name: "vz-tool", Version: "1.0", Release: "1", Requires: []string{"vz-filesystem"}, Recommends: []string{"vz-extra"},
+			Text: map[string]string{"/etc/vz-tool.conf": "on\n", "/usr/share/doc/vz-tool/README": "read me\n"}},
+		{Name: "vz-extra", Version: "1.0", Release: "1", Requires: []string{"vz-filesystem"}, Size: 64},
+	}
+	repo := repotest.BuildSignedRPMRepo(t, filepath.Join(dir, "1"), rpms, repotest.NewRPMSigner(t))
+	up := repotest.NewUpstream(t, dir)
+	for _, tt := range []struct {
+		weak, nodocs bool
+	}{{false, false}, {true, true}} {
+		t.Run(fmt.Sprintf("weak_deps=%v,nodocs=%v", tt.weak, tt.nodocs), func(t *testing.T) {
+			root := t.TempDir()
+			spec := &packager.Spec{
+				Name: "vztest-1-x86_64", Arch: hostArch(t), Releasever: "1",
+				Repos:    []packager.Repo{{Name: "vztest-base", Mirrors: []string{up.URL() + "/1/"}}},
+				Keys:     []string{up.URL() + "/1/" + filepath.Base(repo.Key)},
+				Packages: []string{"vz-tool"},
+				WeakDeps: tt.weak, NoDocs: tt.nodocs,
+			}
+			if err := (dnf.Dnf{}).Bootstrap(t.Context(), root, spec, testEnv()); err != nil {
+				t.Fatal(err)
+			}
+			pkgs, err := dnf.Dnf{}.Query(t.Context(), root)
+			if err != nil {
+				t.Fatal(err)
+			}
+			extra := slices.ContainsFunc(pkgs, func(p packager.Package) bool { return p.Name == "vz-extra" })
+			if extra != tt.weak {
+				t.Errorf("vz-extra, recommended by vz-tool, installed: %v, want %v", extra, tt.weak)
+			}
+			_, err = os.Stat(filepath.Join(root, "usr/share/doc/vz-tool/README"))
+			if docs := err == nil; docs == tt.nodocs {
+				t.Errorf("vz-tool's README installed: %v, want %v", docs, !tt.nodocs)
+			}
+			if _, err := os.Stat(filepath.Join(root, "etc/vz-tool.conf")); err != nil {
+				t.Errorf("vz-tool's own file: %v", err)
+			}
+		})
 	}
 }
