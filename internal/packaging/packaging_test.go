@@ -144,10 +144,21 @@ func TestDebContents(t *testing.T) {
 	if extra := missing(files, want); len(extra) > 0 {
 		t.Errorf("the .deb has files nothing ships: %v", extra)
 	}
-	for _, p := range []string{"/usr/bin/vzpkg", "/usr/bin/pkg-cacher"} {
-		if modes[p] != "-rwxr-xr-x" {
-			t.Errorf("%s has mode %s", p, modes[p])
+	executables := []string{"/usr/bin/vzpkg", "/usr/bin/pkg-cacher"}
+	filepath.WalkDir(filepath.Join(src, "templates"), func(p string, d fs.DirEntry, err error) error {
+		if fi, _ := d.Info(); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o100 != 0 { // hooks
+			rel, _ := filepath.Rel(filepath.Join(src, "templates"), p)
+			executables = append(executables, "/usr/share/vzpkg/templates/"+filepath.ToSlash(rel))
 		}
+		return err
+	})
+	for _, p := range executables {
+		if modes[p] != "-rwxr-xr-x" {
+			t.Errorf("%s has mode %s, want -rwxr-xr-x", p, modes[p])
+		}
+	}
+	if modes["/etc/vzpkg/vzpkg.conf"] != "-rw-r--r--" {
+		t.Errorf("vzpkg.conf has mode %s", modes["/etc/vzpkg/vzpkg.conf"])
 	}
 
 	ctl := t.TempDir()
