@@ -74,6 +74,13 @@ func TestDebInLXCContainer(t *testing.T) {
 		t.Errorf("cache and log directories: %q", got)
 	}
 	sh("systemd-analyze verify --man=no pkg-cacher.service vzpkg-update-cache.service vzpkg-update-cache.timer")
+	// vzpkg finds the installed template tree.
+	if got := sh("vzpkg list"); strings.Count(got, "\n") < 50 || !strings.Contains(got, "debian-12-x86_64-minimal") {
+		t.Errorf("vzpkg list in the container:\n%s", got)
+	}
+	if got := sh("vzpkg show-config debian-12-x86_64-minimal"); !strings.HasPrefix(got, "# debian-12-x86_64-minimal, from /usr/share/vzpkg/templates\n") {
+		t.Errorf("vzpkg show-config in the container does not read /usr/share/vzpkg/templates:\n%s", got)
+	}
 
 	// The administrator lets it fetch from the host's cache, starts it and
 	// points apt at it.
