@@ -6,12 +6,14 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # Debian packages. policy-rc.d keeps any server package from starting on its
 # default port while it is installed (tests start their own instances).
-debs=(ca-certificates curl gnupg dpkg-dev apt-utils xz-utils zstd bzip2 pigz libcap2-bin mmdebstrap debootstrap eatmydata debian-archive-keyring dnf rpm createrepo-c squid chromium lxc git systemd)
+debs=(ca-certificates curl gnupg dpkg-dev apt-utils xz-utils zstd bzip2 pigz libcap2-bin mmdebstrap debootstrap eatmydata debian-archive-keyring dnf rpm createrepo-c squid chromium lxc)
 missing=()
 # The man page test renders with groff; the bash completion test needs bash-completion.
 debs+=(groff-base bash-completion)
 # The pacman script packager (templates/_packagers) and its test: pacman, makepkg, bsdtar.
 debs+=(pacman-package-manager makepkg libarchive-tools)
+# The packaging tests (internal/packaging): versions from git describe, systemd-analyze.
+debs+=(git systemd)
 for p in "${debs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
