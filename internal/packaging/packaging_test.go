@@ -241,7 +241,7 @@ func TestRPMInstallsIntoRoot(t *testing.T) {
 	}
 }
 
-func TestMakeInstallUnderPrefix(t *testing.T) {
+func TestInstallUnderPrefix(t *testing.T) {
 	destdir := t.TempDir()
 	install := func() string {
 		cmd := exec.Command("go", "run", "./internal/packaging/mkpkg", "-bin", bin, "-prefix", "/usr/local", "-destdir", destdir, "install")
