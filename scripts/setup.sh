@@ -12,6 +12,8 @@ missing=()
 debs+=(groff-base bash-completion)
 # The pacman script packager (templates/_packagers) and its test: pacman, makepkg, bsdtar.
 debs+=(pacman-package-manager makepkg libarchive-tools)
+# The packaging tests (internal/packaging): versions from git describe, systemd-analyze.
+debs+=(git systemd)
 for p in "${debs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
