@@ -2,7 +2,11 @@
 // vzpkg binary with no tree installed beside it still has one.
 package templates
 
-import "embed"
+import (
+	"embed"
+	"path"
+	"strings"
+)
 
 // FS holds every file of this directory, also those under _ and . names
 // (hooks, files, packagers). Its root also holds this package's Go source,
@@ -11,3 +15,9 @@ import "embed"
 //
 //go:embed all:*
 var FS embed.FS
+
+// IsSource reports whether name, a slash-separated path relative to the
+// tree, is this package's Go source rather than a file of the tree.
+func IsSource(name string) bool {
+	return path.Dir(name) == "." && strings.HasSuffix(name, ".go")
+}

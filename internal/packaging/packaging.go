@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	tree "vzpkg2/templates"
 )
 
 // Target is what the layout is for; the one difference is where zsh looks
@@ -113,6 +115,9 @@ func Layout(src, bin, prefix string, target Target) ([]File, error) {
 			mode = 0o755
 		}
 		rel, _ := filepath.Rel(templates, p)
+		if tree.IsSource(filepath.ToSlash(rel)) {
+			return nil
+		}
 		add(path.Join(prefix, "share/vzpkg/templates", filepath.ToSlash(rel)), mode, p)
 		return nil
 	})

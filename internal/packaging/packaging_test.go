@@ -17,6 +17,7 @@ import (
 
 	"vzpkg2/internal/packaging"
 	"vzpkg2/internal/repotest"
+	tree "vzpkg2/templates"
 )
 
 // These tests build the real packages from this checkout (src) and the
@@ -90,8 +91,8 @@ func shipped(t *testing.T, zshDir string) []string {
 	}
 	n := 0
 	filepath.WalkDir(filepath.Join(src, "templates"), func(p string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			rel, _ := filepath.Rel(filepath.Join(src, "templates"), p)
+		rel, _ := filepath.Rel(filepath.Join(src, "templates"), p)
+		if err == nil && !d.IsDir() && !tree.IsSource(filepath.ToSlash(rel)) {
 			want = append(want, "/usr/share/vzpkg/templates/"+filepath.ToSlash(rel))
 			n++
 		}

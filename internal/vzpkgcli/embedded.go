@@ -8,12 +8,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
-	"strings"
 	"syscall"
 
 	"vzpkg2/internal/atomicfile"
+	"vzpkg2/templates"
 )
 
 // SystemTreeCache is where root extracts the template tree built into vzpkg.
@@ -101,7 +100,7 @@ func treeFiles(fsys fs.FS) ([]string, string, error) {
 		if !d.Type().IsRegular() {
 			return fmt.Errorf("%s is not a regular file", p)
 		}
-		if path.Dir(p) == "." && strings.HasSuffix(p, ".go") {
+		if templates.IsSource(p) {
 			return nil
 		}
 		data, err := fs.ReadFile(fsys, p)
