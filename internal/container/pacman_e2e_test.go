@@ -104,6 +104,10 @@ func TestPacmanContainer(t *testing.T) {
 		if v := packages(t, ok(t, vz("list", root)...))["vz-motd"]; v != "1.1-1 any" {
 			t.Errorf("vz-motd is %q after update, want 1.1-1", v)
 		}
+		r = vzpkg(t, vz("check-updates", "--all", "--root-dir", filepath.Dir(root))...)
+		if got := summary(t, r.stdout)[root]; r.code != 0 || got != "ok no updates" {
+			t.Errorf("check-updates --all after update: exit %d, %s: %q; want 0 and \"ok no updates\"\n%s", r.code, root, got, r.stderr)
+		}
 		noMounts(t, root)
 	})
 }

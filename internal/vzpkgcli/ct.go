@@ -86,15 +86,17 @@ func (a *app) withContainer(cmd *cobra.Command, ct string, f *ctFlags, out io.Wr
 	if err != nil {
 		return &ExitError{Code: ExitUsage, Err: err}
 	}
-	return a.withRef(ctx, ref, f, out, fn)
+	return withRef(ctx, a.ctBackends(), ref, f, out, fn)
 }
 
-func (a *app) withRef(ctx context.Context, ref container.Ref, f *ctFlags, out io.Writer, fn func(ctx context.Context, ops container.Ops) error) error {
+// withRef opens ref and runs fn with its package verbs, the backends of
+// its packager found in reg.
+func withRef(ctx context.Context, reg container.Backends, ref container.Ref, f *ctFlags, out io.Writer, fn func(ctx context.Context, ops container.Ops) error) error {
 	c, err := container.Open(ctx, ref)
 	if err != nil {
 		return &ExitError{Code: ExitFailure, Err: err}
 	}
-	ops, err := c.Ops(ctx, ctBackends{a}, out)
+	ops, err := c.Ops(ctx, reg, out)
 	if err != nil {
 		return &ExitError{Code: ExitFailure, Err: err}
 	}
@@ -112,22 +114,38 @@ func (a *app) withRef(ctx context.Context, ref container.Ref, f *ctFlags, out io
 // ctBackends finds the backend of a container's packager. A script
 // packager's executables are looked for in the _packagers directories of
 // the template trees, as when its template was built, then in
-// script.SystemDir; the trees are only looked for when a container has one.
-type ctBackends struct{ a *app }
+// script.SystemDir; the trees are looked for once, and only when a
+// container has a script packager.
+type ctBackends struct {
+	scriptDirs func() ([]string, error)
+}
+
+// ctBackends returns the backends of the container commands, safe for
+// concurrent use.
+func (a *app) ctBackends() ctBackends {
+	return ctBackends{scriptDirs: sync.OnceValues(func() ([]string, error) {
+		cfg, err := a.loadConfig()
+		if err != nil {
+			return nil, err
+		}
+		roots, err := a.roots(cfg)
+		if err != nil {
+			return nil, err
+		}
+		var dirs []string
+		for _, r := range roots {
+			dirs = append(dirs, filepath.Join(r, tmpl.ScriptDir))
+		}
+		return dirs, nil
+	})}
+}
 
 func (b ctBackends) Lookup(name string) (packager.Packager, error) {
 	var dirs []string
 	if strings.HasPrefix(name, tmpl.PackagerScript+":") {
-		cfg, err := b.a.loadConfig()
-		if err != nil {
+		var err error
+		if dirs, err = b.scriptDirs(); err != nil {
 			return nil, err
-		}
-		roots, err := b.a.roots(cfg)
-		if err != nil {
-			return nil, err
-		}
-		for _, r := range roots {
-			dirs = append(dirs, filepath.Join(r, tmpl.ScriptDir))
 		}
 	}
 	return templatebuild.Packagers(dirs...).Lookup(name)
@@ -301,6 +319,7 @@ func (a *app) forAll(cmd *cobra.Command, f *ctFlags, af *allFlags, verb string, 
 		return nil
 	}
 	jobs := max(af.jobs, 1)
+	reg := a.ctBackends()
 	type result struct {
 		status, detail string
 		updates        bool
@@ -319,7 +338,7 @@ func (a *app) forAll(cmd *cobra.Command, f *ctFlags, af *allFlags, verb string, 
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			var res result
-			err := a.withRef(ctx, ref, f, nil, func(ctx context.Context, ops container.Ops) error {
+			err := withRef(ctx, reg, ref, f, nil, func(ctx context.Context, ops container.Ops) error {
 				d, u, err := one(ctx, ops)
 				res.detail, res.updates = d, u
 				return err
