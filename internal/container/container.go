@@ -273,11 +273,17 @@ type Ops interface {
 	Close() error
 }
 
+// Backends finds the backend of a packager name, as packager.Registry
+// does.
+type Backends interface {
+	Lookup(name string) (packager.Packager, error)
+}
+
 // Ops returns the package verbs of c, its package manager's output going
 // to out: for a running container its own package manager run inside it,
 // otherwise the backend reg has for its recorded (or detected) packager on
 // its root.
-func (c *Container) Ops(ctx context.Context, reg *packager.Registry, out io.Writer) (Ops, error) {
+func (c *Container) Ops(ctx context.Context, reg Backends, out io.Writer) (Ops, error) {
 	if c.Running {
 		return c.execOps(ctx, out)
 	}
@@ -301,7 +307,7 @@ func (c *Container) Ops(ctx context.Context, reg *packager.Registry, out io.Writ
 	o := &rootOps{p: p, name: rec.Packager, root: c.Root, env: packager.Env{Output: out}, keys: keys}
 	// Listing needs no repositories: a container without usable ones
 	// fails only the verbs that fetch.
-	if o.spec, o.specErr = specFor(r, rec, keys); o.specErr != nil {
+	if o.spec, o.specErr = specFor(ctx, r, rec, p, keys); o.specErr != nil {
 		o.specErr = rootfs.Explain(c.Root, o.specErr)
 	} else if o.spec.Name == "" {
 		o.spec.Name = c.Ref.String()

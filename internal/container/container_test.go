@@ -10,6 +10,7 @@ import (
 	"vzpkg2/internal/packager"
 	"vzpkg2/internal/packager/apt"
 	"vzpkg2/internal/packager/dnf"
+	"vzpkg2/internal/packager/script"
 	"vzpkg2/internal/rootfs"
 )
 
@@ -68,7 +69,8 @@ func write(t *testing.T, root string, files map[string]string) {
 	}
 }
 
-var registry = packager.NewRegistry(map[string]packager.Packager{"apt": apt.Backend{}, "dnf": dnf.Dnf{}}, nil)
+var registry = packager.NewRegistry(map[string]packager.Packager{"apt": apt.Backend{}, "dnf": dnf.Dnf{}},
+	map[string]packager.Family{"script": script.Family([]string{filepath.Join("..", "..", "templates", "_packagers")})})
 
 func TestSpecFromRoot(t *testing.T) {
 	root := t.TempDir()
@@ -85,7 +87,7 @@ func TestSpecFromRoot(t *testing.T) {
 		t.Fatalf("record: %+v %v", rec, err)
 	}
 	keys := t.TempDir()
-	spec, err := specFor(r, rec, keys)
+	spec, err := specFor(t.Context(), r, rec, nil, keys)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +106,12 @@ func TestHostileRoot(t *testing.T) {
 	write(t, outside, map[string]string{
 		"sources.list": "deb http://secret.example/debian bookworm main\n",
 		"packager":     "packager=apt\n",
+		"pacman.conf":  "[secret]\nServer = http://secret.example/\n",
+		"key.asc":      "-----BEGIN PGP PUBLIC KEY BLOCK-----\n",
 	})
+	// The shipped pacman scripts' pacman-repos reads the root's
+	// configuration (the record names the packager script:pacman).
+	const pacmanRec = "packager=script:pacman\narch=x86_64\n"
 	tests := []struct {
 		name    string
 		files   map[string]string
@@ -127,6 +134,15 @@ func TestHostileRoot(t *testing.T) {
 			RecordFile: "packager=dnf\nreleasever=1\n", "etc/pki": "->" + outside,
 			"etc/yum.repos.d/x.repo": "[x]\nbaseurl=http://m/\ngpgkey=file:///etc/pki/packager\n",
 		}, "path escapes from parent"},
+		{"script packager's file:// repository", map[string]string{
+			RecordFile: pacmanRec, "etc/pacman.conf": "[x]\nServer = file:///etc/\n",
+		}, "file:///etc/: vzpkg manages containers whose repositories are http(s) URLs"},
+		{"script packager's configuration links out", map[string]string{
+			RecordFile: pacmanRec, "etc/pacman.conf": "->" + outside + "/pacman.conf",
+		}, "names no enabled repository"},
+		{"script packager's key out of the root", map[string]string{
+			RecordFile: pacmanRec, "etc/pacman.conf": "[x]\nServer = http://m/\n", "etc/pacman.d/vzpkg-keys": "->" + outside,
+		}, "path escapes from parent"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -148,7 +164,7 @@ func TestHostileRoot(t *testing.T) {
 			if left, _ := rootfs.MountsUnder(root); len(left) > 0 {
 				t.Errorf("mounts left: %v", left)
 			}
-			if ents, _ := os.ReadDir(outside); len(ents) != 2 {
+			if ents, _ := os.ReadDir(outside); len(ents) != 4 {
 				t.Errorf("something was written outside the root: %v", ents)
 			}
 		})

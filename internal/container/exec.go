@@ -37,8 +37,12 @@ func (c *Container) execOps(ctx context.Context, out io.Writer) (Ops, error) {
 	if err != nil {
 		return nil, fmt.Errorf("container %s: %w", c.Ref, err)
 	}
+	if strings.HasPrefix(r.Packager, "script:") {
+		// A script packager runs on the host, on a root directory.
+		return nil, fmt.Errorf("container %s runs, and its packager %s is a script packager, which vzpkg runs on a stopped container's root: stop the container", c.Ref, r.Packager)
+	}
 	if r.Packager != "apt" && r.Packager != "dnf" {
-		return nil, fmt.Errorf("container %s: packager %q: vzpkg manages containers of apt and dnf", c.Ref, r.Packager)
+		return nil, fmt.Errorf("container %s: packager %q: vzpkg manages running containers of apt and dnf", c.Ref, r.Packager)
 	}
 	o.name = r.Packager
 	return o, nil

@@ -23,7 +23,7 @@ const recordHeader = "# Written by vzpkg when it built this template: the packag
 
 // Record is what RecordFile holds.
 type Record struct {
-	Packager   string // a packager name of the registry: "apt", "dnf"
+	Packager   string // a packager name of the registry: "apt", "dnf", "script:NAME"
 	Template   string
 	Arch       string
 	ArchName   string

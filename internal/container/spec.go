@@ -2,6 +2,7 @@ package container
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,13 +15,14 @@ import (
 	"vzpkg2/internal/packager"
 )
 
-// specFor describes the installed root r for its packager: the
+// specFor describes the installed root r for its packager p: the
 // repositories its own configuration names (which, in a template vzpkg
 // built, point at pkg-cacher), its release and its path filters. Nothing
 // of the template tree is used: the container may have been changed since.
-// Key files the repositories name inside the root are copied into keyDir
-// on the host, read through r.
-func specFor(r *os.Root, rec Record, keyDir string) (*packager.Spec, error) {
+// vzpkg reads apt's and dnf's configuration itself; a script packager's
+// NAME-repos reads its own. Key files the repositories name inside the root
+// are copied into keyDir on the host, read through r.
+func specFor(ctx context.Context, r *os.Root, rec Record, p packager.Packager, keyDir string) (*packager.Spec, error) {
 	spec := &packager.Spec{Name: rec.Template, Arch: rec.Arch, ArchName: rec.ArchName, Suite: rec.Suite, Releasever: rec.Releasever}
 	osr := osRelease(r)
 	if spec.Arch == "" {
@@ -45,7 +47,16 @@ func specFor(r *os.Root, rec Record, keyDir string) (*packager.Spec, error) {
 			return nil, err
 		}
 	default:
-		return nil, fmt.Errorf("packager %q: vzpkg manages containers of apt and dnf", rec.Packager)
+		rr, ok := p.(rootRepos)
+		if !ok {
+			return nil, fmt.Errorf("packager %q: vzpkg manages containers of apt, dnf and script packagers", rec.Packager)
+		}
+		if spec.ArchName == "" {
+			spec.ArchName = spec.Arch
+		}
+		if err := scriptRepos(ctx, r, rr, spec, keyDir); err != nil {
+			return nil, err
+		}
 	}
 	if len(spec.Repos) == 0 {
 		return nil, errors.New("its repository configuration names no enabled repository")
@@ -229,5 +240,49 @@ func dnfRepos(r *os.Root, spec *packager.Spec, keyDir string) error {
 			spec.Repos = append(spec.Repos, repo)
 		}
 	}
+	return nil
+}
+
+// rootRepos is a backend that reads a root's repository configuration
+// itself: a script packager, whose configuration format vzpkg does not
+// know. keys are http(s) URLs or absolute paths in the root.
+type rootRepos interface {
+	Repos(ctx context.Context, root string, spec *packager.Spec) (repos []packager.Repo, keys []string, err error)
+}
+
+// scriptRepos fills spec with the repositories and keys p reads from the
+// root r: the repositories must be http(s) URLs (the host fetches them),
+// keys in the root are copied into keyDir through r.
+func scriptRepos(ctx context.Context, r *os.Root, p rootRepos, spec *packager.Spec, keyDir string) error {
+	repos, keys, err := p.Repos(ctx, r.Name(), spec)
+	if err != nil {
+		return err
+	}
+	for _, repo := range repos {
+		for _, u := range repo.Mirrors {
+			if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+				return fmt.Errorf("repository %s: %s: vzpkg manages containers whose repositories are http(s) URLs", repo.Name, u)
+			}
+		}
+	}
+	for i, k := range keys {
+		switch {
+		case strings.HasPrefix(k, "http://") || strings.HasPrefix(k, "https://"):
+		case path.IsAbs(k):
+			data, err := r.ReadFile(strings.TrimPrefix(path.Clean(k), "/"))
+			if err != nil {
+				return fmt.Errorf("key %s: %w", k, err)
+			}
+			dst := filepath.Join(keyDir, fmt.Sprintf("script%d.asc", i))
+			if err := os.WriteFile(dst, data, 0o600); err != nil {
+				return err
+			}
+			k = dst
+		default:
+			return fmt.Errorf("key %s: want an http(s) URL or an absolute path in the container", k)
+		}
+		spec.Keys = append(spec.Keys, k)
+	}
+	spec.Repos = repos
 	return nil
 }

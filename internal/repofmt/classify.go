@@ -1,5 +1,5 @@
-// Package repofmt knows the file layout of distribution repositories (apt and
-// yum/dnf): which files never change once published, which are indexes that
+// Package repofmt knows the file layout of distribution repositories (apt,
+// yum/dnf and pacman): which files never change once published, which are indexes that
 // must be revalidated, and which are mirror lists that go stale fastest; and
 // it parses the indexes that say what each file must be (Release/InRelease,
 // Packages/Sources, repomd.xml, primary.xml).
@@ -43,6 +43,9 @@ func Classify(p, query string) Class {
 		return c
 	}
 	if c, ok := classifyApt(p, base); ok {
+		return c
+	}
+	if c, ok := classifyPacman(base); ok {
 		return c
 	}
 	return Volatile

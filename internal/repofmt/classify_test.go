@@ -38,6 +38,17 @@ func TestClassify(t *testing.T) {
 		{"/mirrorlist/9/baseos", "", MirrorList},
 		{"/", "release=7&arch=x86_64&repo=os", MirrorList},
 		{"/pub/fedora/linux/mirrorlist/x/foo.rpm", "", Immutable},
+		// pacman
+		{"/archlinux/core/os/x86_64/bash-5.2.037-1-x86_64.pkg.tar.zst", "", Immutable},
+		{"/archlinux/core/os/x86_64/bash-5.2.037-1-x86_64.pkg.tar.zst.sig", "", Immutable},
+		{"/archlinux/extra/os/x86_64/tzdata-2025a-1-x86_64.pkg.tar.xz", "", Immutable},
+		{"/old/any/foo-1.0-1-any.pkg.tar.gz", "", Immutable},
+		{"/old/any/foo-1.0-1-any.pkg.tar.gz.sig", "", Immutable},
+		{"/archlinux/core/os/x86_64/core.db", "", Volatile},
+		{"/archlinux/core/os/x86_64/core.db.sig", "", Volatile},
+		{"/archlinux/core/os/x86_64/core.files", "", Volatile},
+		{"/archlinux/core/os/x86_64/core.db.tar.gz", "", Volatile},
+		{"/archlinux/core/os/x86_64/core.files.tar.zst.sig", "", Volatile},
 		// neither
 		{"/some/unknown/file.txt", "", Volatile},
 		{"/search", "q=x", Volatile},

@@ -358,7 +358,7 @@ func (b *builder) finish(ctx context.Context) (*Result, error) {
 	if err := b.pkgr.ConfigureRepos(b.root, b.def, cacher); err != nil {
 		return nil, fmt.Errorf("configure repositories: %w", err)
 	}
-	if err := container.WriteRecord(b.root, b.def.Packager, b.pkgr.spec); err != nil {
+	if err := container.WriteRecord(b.root, b.pkgr.name, b.pkgr.spec); err != nil {
 		return nil, fmt.Errorf("record the packager: %w", err)
 	}
 	for _, h := range b.def.Hooks[tmpl.PhaseFinal] {

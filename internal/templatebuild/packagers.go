@@ -34,7 +34,7 @@ func packagerFor(def *tmpl.Definition) (specPackager, error) {
 	if err != nil {
 		return specPackager{}, err
 	}
-	return specPackager{p: p, spec: newSpec(def)}, nil
+	return specPackager{p: p, name: name, spec: newSpec(def)}, nil
 }
 
 // newSpec describes the template def for a backend.
@@ -70,6 +70,7 @@ func newSpec(def *tmpl.Definition) *packager.Spec {
 // Spec.
 type specPackager struct {
 	p    packager.Packager
+	name string // the registry's name of p: "apt", "dnf", "script:NAME"
 	spec *packager.Spec
 }
 

@@ -307,7 +307,7 @@ vzpkg update cache NAME updates templates (see vzpkg-update-cache(8)).
   vzpkg update --all --root-dir /srv/roots`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return containerUpdate(cmd, args, &ctf, &af)
+			return a.containerUpdate(cmd, args, &ctf, &af)
 		},
 	}
 	ctf.register(update, false)
@@ -382,7 +382,7 @@ vzpkg remove cache NAME deletes a template (see vzpkg-remove-cache(8)).
   vzpkg remove /srv/roots/ct1 hello`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return containerRemove(cmd, args, &ctf)
+			return a.containerRemove(cmd, args, &ctf)
 		},
 	}
 	ctf.register(remove, false)

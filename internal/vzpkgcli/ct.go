@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"vzpkg2/internal/container"
 	"vzpkg2/internal/packager"
 	"vzpkg2/internal/templatebuild"
+	"vzpkg2/internal/tmpl"
 )
 
 // Exit statuses of the container commands.
@@ -58,7 +60,9 @@ fails or is interrupted; apt runs with a policy-rc.d that starts no service.
 The packager is the one the template recorded in /etc/vzpkg/packager when vzpkg built it, else
 the one whose database the container has (dpkg: apt, rpm: dnf). The repositories are the
 container's own (sources.list, yum.repos.d): through pkg-cacher when the template was built
-with use_cacher.`
+with use_cacher. A script:NAME packager (vzpkg-packager(7)) runs its NAME-* executables from
+the template trees' _packagers or /usr/lib/vzpkg/packagers on a stopped container's root, with
+the repositories its NAME-repos reads there.`
 
 // ctFlags are the flags of the container commands.
 type ctFlags struct {
@@ -76,21 +80,23 @@ func (f *ctFlags) register(cmd *cobra.Command, withJSON bool) {
 }
 
 // withContainer opens CT and runs fn with its package verbs.
-func withContainer(cmd *cobra.Command, ct string, f *ctFlags, out io.Writer, fn func(ctx context.Context, ops container.Ops) error) error {
+func (a *app) withContainer(cmd *cobra.Command, ct string, f *ctFlags, out io.Writer, fn func(ctx context.Context, ops container.Ops) error) error {
 	ctx := cmd.Context()
 	ref, err := container.Parse(ct, f.driver)
 	if err != nil {
 		return &ExitError{Code: ExitUsage, Err: err}
 	}
-	return withRef(ctx, ref, f, out, fn)
+	return withRef(ctx, a.ctBackends(), ref, f, out, fn)
 }
 
-func withRef(ctx context.Context, ref container.Ref, f *ctFlags, out io.Writer, fn func(ctx context.Context, ops container.Ops) error) error {
+// withRef opens ref and runs fn with its package verbs, the backends of
+// its packager found in reg.
+func withRef(ctx context.Context, reg container.Backends, ref container.Ref, f *ctFlags, out io.Writer, fn func(ctx context.Context, ops container.Ops) error) error {
 	c, err := container.Open(ctx, ref)
 	if err != nil {
 		return &ExitError{Code: ExitFailure, Err: err}
 	}
-	ops, err := c.Ops(ctx, templatebuild.Packagers(), out)
+	ops, err := c.Ops(ctx, reg, out)
 	if err != nil {
 		return &ExitError{Code: ExitFailure, Err: err}
 	}
@@ -103,6 +109,46 @@ func withRef(ctx context.Context, ref container.Ref, f *ctFlags, out io.Writer, 
 		return &ExitError{Code: ExitFailure, Err: fmt.Errorf("%s: %s", ref, oneLine(err))}
 	}
 	return nil
+}
+
+// ctBackends finds the backend of a container's packager. A script
+// packager's executables are looked for in the _packagers directories of
+// the template trees, as when its template was built, then in
+// script.SystemDir; the trees are looked for once, and only when a
+// container has a script packager.
+type ctBackends struct {
+	scriptDirs func() ([]string, error)
+}
+
+// ctBackends returns the backends of the container commands, safe for
+// concurrent use.
+func (a *app) ctBackends() ctBackends {
+	return ctBackends{scriptDirs: sync.OnceValues(func() ([]string, error) {
+		cfg, err := a.loadConfig()
+		if err != nil {
+			return nil, err
+		}
+		roots, err := a.roots(cfg)
+		if err != nil {
+			return nil, err
+		}
+		var dirs []string
+		for _, r := range roots {
+			dirs = append(dirs, filepath.Join(r, tmpl.ScriptDir))
+		}
+		return dirs, nil
+	})}
+}
+
+func (b ctBackends) Lookup(name string) (packager.Packager, error) {
+	var dirs []string
+	if strings.HasPrefix(name, tmpl.PackagerScript+":") {
+		var err error
+		if dirs, err = b.scriptDirs(); err != nil {
+			return nil, err
+		}
+	}
+	return templatebuild.Packagers(dirs...).Lookup(name)
 }
 
 // oneLine shortens a package manager's failure to one line: what failed,
@@ -146,7 +192,7 @@ leaves the container's packages as they were.
   vzpkg install /srv/roots/ct1 hello`,
 		Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withContainer(cmd, args[0], &f, pmOutput(cmd, &f), func(ctx context.Context, ops container.Ops) error {
+			return a.withContainer(cmd, args[0], &f, pmOutput(cmd, &f), func(ctx context.Context, ops container.Ops) error {
 				if err := ops.Install(ctx, args[1:]); err != nil {
 					return fmt.Errorf("install %s: %w", strings.Join(args[1:], " "), err)
 				}
@@ -168,11 +214,11 @@ leaves the container's packages as they were.
 }
 
 // containerRemove is `vzpkg remove CT PKG...`, run by the remove command.
-func containerRemove(cmd *cobra.Command, args []string, f *ctFlags) error {
+func (a *app) containerRemove(cmd *cobra.Command, args []string, f *ctFlags) error {
 	if len(args) < 2 {
 		return &ExitError{Code: ExitUsage, Err: errors.New("usage: vzpkg remove CT PKG... (or vzpkg remove cache NAME)")}
 	}
-	return withContainer(cmd, args[0], f, pmOutput(cmd, f), func(ctx context.Context, ops container.Ops) error {
+	return a.withContainer(cmd, args[0], f, pmOutput(cmd, f), func(ctx context.Context, ops container.Ops) error {
 		if err := ops.Remove(ctx, args[1:]); err != nil {
 			return fmt.Errorf("remove %s: %w", strings.Join(args[1:], " "), err)
 		}
@@ -195,12 +241,12 @@ func (f *allFlags) register(cmd *cobra.Command) {
 }
 
 // containerUpdate is `vzpkg update CT [PKG...]` and `vzpkg update --all`.
-func containerUpdate(cmd *cobra.Command, args []string, f *ctFlags, af *allFlags) error {
+func (a *app) containerUpdate(cmd *cobra.Command, args []string, f *ctFlags, af *allFlags) error {
 	if af.all {
 		if len(args) > 0 {
 			return &ExitError{Code: ExitUsage, Err: errors.New("--all updates every package of every container: name no container or package")}
 		}
-		return forAll(cmd, f, af, "update", func(ctx context.Context, ops container.Ops) (string, bool, error) {
+		return a.forAll(cmd, f, af, "update", func(ctx context.Context, ops container.Ops) (string, bool, error) {
 			before, err := ops.Query(ctx)
 			if err != nil {
 				return "", false, err
@@ -222,7 +268,7 @@ func containerUpdate(cmd *cobra.Command, args []string, f *ctFlags, af *allFlags
 	if len(args) < 1 {
 		return &ExitError{Code: ExitUsage, Err: errors.New("usage: vzpkg update CT [PKG...] | --all (or vzpkg update cache NAME)")}
 	}
-	return withContainer(cmd, args[0], f, pmOutput(cmd, f), func(ctx context.Context, ops container.Ops) error {
+	return a.withContainer(cmd, args[0], f, pmOutput(cmd, f), func(ctx context.Context, ops container.Ops) error {
 		before, err := ops.Query(ctx)
 		if err != nil {
 			return err
@@ -249,7 +295,7 @@ func containerUpdate(cmd *cobra.Command, args []string, f *ctFlags, af *allFlags
 // line of progress for each as it ends, then a summary table. It fails
 // when any container failed; with updates when one reports any (and none
 // failed).
-func forAll(cmd *cobra.Command, f *ctFlags, af *allFlags, verb string, one func(ctx context.Context, ops container.Ops) (detail string, updates bool, err error)) error {
+func (a *app) forAll(cmd *cobra.Command, f *ctFlags, af *allFlags, verb string, one func(ctx context.Context, ops container.Ops) (detail string, updates bool, err error)) error {
 	ctx := cmd.Context()
 	driver := f.driver
 	if driver == "" {
@@ -273,6 +319,7 @@ func forAll(cmd *cobra.Command, f *ctFlags, af *allFlags, verb string, one func(
 		return nil
 	}
 	jobs := max(af.jobs, 1)
+	reg := a.ctBackends()
 	type result struct {
 		status, detail string
 		updates        bool
@@ -291,7 +338,7 @@ func forAll(cmd *cobra.Command, f *ctFlags, af *allFlags, verb string, one func(
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			var res result
-			err := withRef(ctx, ref, f, nil, func(ctx context.Context, ops container.Ops) error {
+			err := withRef(ctx, reg, ref, f, nil, func(ctx context.Context, ops container.Ops) error {
 				d, u, err := one(ctx, ops)
 				res.detail, res.updates = d, u
 				return err
@@ -346,8 +393,8 @@ type pkgJSON struct {
 }
 
 // containerList is `vzpkg list CT`.
-func containerList(cmd *cobra.Command, ct string, f *ctFlags) error {
-	return withContainer(cmd, ct, f, nil, func(ctx context.Context, ops container.Ops) error {
+func (a *app) containerList(cmd *cobra.Command, ct string, f *ctFlags) error {
+	return a.withContainer(cmd, ct, f, nil, func(ctx context.Context, ops container.Ops) error {
 		pkgs, err := ops.Query(ctx)
 		if err != nil {
 			return err
@@ -379,7 +426,7 @@ when it is not installed.
 ` + ctDoc + exitStatusDoc,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withContainer(cmd, args[0], &f, nil, func(ctx context.Context, ops container.Ops) error {
+			return a.withContainer(cmd, args[0], &f, nil, func(ctx context.Context, ops container.Ops) error {
 				pkgs, err := ops.Query(ctx)
 				if err != nil {
 					return err
@@ -424,7 +471,7 @@ check failed (for --all: in any container); 2 for a wrong command line.`,
 				if len(args) > 0 {
 					return &ExitError{Code: ExitUsage, Err: errors.New("--all checks every container: name none")}
 				}
-				return forAll(cmd, &f, &af, "check-updates", func(ctx context.Context, ops container.Ops) (string, bool, error) {
+				return a.forAll(cmd, &f, &af, "check-updates", func(ctx context.Context, ops container.Ops) (string, bool, error) {
 					ups, err := ops.CheckUpdates(ctx)
 					if err != nil {
 						return "", false, err
@@ -439,7 +486,7 @@ check failed (for --all: in any container); 2 for a wrong command line.`,
 				return &ExitError{Code: ExitUsage, Err: errors.New("usage: vzpkg check-updates CT | --all")}
 			}
 			var found bool
-			err := withContainer(cmd, args[0], &f, pmOutput(cmd, &f), func(ctx context.Context, ops container.Ops) error {
+			err := a.withContainer(cmd, args[0], &f, pmOutput(cmd, &f), func(ctx context.Context, ops container.Ops) error {
 				ups, err := ops.CheckUpdates(ctx)
 				if err != nil {
 					return fmt.Errorf("check updates: %w", err)

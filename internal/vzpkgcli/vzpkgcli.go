@@ -210,7 +210,7 @@ an array of {"name", "version", "arch"}).
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 1 {
-				return containerList(cmd, args[0], &f)
+				return a.containerList(cmd, args[0], &f)
 			}
 			if f.json || f.driver != "" {
 				return &ExitError{Code: ExitUsage, Err: errors.New("--json and --driver are for the packages of a container: vzpkg list CT")}

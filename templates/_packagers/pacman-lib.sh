@@ -80,6 +80,21 @@ import_keys() {
 	IFS=$old
 }
 
+# keep_keys copies the keys import_keys fetched into the root's
+# /etc/pacman.d/vzpkg-keys (public keys only), where pacman-repos names
+# them: vzpkg checks what it installs in a container of the template
+# against them.
+keep_keys() {
+	dir=$VZPKG_ROOT/etc/pacman.d/vzpkg-keys
+	mkdir -p "$dir"
+	find "$dir" -mindepth 1 -maxdepth 1 -name '*.asc' -delete
+	i=1
+	while [ -f "$TMPDIR/key$i" ]; do
+		cp "$TMPDIR/key$i" "$dir/$i.asc"
+		i=$((i + 1))
+	done
+}
+
 # repos prints a pacman section per repository of $VZPKG_REPOS, a Server
 # line per mirror, in order.
 repos() {

@@ -1,8 +1,6 @@
 package script_test
 
 import (
-	"fmt"
-	"maps"
 	"net/url"
 	"os"
 	"os/exec"
@@ -32,9 +30,9 @@ var shippedScripts = filepath.Join("..", "..", "..", "templates", "_packagers")
 // libarchive-tools and gnupg.)
 func TestPacmanConformance(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "repo")
-	signer := newPacmanSigner(t)
-	buildPacmanRepo(t, dir, "vztest", systemPacmanPkgs(t, "1.0"), signer)
-	writeTestFile(t, filepath.Join(dir, "vztest.asc"), string(signer.key), 0o644)
+	signer := repotest.NewPacmanSigner(t)
+	repotest.BuildPacmanRepo(t, dir, "vztest", repotest.SystemPacmanPkgs(t, "1.0"), signer)
+	writeTestFile(t, filepath.Join(dir, "vztest.asc"), string(signer.Key), 0o644)
 	up := repotest.NewUpstream(t, dir)
 	c := repotest.StartCacher(t, bin, "allowed_locations="+up.HostPort(), "volatile_ttl=0")
 	cacher := mustURL(t, c.URL)
@@ -61,8 +59,8 @@ func TestPacmanConformance(t *testing.T) {
 		Extra:    "vz-extra",
 		Upgraded: "vz-motd", UpgradedVersion: "1.1-1",
 		Publish: func(t *testing.T) {
-			pkgs := systemPacmanPkgs(t, "1.1")
-			buildPacmanRepo(t, dir, "vztest", pkgs[3:4], signer)
+			pkgs := repotest.SystemPacmanPkgs(t, "1.1")
+			repotest.BuildPacmanRepo(t, dir, "vztest", pkgs[3:4], signer)
 		},
 		RepoDir:  "etc/pacman.d/repos",
 		Volatile: []string{"var/lib/pacman/sync"},
@@ -106,7 +104,7 @@ func TestPacmanConformance(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		buildPacmanRepo(t, dir, "vztest", []pacmanPkg{{Name: "vz-unsigned", Version: "1.0-1", Text: map[string]string{"/etc/unsigned": "x\n"}}}, nil)
+		repotest.BuildPacmanRepo(t, dir, "vztest", []repotest.PacmanPkg{{Name: "vz-unsigned", Version: "1.0-1", Text: map[string]string{"/etc/unsigned": "x\n"}}}, nil)
 		if err := p.Install(t.Context(), root, spec, env, []string{"vz-unsigned"}); err == nil {
 			t.Error("Install of a package without a signature succeeded")
 		}
@@ -119,32 +117,7 @@ func TestPacmanConformance(t *testing.T) {
 	})
 
 	t.Run("vzpkg create cache of a script:pacman template", func(t *testing.T) {
-		tree := t.TempDir()
-		abs, err := filepath.Abs(shippedScripts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Symlink(abs, filepath.Join(tree, "_packagers")); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.MkdirAll(filepath.Join(tree, "vztest", "1", hostArch(t)), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		writeTestFile(t, filepath.Join(tree, "vztest", "1", hostArch(t), "config.yaml"), "", 0o644)
-		writeTestFile(t, filepath.Join(tree, "vztest", "config.yaml"), `packager: script:pacman
-use_cacher: true
-fixups: [logs-truncate]
-keys: ['`+up.URL()+`/vztest.asc']
-repos:
-  vztest:
-    mirrors: ['`+up.URL()+`/']
-sets:
-  default:
-    packages: [vz-filesystem, vz-dash, vz-motd]
-    dummies:
-      - {name: kernel, version: "99:1.0-1", provides: [kernel-core]}
-`, 0o644)
-		name := "vztest-1-" + hostArch(t)
+		tree, name := repotest.PacmanTree(t, up.URL(), shippedScripts)
 		build := func(t *testing.T) string {
 			cache := t.TempDir()
 			cmd := exec.Command(filepath.Join(bin, "vzpkg"), "--templates", tree, "create", "cache", name, "--cache-dir", cache, "--cacher", c.URL, "--quiet")
@@ -177,181 +150,18 @@ sets:
 			t.Error("the template holds a pacman keyring (with the build's private master key)")
 		}
 
-		// The same input and SOURCE_DATE_EPOCH: the same bytes.
-		before := len(up.Requests())
+		// The same input and SOURCE_DATE_EPOCH: the same bytes, and every
+		// package from pkg-cacher's cache.
+		before := up.CountContains(".pkg.tar.")
 		again := build(t)
-		t.Logf("the second build made %d upstream requests", len(up.Requests())-before)
+		if n := up.CountContains(".pkg.tar.") - before; n != 0 {
+			t.Errorf("the second build made %d upstream package requests, want 0: pkg-cacher did not keep the packages", n)
+		}
 		a := readTestFile(t, filepath.Join(cache, name+".tar.gz"))
 		if b := readTestFile(t, filepath.Join(again, name+".tar.gz")); a != b {
 			t.Errorf("two builds with the same SOURCE_DATE_EPOCH differ (%d and %d bytes)", len(a), len(b))
 		}
 	})
-}
-
-// pacmanPkg describes a package for buildPacmanRepo.
-type pacmanPkg struct {
-	Name, Version string // Version is pkgver-pkgrel, e.g. "1.0-1"
-	Arch          string // "any" when empty
-	Depends       []string
-	Provides      []string
-	Files         map[string]string // installed path → the host file copied there
-	Text          map[string]string // installed path → content
-	Dirs          []string
-	Symlinks      map[string]string // installed path → link target
-	PostInstall   string            // body of the install script's post_install
-}
-
-// buildPacmanRepo builds pkgs with makepkg (as nobody: makepkg refuses
-// root), signs them with signer unless it is nil, and adds them to the
-// repository dir/repo.db with repo-add, which puts the signatures in the
-// database. Adding a newer version of a package replaces the older one in
-// the database.
-func buildPacmanRepo(t *testing.T, dir, repo string, pkgs []pacmanPkg, signer *pacmanSigner) {
-	t.Helper()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	var files []string
-	for _, p := range pkgs {
-		f := makepkg(t, dir, p)
-		if signer != nil {
-			signer.gpg(t, "--detach-sign", "--no-armor", f)
-		}
-		files = append(files, f)
-	}
-	run(t, "", nil, "repo-add", append([]string{"--quiet", filepath.Join(dir, repo+".db.tar.gz")}, files...)...)
-}
-
-// pacmanSigner is a GnuPG home with a signing key made for the test.
-type pacmanSigner struct {
-	home string
-	key  []byte // the public key, ASCII-armoured
-}
-
-func newPacmanSigner(t *testing.T) *pacmanSigner {
-	t.Helper()
-	// gpg-agent's socket path must stay short: not under t.TempDir.
-	home, err := os.MkdirTemp("", "vzgpg")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &pacmanSigner{home: home}
-	t.Cleanup(func() {
-		exec.Command("gpgconf", "--homedir", home, "--kill", "gpg-agent").Run()
-		os.RemoveAll(home)
-	})
-	s.gpg(t, "--quick-gen-key", "vztest pacman <vztest@example.invalid>", "ed25519", "sign", "never")
-	s.key = s.gpg(t, "--armor", "--export")
-	return s
-}
-
-// gpg runs gpg in the signer's home and returns its output.
-func (s *pacmanSigner) gpg(t *testing.T, args ...string) []byte {
-	t.Helper()
-	cmd := exec.Command("gpg", append([]string{"--homedir", s.home, "--batch", "--no-tty", "--yes", "--pinentry-mode", "loopback", "--passphrase", ""}, args...)...)
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("gpg %s: %v", strings.Join(args, " "), err)
-	}
-	return out
-}
-
-// makepkg builds p in a directory of its own and moves the package into
-// dest, returning its path.
-func makepkg(t *testing.T, dest string, p pacmanPkg) string {
-	t.Helper()
-	build, err := os.MkdirTemp("", "vzpkg-makepkg-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(build) })
-	q := func(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
-	list := func(l []string) string {
-		var out []string
-		for _, s := range l {
-			out = append(out, q(s))
-		}
-		return "(" + strings.Join(out, " ") + ")"
-	}
-	pkgver, pkgrel, _ := strings.Cut(p.Version, "-")
-	arch := p.Arch
-	if arch == "" {
-		arch = "any"
-	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "pkgname=%s\npkgver=%s\npkgrel=%s\npkgdesc='vzpkg test package'\narch=(%s)\nlicense=(MIT)\n", p.Name, pkgver, pkgrel, arch)
-	fmt.Fprintf(&b, "depends=%s\nprovides=%s\noptions=(!strip !debug !lto !zipman !purge !docs)\n", list(p.Depends), list(p.Provides))
-	if p.PostInstall != "" {
-		b.WriteString("install=post.install\n")
-		writeTestFile(t, filepath.Join(build, "post.install"), "post_install() {\n"+p.PostInstall+"\n}\n", 0o644)
-	}
-	b.WriteString("package() {\n")
-	for _, d := range p.Dirs {
-		fmt.Fprintf(&b, "  install -d -m 755 \"$pkgdir\"%s\n", q(d))
-	}
-	for i, dst := range slices.Sorted(maps.Keys(p.Text)) {
-		src := fmt.Sprintf("text%d", i)
-		writeTestFile(t, filepath.Join(build, src), p.Text[dst], 0o644)
-		fmt.Fprintf(&b, "  install -D -m 644 \"$startdir\"/%s \"$pkgdir\"%s\n", src, q(dst))
-	}
-	for _, dst := range slices.Sorted(maps.Keys(p.Files)) {
-		fmt.Fprintf(&b, "  install -d \"$pkgdir\"%s && cp -p %s \"$pkgdir\"%s\n", q(filepath.Dir(dst)), q(p.Files[dst]), q(dst))
-	}
-	for _, l := range slices.Sorted(maps.Keys(p.Symlinks)) {
-		fmt.Fprintf(&b, "  install -d \"$pkgdir\"%s && ln -s %s \"$pkgdir\"%s\n", q(filepath.Dir(l)), q(p.Symlinks[l]), q(l))
-	}
-	b.WriteString("}\n")
-	writeTestFile(t, filepath.Join(build, "PKGBUILD"), b.String(), 0o644)
-	run(t, "", nil, "chown", "-R", "nobody:nogroup", build)
-	run(t, build, []string{"HOME=" + build, "PKGDEST=" + build, "PKGEXT=.pkg.tar.zst", "SOURCE_DATE_EPOCH=1700000000"},
-		"setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "makepkg", "--nodeps", "--noconfirm", "--force")
-	name := fmt.Sprintf("%s-%s-%s.pkg.tar.zst", p.Name, p.Version, arch)
-	dst := filepath.Join(dest, name)
-	if err := os.Rename(filepath.Join(build, name), dst); err != nil {
-		t.Fatalf("makepkg %s: %v", p.Name, err)
-	}
-	return dst
-}
-
-// systemPacmanPkgs returns a small distribution of the host's own
-// binaries, as repotest.SystemRPMs does for rpm: vz-filesystem (the
-// directory tree, usr-merged), vz-libc (dash's libraries), vz-dash
-// (providing sh), vz-motd (motdVersion; /etc/motd, a post_install
-// scriptlet, and a dependency on kernel-core, which only a dummy
-// provides), and vz-extra, which nothing needs.
-func systemPacmanPkgs(t *testing.T, motdVersion string) []pacmanPkg {
-	t.Helper()
-	arch := hostArch(t)
-	files, links := repotest.HostProgram(t, "/usr/bin/dash")
-	libc := pacmanPkg{Name: "vz-libc", Version: "2.36-1", Arch: arch, Depends: []string{"vz-filesystem"},
-		Files: map[string]string{}, Symlinks: map[string]string{}}
-	dash := pacmanPkg{Name: "vz-dash", Version: "0.5.12-1", Arch: arch, Depends: []string{"vz-libc"}, Provides: []string{"sh"},
-		Files: map[string]string{}, Symlinks: map[string]string{"/usr/bin/sh": "dash"}}
-	for dst, src := range files {
-		if strings.HasSuffix(dst, "/dash") {
-			dash.Files["/usr/bin/dash"] = src
-		} else {
-			libc.Files[dst] = src
-		}
-	}
-	for l, target := range links {
-		if !strings.HasSuffix(l, "/dash") {
-			libc.Symlinks[l] = target
-		}
-	}
-	return []pacmanPkg{
-		{Name: "vz-filesystem", Version: "1.0-1",
-			Dirs: []string{"/dev", "/etc", "/proc", "/root", "/sys", "/tmp", "/usr/bin", "/usr/lib", "/usr/lib64", "/usr/sbin",
-				"/usr/share", "/var/cache", "/var/lib", "/var/log", "/var/tmp"},
-			Symlinks: map[string]string{"/bin": "usr/bin", "/sbin": "usr/sbin", "/lib": "usr/lib", "/lib64": "usr/lib64"},
-			Text:     map[string]string{"/etc/os-release": "NAME=\"vz test\"\nID=vztest\nVERSION_ID=1\n"}},
-		libc,
-		dash,
-		{Name: "vz-motd", Version: motdVersion + "-1", Depends: []string{"vz-filesystem", "sh", "kernel-core"},
-			Text:        map[string]string{"/etc/motd": "vz-motd " + motdVersion + "\n"},
-			PostInstall: `  echo "post_install of $1 ran" > /etc/vz-motd.post`},
-		{Name: "vz-extra", Version: "1.0-1", Depends: []string{"vz-filesystem"}, Text: map[string]string{"/usr/share/vz-extra/data": "extra\n"}},
-	}
 }
 
 func hostArch(t *testing.T) string {

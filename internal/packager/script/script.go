@@ -41,10 +41,11 @@ const (
 	OpCheckUpdates   = "check-updates"
 	OpConfigureRepos = "configure-repos"
 	OpDummy          = "dummy"
+	OpRepos          = "repos"
 )
 
 // operations lists every operation, in the order the man page gives them.
-var operations = []string{OpBootstrap, OpInstall, OpRemove, OpUpdate, OpQuery, OpCheckUpdates, OpConfigureRepos, OpDummy}
+var operations = []string{OpBootstrap, OpInstall, OpRemove, OpUpdate, OpQuery, OpCheckUpdates, OpConfigureRepos, OpDummy, OpRepos}
 
 // ExitUnknownPackage is the exit code with which install and remove say
 // that a package they were given is unknown (not in the repositories, or
@@ -347,6 +348,64 @@ func (s *Script) Dummy(ctx context.Context, dir string, spec *packager.Spec, d p
 		return "", fmt.Errorf("%s printed %s, which is not a regular file (%v)", what, path, err)
 	}
 	return path, nil
+}
+
+// Repos runs NAME-repos, which reads the repository configuration of the
+// installed root, and returns the repositories and signing keys it
+// printed: keys as printed (an http(s) URL, or an absolute path in the
+// root), which the caller checks. spec gives the root's template, release
+// and architecture; its repositories and packages are not passed.
+func (s *Script) Repos(ctx context.Context, root string, spec *packager.Spec) ([]packager.Repo, []string, error) {
+	var out bytes.Buffer
+	err := s.run(ctx, call{op: OpRepos, root: root, stdout: &out, vars: []string{
+		"VZPKG_TEMPLATE=" + spec.Name,
+		"VZPKG_ARCH=" + spec.Arch,
+		"VZPKG_ARCH_NAME=" + spec.ArchName,
+		"VZPKG_RELEASEVER=" + spec.Releasever,
+		"VZPKG_SUITE=" + spec.Suite,
+	}})
+	if err != nil {
+		return nil, nil, err
+	}
+	return s.parseRepos(out.Bytes())
+}
+
+// parseRepos reads what NAME-repos printed: "repo<TAB>name<TAB>url" a
+// line per mirror, the repositories and their mirrors in order, and
+// "key<TAB>key" a line per signing key.
+func (s *Script) parseRepos(data []byte) ([]packager.Repo, []string, error) {
+	what := s.name + "-" + OpRepos
+	var (
+		repos []packager.Repo
+		keys  []string
+	)
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for n := 1; sc.Scan(); n++ {
+		line := sc.Text()
+		if line == "" {
+			continue
+		}
+		f := strings.Split(line, "\t")
+		switch {
+		case len(f) == 3 && f[0] == "repo" && f[1] != "" && f[2] != "":
+			i := slices.IndexFunc(repos, func(r packager.Repo) bool { return r.Name == f[1] })
+			if i < 0 {
+				repos = append(repos, packager.Repo{Name: f[1]})
+				i = len(repos) - 1
+			}
+			repos[i].Mirrors = append(repos[i].Mirrors, f[2])
+		case len(f) == 2 && f[0] == "key" && f[1] != "":
+			if !slices.Contains(keys, f[1]) {
+				keys = append(keys, f[1])
+			}
+		default:
+			return nil, nil, fmt.Errorf("%s: output line %d %q: want repo<TAB>name<TAB>url or key<TAB>key", what, n, line)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, nil, fmt.Errorf("%s: read its output: %w", what, err)
+	}
+	return repos, keys, nil
 }
 
 // parseList reads the list op printed: one package a line,

@@ -275,3 +275,31 @@ func mustGetwd(t *testing.T) string {
 	}
 	return wd
 }
+
+// TestRepos: NAME-repos gets the root's release and architecture, and
+// its repositories (mirrors grouped by name, in order) and keys are read
+// from what it prints; anything else it prints is an error naming the
+// line.
+func TestRepos(t *testing.T) {
+	s := newVztest(t, scripts(t, map[string]string{
+		"repos": `[ "$VZPKG_OPERATION $VZPKG_ARCH $VZPKG_RELEASEVER" = "repos x86_64 1" ] || exit 1
+printf 'repo\tcore\thttp://a/core\nkey\t/etc/k.asc\n\nrepo\textra\thttp://a/extra\nrepo\tcore\thttp://b/core\nkey\t/etc/k.asc\n'`,
+	}))
+	spec := &packager.Spec{Name: "arch-1-x86_64", Arch: "x86_64", Releasever: "1"}
+	repos, keys, err := s.Repos(t.Context(), t.TempDir(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []packager.Repo{{Name: "core", Mirrors: []string{"http://a/core", "http://b/core"}}, {Name: "extra", Mirrors: []string{"http://a/extra"}}}
+	if !slices.EqualFunc(repos, want, func(a, b packager.Repo) bool { return a.Name == b.Name && slices.Equal(a.Mirrors, b.Mirrors) }) {
+		t.Errorf("repos %v, want %v", repos, want)
+	}
+	if !slices.Equal(keys, []string{"/etc/k.asc"}) {
+		t.Errorf("keys %v, want [/etc/k.asc]", keys)
+	}
+
+	bad := newVztest(t, scripts(t, map[string]string{"repos": `printf 'repo\tcore\thttp://a/core\nServer = http://b/\n'`}))
+	if _, _, err := bad.Repos(t.Context(), t.TempDir(), spec); err == nil || !strings.Contains(err.Error(), `vztest-repos: output line 2 "Server = http://b/"`) {
+		t.Errorf("Repos of a script printing a pacman line: %v, want an error naming line 2", err)
+	}
+}
