@@ -26,7 +26,10 @@ large=$work/large-${FILES:-200000}-${SUMS:-500000}
 run=$(mktemp -d "$PWD/$work/expirehot-XXXXXX")
 trap 'cleanup; rm -rf "$run"' EXIT
 cp -al "$large/cache" "$run/cache"
-rm "$run/cache/index.log" && cp "$large/cache/index.log" "$run/cache/" # the one file appended to in place
+if [ -e "$large/cache/index.log" ]; then # the one file appended to in place: a copy of its own
+	rm "$run/cache/index.log"
+	cp "$large/cache/index.log" "$run/cache/"
+fi
 mkdir -p "$run/files/pool"
 head -c 19000000 /dev/urandom >"$run/files/pool/big.deb"
 head -c 10000 /dev/urandom >"$run/files/pool/small.deb"
