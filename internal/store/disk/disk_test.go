@@ -383,6 +383,17 @@ func TestWalkShowsTheIndexAfterRestart(t *testing.T) {
 			want["by an older version"] = info
 			delete(want, "k3")
 		}},
+		{"index.pack damaged", func(t *testing.T, s *Store, root string, want map[string]store.Info) {
+			s.Close()
+			p := filepath.Join(root, packFile)
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines := strings.SplitN(string(b), "\n", 3)
+			lines[1] = "{not a record"
+			os.WriteFile(p, []byte(strings.Join(lines, "\n")), 0o644)
+		}},
 		{"verify repaired damage", func(t *testing.T, s *Store, root string, want map[string]store.Info) {
 			os.WriteFile(s.blobPath(want["k7"].SHA256), []byte("damaged"), 0o644)
 			if _, err := s.Verify(ctx, true); err != nil {

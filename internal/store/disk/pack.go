@@ -336,12 +336,16 @@ func (s *Store) readPack(ctx context.Context, fn func(store.Info) error) error {
 	if fi, serr := os.Stat(filepath.Join(s.root, packFile)); err == nil && serr == nil && size > fi.Size()/foldAt {
 		pack, _ = s.newPack() // without one, the log is folded next time
 	}
+	var emitted int
+	var fnErr error // fn's own, not damage
 	emit := func(info store.Info) error {
 		if pack != nil && pack.add(info) != nil {
 			pack.discard()
 			pack = nil
 		}
-		return fn(info)
+		emitted++
+		fnErr = fn(info)
+		return fnErr
 	}
 	if err == nil {
 		err = readRecords(filepath.Join(s.root, packFile), token, -1, func(b []byte) error {
@@ -376,14 +380,20 @@ func (s *Store) readPack(ctx context.Context, fn func(store.Info) error) error {
 		if pack != nil {
 			pack.discard()
 		}
-		if ctx.Err() == nil {
-			// Damaged: read index/ next time.
-			s.log.mu.Lock()
-			s.dropLog()
-			s.log.mu.Unlock()
-			return fmt.Errorf("read cache index: %w", err)
+		if fnErr != nil {
+			return fnErr
 		}
-		return err
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		// Damaged: read index/ instead, now if fn has seen nothing yet.
+		s.log.mu.Lock()
+		s.dropLog()
+		s.log.mu.Unlock()
+		if emitted == 0 {
+			return s.rebuild(ctx, fn)
+		}
+		return fmt.Errorf("read cache index: %w", err)
 	}
 	if pack != nil {
 		s.fold(pack, size)
