@@ -31,7 +31,7 @@ import (
 //
 // The files under index/ stay what Open and Stat read and what a crash
 // leaves right; the two files only repeat them. Every change of an entry
-// is recorded under logMu together with the change itself, so the records
+// is recorded under s.log.mu together with the change itself, so the records
 // come in the order of the changes. They are believed only when the record
 // of the last sync says the store was closed cleanly with the token both
 // files name: then Close made them durable, and no other program (an older
