@@ -8,6 +8,7 @@
 //	lock                        flock held by the one process using root
 //
 //	synced                      when the last file system sync began (see durable.go)
+//	index.pack, index.log       the index again in two files, for Walk and GC (see pack.go)
 //
 // A body becomes visible only by rename, under the name of its own checksum,
 // and an index entry is written (also by rename) only after its blob. A
@@ -49,6 +50,7 @@ type Store struct {
 	mu     sync.Mutex
 	gcLive map[string]bool // while GC runs: blobs committed or linked since it began; guarded by mu
 
+	log    entryLog    // the index in two files, for Walk and GC (see pack.go)
 	recent recentInfos // index entries served without reading them again
 	small  smallBodies // small bodies served from memory
 
@@ -83,8 +85,12 @@ func Open(root string) (*Store, error) {
 	}
 	// objects/ is the layout of pkg-cacher 0.1.0, keyed by request: dropped.
 	err = errors.Join(s.cleanTmp(), os.RemoveAll(filepath.Join(root, "objects")))
+	var token string
 	if err == nil {
-		s.recovery, err = s.recover()
+		s.recovery, token, err = s.recover()
+	}
+	if err == nil {
+		s.openLog(token)
 	}
 	if err == nil && !s.recovery.Clean {
 		// A crash may have left a body whose index entry was never
@@ -125,8 +131,7 @@ func (s *Store) Recovery() Recovery { return s.recovery }
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.stopFlusher()
-		var err error
-		err = s.flush(true)
+		err := s.flush(true, s.closeLog())
 		s.closeErr = errors.Join(err, s.lock.Close())
 	})
 	return s.closeErr
@@ -285,7 +290,12 @@ func (s *Store) writeIndex(p string, info store.Info) error {
 		err = os.MkdirAll(filepath.Dir(p), 0o755)
 	}
 	if err == nil {
+		s.log.mu.Lock()
 		err = os.Rename(tmp.Name(), p)
+		if err == nil {
+			s.record(info, false)
+		}
+		s.log.mu.Unlock()
 	}
 	s.dirty.Store(true)
 	s.recent.forget(info.Key)
@@ -350,27 +360,27 @@ func isSHA256(s string) bool {
 // referencing it.
 func (s *Store) Delete(_ context.Context, key string) error {
 	defer s.recent.forget(key)
+	s.log.mu.Lock()
+	defer s.log.mu.Unlock()
 	if err := os.Remove(s.indexPath(key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("delete %q: %w", key, err)
 	}
+	s.record(store.Info{Key: key}, true)
 	return nil
 }
 
-// Walk implements store.Store.
+// Walk implements store.Store. It shows the entries whose blob is present
+// (Open checks its size).
 func (s *Store) Walk(ctx context.Context, fn func(store.Info) error) error {
-	return filepath.WalkDir(filepath.Join(s.root, "index"), func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		info, err := readIndex(p)
-		if err != nil || p != s.indexPath(info.Key) {
-			return nil // a torn or foreign file: not an entry
-		}
-		if fi, err := os.Stat(s.blobPath(info.SHA256)); err != nil || fi.Size() != info.Size {
-			return nil // its blob is gone or damaged: Open would not serve it
+	s.log.walkMu.Lock()
+	defer s.log.walkMu.Unlock()
+	blobs, err := s.listBlobs()
+	if err != nil {
+		return err
+	}
+	return s.entries(ctx, func(info store.Info) error {
+		if !blobs.has(info.SHA256) {
+			return nil // its blob is gone: Open would not serve it
 		}
 		return fn(info)
 	})
@@ -389,15 +399,9 @@ func (s *Store) GC(ctx context.Context) (removed int, freed int64, err error) {
 		s.mu.Unlock()
 	}()
 	used := map[string]bool{}
-	err = filepath.WalkDir(filepath.Join(s.root, "index"), func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		if info, err := readIndex(p); err == nil {
-			used[info.SHA256] = true
-		}
-		return ctx.Err()
-	})
+	s.log.walkMu.Lock()
+	err = s.entries(ctx, func(info store.Info) error { used[info.SHA256] = true; return nil })
+	s.log.walkMu.Unlock()
 	if err != nil {
 		return 0, 0, fmt.Errorf("collect garbage: %w", err)
 	}
@@ -586,7 +590,8 @@ func (s *Store) Verify(ctx context.Context, repair bool) (Report, error) {
 	var r Report
 	bad := map[string]bool{}
 	if repair {
-		defer s.recent.forget("") // entries removed below
+		s.log.packed.Store(false) // entries removed below: read index/ next time
+		defer s.recent.forget("")
 		defer s.small.clear()
 	}
 	err := filepath.WalkDir(filepath.Join(s.root, "blobs"), func(p string, d fs.DirEntry, err error) error {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -224,6 +225,9 @@ func TestDamagedSmallBodyNotServed(t *testing.T) {
 func (s *Store) abandon() {
 	s.closeOnce.Do(func() {
 		s.stopFlusher()
+		if s.log.f != nil {
+			s.log.f.Close()
+		}
 		s.lock.Close()
 	})
 }
@@ -238,7 +242,7 @@ func TestBodyTornBeforeSyncIsDropped(t *testing.T) {
 	old := put(t, s, "old", strings.Repeat("synced before the crash ", 4096))
 	past := time.Now().Add(-time.Minute) // as if the clients came a while later
 	os.Chtimes(s.blobPath(old.SHA256), past, past)
-	if err := s.flush(false); err != nil {
+	if err := s.flush(false, ""); err != nil {
 		t.Fatal(err)
 	}
 	put(t, s, "intact", strings.Repeat("written just before the crash, intact ", 4096))
@@ -334,4 +338,145 @@ func TestOutOfDescriptorsIsNotAMiss(t *testing.T) {
 	if err == nil || errors.Is(err, store.ErrNotExist) || !errors.Is(err, syscall.EMFILE) {
 		t.Errorf("Open with no descriptor left: got %v, want an EMFILE error that is not ErrNotExist", err)
 	}
+}
+
+// walk returns what Walk shows, by key.
+func walk(t *testing.T, s *Store) map[string]store.Info {
+	t.Helper()
+	got := map[string]store.Info{}
+	err := s.Walk(context.Background(), func(info store.Info) error {
+		if _, dup := got[info.Key]; dup {
+			t.Errorf("Walk showed %q twice", info.Key)
+		}
+		got[info.Key] = info
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// Walk and GC read the index from index.pack and index.log when a clean
+// close left them (see pack.go). Whatever happened to the store before a
+// restart, Walk shows exactly the stored entries, as they were last
+// written, and GC keeps every body a key names.
+func TestWalkShowsTheIndexAfterRestart(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		end  func(t *testing.T, s *Store, root string, want map[string]store.Info)
+	}{
+		{"closed", func(t *testing.T, s *Store, root string, want map[string]store.Info) { s.Close() }},
+		{"crashed", func(t *testing.T, s *Store, root string, want map[string]store.Info) { s.abandon() }},
+		{"an older version changed the index", func(t *testing.T, s *Store, root string, want map[string]store.Info) {
+			s.Close()
+			// An older pkg-cacher keeps only index/ and closes with a
+			// record that names no token.
+			old := open(t, root)
+			old.log.mu.Lock()
+			old.dropLog()
+			old.log.mu.Unlock()
+			info := put(t, old, "by an older version", "its body")
+			old.Delete(ctx, "k3")
+			old.Close()
+			want["by an older version"] = info
+			delete(want, "k3")
+		}},
+		{"index.pack damaged", func(t *testing.T, s *Store, root string, want map[string]store.Info) {
+			s.Close()
+			p := filepath.Join(root, packFile)
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines := strings.SplitN(string(b), "\n", 3)
+			lines[1] = "{not a record"
+			os.WriteFile(p, []byte(strings.Join(lines, "\n")), 0o644)
+		}},
+		{"verify repaired damage", func(t *testing.T, s *Store, root string, want map[string]store.Info) {
+			os.WriteFile(s.blobPath(want["k7"].SHA256), []byte("damaged"), 0o644)
+			if _, err := s.Verify(ctx, true); err != nil {
+				t.Fatal(err)
+			}
+			delete(want, "k7")
+			s.Close()
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			want := map[string]store.Info{}
+			// A first life: the two files are written and then kept.
+			s := open(t, root)
+			for i := range 10 {
+				k := fmt.Sprintf("k%d", i)
+				want[k] = put(t, s, k, "body of "+k)
+			}
+			s.Walk(ctx, func(store.Info) error { // the first: it reads index/
+				if k := "during the first walk"; want[k].Key == "" {
+					want[k] = put(t, s, k, "body of "+k)
+				}
+				return nil
+			})
+			s.Close()
+			// A second life, on the two files: changes of every kind,
+			// enough for the log to be folded into the pack, and Walks
+			// between them.
+			s = open(t, root)
+			for i := range 40 {
+				k := fmt.Sprintf("k%d", i%15)
+				switch i % 4 {
+				case 0, 1:
+					want[k] = put(t, s, k, fmt.Sprintf("body %d of %s", i, k))
+				case 2:
+					if info, ok := want[k]; ok {
+						info.ETag = fmt.Sprintf("etag %d", i)
+						if err := s.SetInfo(ctx, info); err != nil {
+							t.Fatal(err)
+						}
+						want[k] = info
+					}
+				case 3:
+					s.Delete(ctx, k)
+					delete(want, k)
+				}
+				if i%10 == 9 {
+					if got := walk(t, s); !maps.EqualFunc(got, want, infoEqual) {
+						t.Fatalf("after %d changes Walk shows %v, want %v", i+1, got, want)
+					}
+				}
+				if i == 8 { // a change while a Walk reads (and folds the log)
+					s.Walk(ctx, func(store.Info) error {
+						if k := "during a walk"; want[k].Key == "" {
+							want[k] = put(t, s, k, "body of "+k)
+						}
+						return nil
+					})
+				}
+			}
+			link, err := s.Link(ctx, "linked", want["k6"])
+			if err != nil {
+				t.Fatal(err)
+			}
+			want["linked"] = link
+			tc.end(t, s, root, want)
+
+			s = open(t, root)
+			if got := walk(t, s); !maps.EqualFunc(got, want, infoEqual) {
+				t.Errorf("after a restart Walk shows %v, want %v", got, want)
+			}
+			if _, _, err := s.GC(ctx); err != nil {
+				t.Fatal(err)
+			}
+			for k, info := range want {
+				if got, err := s.Stat(ctx, k); err != nil || !infoEqual(got, info) {
+					t.Errorf("%s after GC: got %+v, %v, want %+v", k, got, err, info)
+				}
+			}
+		})
+	}
+}
+
+func infoEqual(a, b store.Info) bool {
+	return a.Key == b.Key && a.Size == b.Size && a.SHA256 == b.SHA256 && a.ETag == b.ETag && a.Validated.Equal(b.Validated)
 }

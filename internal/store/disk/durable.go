@@ -31,7 +31,8 @@ const (
 	syncedFile  = "synced"
 	mtimeSlack  = 2 * time.Second // clock granularity between now and mtimes
 	stampLayout = time.RFC3339Nano
-	cleanMark   = " clean" // after the time: the store was closed
+	cleanMark   = " clean"  // last: the store was closed
+	tokenMark   = " index=" // after the time, before cleanMark: the token of index.pack and index.log (see pack.go)
 )
 
 // Recovery is what Open found of a crash.
@@ -54,7 +55,7 @@ func (s *Store) startFlusher() {
 				return
 			case <-t.C:
 				if s.dirty.Load() {
-					s.flush(false) // failed: retried on the next tick
+					s.flush(false, "") // failed: retried on the next tick
 				}
 			}
 		}
@@ -67,8 +68,9 @@ func (s *Store) stopFlusher() {
 }
 
 // flush makes every commit so far durable and records when; clean marks the
-// record as the last one before Close.
-func (s *Store) flush(clean bool) error {
+// record as the last one before Close, naming token (see pack.go) unless
+// it is "".
+func (s *Store) flush(clean bool, token string) error {
 	began := time.Now()
 	s.dirty.Store(false)
 	d, err := os.Open(s.root)
@@ -76,7 +78,7 @@ func (s *Store) flush(clean bool) error {
 		err = errors.Join(unix.Syncfs(int(d.Fd())), d.Close())
 	}
 	if err == nil {
-		err = s.writeSynced(began, clean)
+		err = s.writeSynced(began, clean, token)
 	}
 	if err != nil {
 		s.dirty.Store(true)
@@ -86,8 +88,11 @@ func (s *Store) flush(clean bool) error {
 }
 
 // writeSynced records t durably.
-func (s *Store) writeSynced(t time.Time, clean bool) error {
+func (s *Store) writeSynced(t time.Time, clean bool, token string) error {
 	line := t.UTC().Format(stampLayout)
+	if clean && token != "" {
+		line += tokenMark + token
+	}
 	if clean {
 		line += cleanMark
 	}
@@ -98,19 +103,21 @@ func (s *Store) writeSynced(t time.Time, clean bool) error {
 // closed cleanly, and starts a new record: from now on an end without Close
 // is a crash. A store without a record is new, or was written by a version
 // that synced every commit: nothing to check. An unreadable record checks
-// everything.
-func (s *Store) recover() (Recovery, error) {
+// everything. After a clean close it returns the token the record names.
+func (s *Store) recover() (r Recovery, token string, err error) {
 	now := time.Now()
 	b, err := os.ReadFile(filepath.Join(s.root, syncedFile))
-	var r Recovery
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
-		return r, err
+		return r, "", err
 	default:
 		line := strings.TrimSuffix(string(b), "\n")
-		if strings.HasSuffix(line, cleanMark) {
+		if line, ok := strings.CutSuffix(line, cleanMark); ok {
 			r.Clean = true
+			if _, t, ok := strings.Cut(line, tokenMark); ok {
+				token = t
+			}
 			break
 		}
 		t, err := time.Parse(stampLayout, line)
@@ -118,10 +125,10 @@ func (s *Store) recover() (Recovery, error) {
 			t = time.Time{}
 		}
 		if r, err = s.recheck(t); err != nil {
-			return r, err
+			return r, "", err
 		}
 	}
-	return r, s.writeSynced(now, false)
+	return r, token, s.writeSynced(now, false, "")
 }
 
 // recheck hashes again the blobs written since t and removes those whose
