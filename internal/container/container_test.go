@@ -2,6 +2,7 @@ package container
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -112,11 +113,24 @@ func TestHostileRoot(t *testing.T) {
 	// The shipped pacman scripts' pacman-repos reads the root's
 	// configuration (the record names the packager script:pacman).
 	const pacmanRec = "packager=script:pacman\narch=x86_64\n"
+	// Includes fanning out: each of 3 files at a level includes the 3 of
+	// the next, 364 files read in all.
+	fanOut := map[string]string{RecordFile: pacmanRec, "etc/pacman.conf": "[x]\nServer = http://127.0.0.1:9/\nInclude = /etc/p/1/*\n"}
+	for level := 1; level <= 5; level++ {
+		for i := range 3 {
+			conf := fmt.Sprintf("Server = http://127.0.0.1:9/m%d/\n", level)
+			if level < 5 {
+				conf += fmt.Sprintf("Include = /etc/p/%d/*\n", level+1)
+			}
+			fanOut[fmt.Sprintf("etc/p/%d/%d", level, i)] = conf
+		}
+	}
 	tests := []struct {
 		name    string
 		files   map[string]string
 		wantErr string
 	}{
+		{"script packager's includes fan out", fanOut, "more than 256 configuration files read"},
 		{"record links out", map[string]string{RecordFile: "->" + outside + "/packager"}, "path escapes from parent"},
 		{"sources link out", map[string]string{
 			"var/lib/dpkg/status": "", "etc/apt/sources.list": "->" + outside + "/sources.list",
@@ -168,5 +182,31 @@ func TestHostileRoot(t *testing.T) {
 				t.Errorf("something was written outside the root: %v", ents)
 			}
 		})
+	}
+}
+
+// TestHostileRootList: listing a script packager's container does not read
+// the host's files through a link of the root.
+func TestHostileRootList(t *testing.T) {
+	outside := t.TempDir()
+	write(t, outside, map[string]string{"x/desc": "%NAME%\nhost-secret\n%VERSION%\n1\n%ARCH%\nany\n"})
+	root := t.TempDir()
+	write(t, root, map[string]string{
+		RecordFile:               "packager=script:pacman\narch=x86_64\n",
+		"var/lib/pacman/local/x": "->" + outside + "/x",
+	})
+	ctx := t.Context()
+	c, err := Open(ctx, Ref{Chroot, root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops, err := c.Ops(ctx, registry, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ops.Close()
+	pkgs, err := ops.Query(ctx)
+	if err == nil || !strings.Contains(err.Error(), "/var/lib/pacman/local/x/desc: not a file of the root") {
+		t.Errorf("got %v, %v; want an error naming the link out", pkgs, err)
 	}
 }

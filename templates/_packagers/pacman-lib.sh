@@ -10,8 +10,8 @@ die() {
 	exit 1
 }
 
-command -v pacman >/dev/null || die "pacman is not installed (Debian: apt-get install pacman-package-manager)"
 : "${VZPKG_ROOT:?}" "${TMPDIR:?}"
+realroot=$(readlink -f -- "$VZPKG_ROOT")
 
 nl='
 '
@@ -22,6 +22,18 @@ log=$VZPKG_ROOT/var/log/pacman.log
 # run's directory: no key material is left in the root (a container
 # initialises its own, as Arch's images do with pacman-key --init).
 gpgdir=$TMPDIR/gnupg
+
+# in_root prints the host path of the root's file $1 (an absolute path in
+# the root) when it is a regular file whose real path, symbolic links
+# resolved, is in the root: no link of the root makes a script read the
+# host's files.
+in_root() {
+	real=$(readlink -f -- "$VZPKG_ROOT$1") || return 1
+	case $real in
+	"$realroot"/*) [ -f "$real" ] && echo "$real" ;;
+	*) return 1 ;;
+	esac
+}
 
 # siglevel prints pacman's SigLevel: packages must be signed by one of the
 # template's keys when it names some. Package files given to install
@@ -108,6 +120,7 @@ repos() {
 # prepare makes pacman's directories in the root and writes the run's
 # pacman.conf.
 prepare() {
+	command -v pacman >/dev/null || die "pacman is not installed (Debian: apt-get install pacman-package-manager)"
 	mkdir -p "$db" "$VZPKG_ROOT/var/cache/pacman/pkg" "$VZPKG_ROOT/var/log"
 	{
 		printf '[options]\nArchitecture = %s\nSigLevel = %s\nLocalFileSigLevel = Optional\n' "$VZPKG_ARCH" "$(siglevel)"
