@@ -185,6 +185,41 @@ func TestHostileRoot(t *testing.T) {
 	}
 }
 
+// TestHostileRootPacmanLog: a script packager's container whose pacman log
+// links out of it is refused before pacman appends to the host's file.
+func TestHostileRootPacmanLog(t *testing.T) {
+	outside := t.TempDir()
+	root := t.TempDir()
+	write(t, root, map[string]string{
+		RecordFile:                             "packager=script:pacman\narch=x86_64\n",
+		"etc/pacman.conf":                      "[x]\nServer = http://127.0.0.1:9/\n",
+		"var/lib/pacman/local/ALPM_DB_VERSION": "9\n",
+		"var/lib/pacman/local/hello-1-1/desc":  "%NAME%\nhello\n\n%VERSION%\n1-1\n\n%ARCH%\nany\n",
+		"var/lib/pacman/local/hello-1-1/files": "",
+		"var/log/pacman.log":                   "->" + outside + "/written",
+	})
+	ctx := t.Context()
+	c, err := Open(ctx, Ref{Chroot, root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops, err := c.Ops(ctx, registry, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ops.Close()
+	err = ops.Remove(ctx, []string{"hello"})
+	if err == nil || !strings.Contains(err.Error(), "/var/log/pacman.log leads out of the root") {
+		t.Errorf("got %v, want an error naming the link out", err)
+	}
+	if data, err := os.ReadFile(filepath.Join(outside, "written")); err == nil {
+		t.Errorf("pacman wrote to the host's file through the root's link:\n%s", data)
+	}
+	if left, _ := rootfs.MountsUnder(root); len(left) > 0 {
+		t.Errorf("mounts left: %v", left)
+	}
+}
+
 // TestHostileRootList: listing a script packager's container does not read
 // the host's files through a link of the root.
 func TestHostileRootList(t *testing.T) {

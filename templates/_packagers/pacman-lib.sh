@@ -35,6 +35,20 @@ in_root() {
 	esac
 }
 
+# in_root_paths dies unless each of the root's paths $@ (absolute paths in
+# the root), symbolic links resolved and a missing end allowed, is in the
+# root: pacman writes its database, package cache and log through them as
+# the host's root.
+in_root_paths() {
+	for p; do
+		real=$(readlink -m -- "$VZPKG_ROOT$p")
+		case $real in
+		"$realroot"/*) ;;
+		*) die "$p leads out of the root (to $real): refusing to write through it" ;;
+		esac
+	done
+}
+
 # siglevel prints pacman's SigLevel: packages must be signed by one of the
 # template's keys when it names some. Package files given to install
 # (vzpkg's dummies among them) are checked when they are signed
@@ -121,6 +135,7 @@ repos() {
 # pacman.conf.
 prepare() {
 	command -v pacman >/dev/null || die "pacman is not installed (Debian: apt-get install pacman-package-manager)"
+	in_root_paths /var/lib/pacman /var/cache/pacman/pkg /var/log/pacman.log /etc/pacman.d/hooks
 	mkdir -p "$db" "$VZPKG_ROOT/var/cache/pacman/pkg" "$VZPKG_ROOT/var/log"
 	{
 		printf '[options]\nArchitecture = %s\nSigLevel = %s\nLocalFileSigLevel = Optional\n' "$VZPKG_ARCH" "$(siglevel)"
