@@ -2,7 +2,9 @@ package container
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -185,39 +187,72 @@ func TestHostileRoot(t *testing.T) {
 	}
 }
 
-// TestHostileRootPacmanLog: a script packager's container whose pacman log
-// links out of it is refused before pacman appends to the host's file.
-func TestHostileRootPacmanLog(t *testing.T) {
-	outside := t.TempDir()
-	root := t.TempDir()
-	write(t, root, map[string]string{
-		RecordFile:                             "packager=script:pacman\narch=x86_64\n",
-		"etc/pacman.conf":                      "[x]\nServer = http://127.0.0.1:9/\n",
-		"var/lib/pacman/local/ALPM_DB_VERSION": "9\n",
-		"var/lib/pacman/local/hello-1-1/desc":  "%NAME%\nhello\n\n%VERSION%\n1-1\n\n%ARCH%\nany\n",
-		"var/lib/pacman/local/hello-1-1/files": "",
-		"var/log/pacman.log":                   "->" + outside + "/written",
+// TestHostileRootPacmanPaths: a script packager's container whose pacman
+// log, local database or an entry of it links out of it is refused before pacman writes to
+// the host's files (removing a package deletes its database entry).
+func TestHostileRootPacmanPaths(t *testing.T) {
+	localDB := map[string]string{
+		"ALPM_DB_VERSION": "9\n",
+		"hello-1-1/desc":  "%NAME%\nhello\n\n%VERSION%\n1-1\n\n%ARCH%\nany\n",
+		"hello-1-1/files": "",
+	}
+	for _, link := range []string{"var/log/pacman.log", "var/lib/pacman/local", "var/lib/pacman/local/hello-1-1"} {
+		t.Run(link, func(t *testing.T) {
+			outside := t.TempDir()
+			root := t.TempDir()
+			files := map[string]string{
+				RecordFile:        "packager=script:pacman\narch=x86_64\n",
+				"etc/pacman.conf": "[x]\nServer = http://127.0.0.1:9/\n",
+			}
+			write(t, filepath.Join(root, "var/lib/pacman/local"), localDB)
+			write(t, root, files)
+			// What the link replaces is moved to where it leads.
+			target := filepath.Join(outside, filepath.Base(link))
+			if err := os.Rename(filepath.Join(root, link), target); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				t.Fatal(err)
+			}
+			write(t, root, map[string]string{link: "->" + target})
+			before := tree(t, outside)
+			ctx := t.Context()
+			c, err := Open(ctx, Ref{Chroot, root})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ops, err := c.Ops(ctx, registry, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ops.Close()
+			err = ops.Remove(ctx, []string{"hello"})
+			if err == nil || !strings.Contains(err.Error(), "/"+link+" leads out of the root") {
+				t.Errorf("got %v, want an error naming the link out", err)
+			}
+			if after := tree(t, outside); after != before {
+				t.Errorf("pacman changed the host's files through the root's link:\nbefore:\n%s\nafter:\n%s", before, after)
+			}
+			if left, _ := rootfs.MountsUnder(root); len(left) > 0 {
+				t.Errorf("mounts left: %v", left)
+			}
+		})
+	}
+}
+
+// tree lists the files under dir with their content.
+func tree(t *testing.T, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		fmt.Fprintf(&b, "%s %q\n", p, data)
+		return err
 	})
-	ctx := t.Context()
-	c, err := Open(ctx, Ref{Chroot, root})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ops, err := c.Ops(ctx, registry, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ops.Close()
-	err = ops.Remove(ctx, []string{"hello"})
-	if err == nil || !strings.Contains(err.Error(), "/var/log/pacman.log leads out of the root") {
-		t.Errorf("got %v, want an error naming the link out", err)
-	}
-	if data, err := os.ReadFile(filepath.Join(outside, "written")); err == nil {
-		t.Errorf("pacman wrote to the host's file through the root's link:\n%s", data)
-	}
-	if left, _ := rootfs.MountsUnder(root); len(left) > 0 {
-		t.Errorf("mounts left: %v", left)
-	}
+	return b.String()
 }
 
 // TestHostileRootList: listing a script packager's container does not read

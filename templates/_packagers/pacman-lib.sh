@@ -135,7 +135,12 @@ repos() {
 # pacman.conf.
 prepare() {
 	command -v pacman >/dev/null || die "pacman is not installed (Debian: apt-get install pacman-package-manager)"
-	in_root_paths /var/lib/pacman /var/cache/pacman/pkg /var/log/pacman.log /etc/pacman.d/hooks
+	in_root_paths /var/lib/pacman /var/lib/pacman/local /var/lib/pacman/sync /var/cache/pacman/pkg /var/log/pacman.log /etc/pacman.d/hooks
+	for e in "$db"/local/*; do
+		if [ -e "$e" ] || [ -L "$e" ]; then
+			in_root_paths "${e#"$VZPKG_ROOT"}"
+		fi
+	done
 	mkdir -p "$db" "$VZPKG_ROOT/var/cache/pacman/pkg" "$VZPKG_ROOT/var/log"
 	{
 		printf '[options]\nArchitecture = %s\nSigLevel = %s\nLocalFileSigLevel = Optional\n' "$VZPKG_ARCH" "$(siglevel)"
