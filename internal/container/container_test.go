@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"vzpkg2/internal/packager"
 	"vzpkg2/internal/packager/apt"
 	"vzpkg2/internal/packager/dnf"
@@ -191,21 +193,10 @@ func TestHostileRoot(t *testing.T) {
 // log, local database or an entry of it links out of it is refused before pacman writes to
 // the host's files (removing a package deletes its database entry).
 func TestHostileRootPacmanPaths(t *testing.T) {
-	localDB := map[string]string{
-		"ALPM_DB_VERSION": "9\n",
-		"hello-1-1/desc":  "%NAME%\nhello\n\n%VERSION%\n1-1\n\n%ARCH%\nany\n",
-		"hello-1-1/files": "",
-	}
 	for _, link := range []string{"var/log/pacman.log", "var/lib/pacman/local", "var/lib/pacman/local/hello-1-1"} {
 		t.Run(link, func(t *testing.T) {
 			outside := t.TempDir()
-			root := t.TempDir()
-			files := map[string]string{
-				RecordFile:        "packager=script:pacman\narch=x86_64\n",
-				"etc/pacman.conf": "[x]\nServer = http://127.0.0.1:9/\n",
-			}
-			write(t, filepath.Join(root, "var/lib/pacman/local"), localDB)
-			write(t, root, files)
+			root := pacmanRoot(t)
 			// What the link replaces is moved to where it leads.
 			target := filepath.Join(outside, filepath.Base(link))
 			if err := os.Rename(filepath.Join(root, link), target); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -213,28 +204,59 @@ func TestHostileRootPacmanPaths(t *testing.T) {
 			}
 			write(t, root, map[string]string{link: "->" + target})
 			before := tree(t, outside)
-			ctx := t.Context()
-			c, err := Open(ctx, Ref{Chroot, root})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ops, err := c.Ops(ctx, registry, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ops.Close()
-			err = ops.Remove(ctx, []string{"hello"})
-			if err == nil || !strings.Contains(err.Error(), "/"+link+" leads out of the root") {
+			if err := removeHello(t, root); err == nil || !strings.Contains(err.Error(), "/"+link+" leads out of the root") {
 				t.Errorf("got %v, want an error naming the link out", err)
 			}
 			if after := tree(t, outside); after != before {
 				t.Errorf("pacman changed the host's files through the root's link:\nbefore:\n%s\nafter:\n%s", before, after)
 			}
-			if left, _ := rootfs.MountsUnder(root); len(left) > 0 {
-				t.Errorf("mounts left: %v", left)
-			}
 		})
 	}
+	// A device node of the root is the host's device.
+	t.Run("device", func(t *testing.T) {
+		root := pacmanRoot(t)
+		if err := unix.Mknod(filepath.Join(root, "var/log/pacman.log"), unix.S_IFCHR|0o644, int(unix.Mkdev(1, 3))); err != nil {
+			t.Fatal(err)
+		}
+		if err := removeHello(t, root); err == nil || !strings.Contains(err.Error(), "/var/log/pacman.log is neither a file nor a directory") {
+			t.Errorf("got %v, want an error naming the device", err)
+		}
+	})
+}
+
+// pacmanRoot makes a root of a script:pacman container with package hello
+// installed.
+func pacmanRoot(t *testing.T) string {
+	t.Helper()
+	root := t.TempDir()
+	write(t, root, map[string]string{
+		RecordFile:                             "packager=script:pacman\narch=x86_64\n",
+		"etc/pacman.conf":                      "[x]\nServer = http://127.0.0.1:9/\n",
+		"var/lib/pacman/local/ALPM_DB_VERSION": "9\n",
+		"var/lib/pacman/local/hello-1-1/desc":  "%NAME%\nhello\n\n%VERSION%\n1-1\n\n%ARCH%\nany\n",
+		"var/lib/pacman/local/hello-1-1/files": "",
+		"var/log/.keep":                        "",
+	})
+	return root
+}
+
+// removeHello runs vzpkg remove's operation on root, package hello.
+func removeHello(t *testing.T, root string) error {
+	ctx := t.Context()
+	c, err := Open(ctx, Ref{Chroot, root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops, err := c.Ops(ctx, registry, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ops.Close()
+	err = ops.Remove(ctx, []string{"hello"})
+	if left, _ := rootfs.MountsUnder(root); len(left) > 0 {
+		t.Errorf("mounts left: %v", left)
+	}
+	return err
 }
 
 // tree lists the files under dir with their content.

@@ -37,8 +37,9 @@ in_root() {
 
 # in_root_paths dies unless each of the root's paths $@ (absolute paths in
 # the root), symbolic links resolved and a missing end allowed, is in the
-# root: pacman writes its database, package cache and log through them as
-# the host's root.
+# root and, when it exists, a file or directory (not a device, say): pacman
+# writes its database, package cache and log through them as the host's
+# root.
 in_root_paths() {
 	for p; do
 		real=$(readlink -m -- "$VZPKG_ROOT$p")
@@ -46,6 +47,9 @@ in_root_paths() {
 		"$realroot"/*) ;;
 		*) die "$p leads out of the root (to $real): refusing to write through it" ;;
 		esac
+		if [ -e "$real" ] && [ ! -f "$real" ] && [ ! -d "$real" ]; then
+			die "$p is neither a file nor a directory: refusing to write to it"
+		fi
 	done
 }
 
