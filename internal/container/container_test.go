@@ -135,6 +135,9 @@ func TestHostileRoot(t *testing.T) {
 		wantErr string
 	}{
 		{"script packager's includes fan out", fanOut, "more than 256 configuration files read"},
+		{"script packager's Include through a link out", map[string]string{
+			RecordFile: pacmanRec, "etc/pacman.conf": "[x]\nInclude = /etc/l/*\n", "etc/l": "->" + outside,
+		}, "Include = /etc/l/* leads out of the root"},
 		{"record links out", map[string]string{RecordFile: "->" + outside + "/packager"}, "path escapes from parent"},
 		{"sources link out", map[string]string{
 			"var/lib/dpkg/status": "", "etc/apt/sources.list": "->" + outside + "/sources.list",
