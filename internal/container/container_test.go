@@ -196,7 +196,14 @@ func TestHostileRoot(t *testing.T) {
 // log, local database or an entry of it links out of it is refused before pacman writes to
 // the host's files (removing a package deletes its database entry).
 func TestHostileRootPacmanPaths(t *testing.T) {
-	for _, link := range []string{"var/log/pacman.log", "var/lib/pacman/local", "var/lib/pacman/local/hello-1-1"} {
+	for _, tc := range []struct{ link, want string }{
+		{"var/log/pacman.log", "/var/log/pacman.log leads out of the root"},
+		{"var/lib/pacman/local", "/var/lib/pacman/local leads out of the root"},
+		// In pacman's directories, no link at all.
+		{"var/lib/pacman/local/hello-1-1", "/var/lib/pacman/local/hello-1-1 is a link or a special file"},
+		{"var/cache/pacman/pkg/hello-1-1-any.pkg.tar.zst.part", "/var/cache/pacman/pkg/hello-1-1-any.pkg.tar.zst.part is a link or a special file"},
+	} {
+		link := tc.link
 		t.Run(link, func(t *testing.T) {
 			outside := t.TempDir()
 			root := pacmanRoot(t)
@@ -207,8 +214,8 @@ func TestHostileRootPacmanPaths(t *testing.T) {
 			}
 			write(t, root, map[string]string{link: "->" + target})
 			before := tree(t, outside)
-			if err := removeHello(t, root); err == nil || !strings.Contains(err.Error(), "/"+link+" leads out of the root") {
-				t.Errorf("got %v, want an error naming the link out", err)
+			if err := removeHello(t, root); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %v, want an error saying %q", err, tc.want)
 			}
 			if after := tree(t, outside); after != before {
 				t.Errorf("pacman changed the host's files through the root's link:\nbefore:\n%s\nafter:\n%s", before, after)

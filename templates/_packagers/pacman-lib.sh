@@ -140,9 +140,12 @@ repos() {
 prepare() {
 	command -v pacman >/dev/null || die "pacman is not installed (Debian: apt-get install pacman-package-manager)"
 	in_root_paths /var/lib/pacman /var/lib/pacman/local /var/lib/pacman/sync /var/cache/pacman/pkg /var/log/pacman.log /etc/pacman.d/hooks
-	for e in "$db"/local/*; do
-		if [ -e "$e" ] || [ -L "$e" ]; then
-			in_root_paths "${e#"$VZPKG_ROOT"}"
+	# Nor a link or special file in them (a local database entry, a
+	# partial download pacman would append to).
+	for d in "$db/local" "$db/sync" "$VZPKG_ROOT/var/cache/pacman/pkg"; do
+		if [ -d "$d" ]; then
+			bad=$(find "$d" -mindepth 1 -maxdepth 2 ! -type f ! -type d -print -quit)
+			[ -z "$bad" ] || die "${bad#"$VZPKG_ROOT"} is a link or a special file: refusing to let pacman write through it"
 		fi
 	done
 	mkdir -p "$db" "$VZPKG_ROOT/var/cache/pacman/pkg" "$VZPKG_ROOT/var/log"
