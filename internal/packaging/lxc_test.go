@@ -73,6 +73,10 @@ func TestDebInLXCContainer(t *testing.T) {
 	if got := sh("stat -c '%U:%G %a' /var/cache/pkg-cacher /var/log/pkg-cacher"); got != "pkg-cacher:pkg-cacher 750\npkg-cacher:pkg-cacher 750\n" {
 		t.Errorf("cache and log directories: %q", got)
 	}
+	// pkg-cacher.conf may hold a proxy's password.
+	if got := sh("stat -c '%U:%G %a' /etc/pkg-cacher/pkg-cacher.conf"); got != "root:pkg-cacher 640\n" {
+		t.Errorf("pkg-cacher.conf is %q, want root:pkg-cacher 640: readable by pkg-cacher only", got)
+	}
 	sh("systemd-analyze verify --man=no pkg-cacher.service vzpkg-update-cache.service vzpkg-update-cache.timer")
 	// vzpkg finds the installed template tree.
 	if got := sh("vzpkg list"); strings.Count(got, "\n") < 50 || !strings.Contains(got, "debian-12-x86_64-minimal") {

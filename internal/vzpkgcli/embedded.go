@@ -46,6 +46,11 @@ func extractTree(fsys fs.FS, cacheDir string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("read the built-in template tree: %w", err)
 	}
+	// cacheDir is checked before a tree in it is used: whoever could write
+	// to it could swap the checked tree for another.
+	if err := checkPrivate(cacheDir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", err
+	}
 	dir := filepath.Join(cacheDir, "templates-"+sum)
 	if err := checkPrivate(dir); err == nil {
 		return dir, nil

@@ -150,6 +150,16 @@ func TestExtractRefusesTreesOthersCanChange(t *testing.T) {
 			t.Errorf("got %v, want a refusal", err)
 		}
 	})
+	t.Run("tree in a cache directory opened since", func(t *testing.T) {
+		cache := filepath.Join(t.TempDir(), "vzpkg")
+		if _, err := extractTree(templates.FS, cache); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(cache, 0o777)
+		if _, err := extractTree(templates.FS, cache); err == nil || !strings.Contains(err.Error(), "writable by others") {
+			t.Errorf("got %v, want a refusal: who can write to %s can swap the tree in it", err, cache)
+		}
+	})
 	t.Run("open tree", func(t *testing.T) {
 		cache := t.TempDir()
 		planted := filepath.Join(cache, "templates-"+sum)

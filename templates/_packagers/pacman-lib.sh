@@ -10,8 +10,8 @@ die() {
 	exit 1
 }
 
-command -v pacman >/dev/null || die "pacman is not installed (Debian: apt-get install pacman-package-manager)"
 : "${VZPKG_ROOT:?}" "${TMPDIR:?}"
+realroot=$(readlink -f -- "$VZPKG_ROOT")
 
 nl='
 '
@@ -22,6 +22,36 @@ log=$VZPKG_ROOT/var/log/pacman.log
 # run's directory: no key material is left in the root (a container
 # initialises its own, as Arch's images do with pacman-key --init).
 gpgdir=$TMPDIR/gnupg
+
+# in_root prints the host path of the root's file $1 (an absolute path in
+# the root) when it is a regular file whose real path, symbolic links
+# resolved, is in the root: no link of the root makes a script read the
+# host's files.
+in_root() {
+	real=$(readlink -f -- "$VZPKG_ROOT$1") || return 1
+	case $real in
+	"$realroot"/*) [ -f "$real" ] && echo "$real" ;;
+	*) return 1 ;;
+	esac
+}
+
+# in_root_paths dies unless each of the root's paths $@ (absolute paths in
+# the root), symbolic links resolved and a missing end allowed, is in the
+# root and, when it exists, a file or directory (not a device, say): pacman
+# writes its database, package cache and log through them as the host's
+# root.
+in_root_paths() {
+	for p; do
+		real=$(readlink -m -- "$VZPKG_ROOT$p")
+		case $real in
+		"$realroot"/*) ;;
+		*) die "$p leads out of the root (to $real): refusing to write through it" ;;
+		esac
+		if [ -e "$real" ] && [ ! -f "$real" ] && [ ! -d "$real" ]; then
+			die "$p is neither a file nor a directory: refusing to write to it"
+		fi
+	done
+}
 
 # siglevel prints pacman's SigLevel: packages must be signed by one of the
 # template's keys when it names some. Package files given to install
@@ -108,6 +138,16 @@ repos() {
 # prepare makes pacman's directories in the root and writes the run's
 # pacman.conf.
 prepare() {
+	command -v pacman >/dev/null || die "pacman is not installed (Debian: apt-get install pacman-package-manager)"
+	in_root_paths /var/lib/pacman /var/lib/pacman/local /var/lib/pacman/sync /var/cache/pacman/pkg /var/log/pacman.log /etc/pacman.d/hooks
+	# Nor a link or special file in them (a local database entry, a
+	# partial download pacman would append to).
+	for d in "$db/local" "$db/sync" "$VZPKG_ROOT/var/cache/pacman/pkg"; do
+		if [ -d "$d" ]; then
+			bad=$(find "$d" -mindepth 1 -maxdepth 2 ! -type f ! -type d -print -quit)
+			[ -z "$bad" ] || die "${bad#"$VZPKG_ROOT"} is a link or a special file: refusing to let pacman write through it"
+		fi
+	done
 	mkdir -p "$db" "$VZPKG_ROOT/var/cache/pacman/pkg" "$VZPKG_ROOT/var/log"
 	{
 		printf '[options]\nArchitecture = %s\nSigLevel = %s\nLocalFileSigLevel = Optional\n' "$VZPKG_ARCH" "$(siglevel)"

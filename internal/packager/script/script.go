@@ -23,6 +23,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"vzpkg2/internal/packager"
 )
@@ -386,7 +387,12 @@ func (s *Script) parseRepos(data []byte) ([]packager.Repo, []string, error) {
 			continue
 		}
 		f := strings.Split(line, "\t")
+		if slices.ContainsFunc(f, hasControl) {
+			return nil, nil, fmt.Errorf("%s: output line %d %q: a control character in it", what, n, line)
+		}
 		switch {
+		case len(f) == 3 && f[0] == "repo" && (f[1] == "." || f[1] == ".." || strings.Contains(f[1], "/")):
+			return nil, nil, fmt.Errorf("%s: output line %d: repository name %q: a package manager makes a file of it: want no / and not . or ..", what, n, f[1])
 		case len(f) == 3 && f[0] == "repo" && f[1] != "" && f[2] != "":
 			i := slices.IndexFunc(repos, func(r packager.Repo) bool { return r.Name == f[1] })
 			if i < 0 {
@@ -425,6 +431,9 @@ func (s *Script) parseList(op string, data []byte) ([]packager.Package, error) {
 		if len(f) != 3 || f[0] == "" || f[1] == "" || f[2] == "" {
 			return nil, fmt.Errorf("%s: output line %d %q: want name<TAB>version<TAB>arch", what, n, line)
 		}
+		if slices.ContainsFunc(f, hasControl) {
+			return nil, fmt.Errorf("%s: output line %d %q: a control character in it", what, n, line)
+		}
 		key := f[0] + "\x00" + f[2]
 		if first, dup := seen[key]; dup {
 			return nil, fmt.Errorf("%s: output line %d lists %s (%s) again, after line %d", what, n, f[0], f[2], first)
@@ -438,3 +447,9 @@ func (s *Script) parseList(op string, data []byte) ([]packager.Package, error) {
 	packager.SortPackages(pkgs)
 	return pkgs, nil
 }
+
+// hasControl reports whether s holds a control character: what a script
+// reads in a container's root (a package's name, a repository's) is shown
+// on the user's terminal, which must not get a container's escape
+// sequences.
+func hasControl(s string) bool { return strings.ContainsFunc(s, unicode.IsControl) }

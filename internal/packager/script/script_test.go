@@ -102,6 +102,7 @@ func TestBadListOutput(t *testing.T) {
 		{"two fields", `ok\t1\tx86_64\na\t1.0`, `vztest-query: output line 2 "a\t1.0": want name<TAB>version<TAB>arch`},
 		{"empty version", `a\t\tx86_64`, `output line 1 "a\t\tx86_64"`},
 		{"twice", `a\t1\tx86_64\nb\t1\tx86_64\na\t2\tx86_64`, `vztest-query: output line 3 lists a (x86_64) again, after line 1`},
+		{"escape sequence", `a\033]0;x\007\t1\tx86_64`, `vztest-query: output line 1 "a\x1b]0;x\a\t1\tx86_64": a control character in it`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newVztest(t, scripts(t, map[string]string{"query": `printf '` + tc.out + `\n'`}))
@@ -298,8 +299,15 @@ printf 'repo\tcore\thttp://a/core\nkey\t/etc/k.asc\n\nrepo\textra\thttp://a/extr
 		t.Errorf("keys %v, want [/etc/k.asc]", keys)
 	}
 
-	bad := newVztest(t, scripts(t, map[string]string{"repos": `printf 'repo\tcore\thttp://a/core\nServer = http://b/\n'`}))
-	if _, _, err := bad.Repos(t.Context(), t.TempDir(), spec); err == nil || !strings.Contains(err.Error(), `vztest-repos: output line 2 "Server = http://b/"`) {
-		t.Errorf("Repos of a script printing a pacman line: %v, want an error naming line 2", err)
+	for _, tc := range []struct{ name, out, want string }{
+		{"a pacman line", `repo\tcore\thttp://a/core\nServer = http://b/`, `vztest-repos: output line 2 "Server = http://b/"`},
+		{"a name with a slash", `repo\t../../etc/x\thttp://a/`, `vztest-repos: output line 1: repository name "../../etc/x"`},
+		{"the name ..", `repo\t..\thttp://a/`, `vztest-repos: output line 1: repository name ".."`},
+		{"an escape sequence", `repo\tcore\033[2J\thttp://a/`, `vztest-repos: output line 1 "repo\tcore\x1b[2J\thttp://a/": a control character in it`},
+	} {
+		bad := newVztest(t, scripts(t, map[string]string{"repos": `printf '` + tc.out + `\n'`}))
+		if _, _, err := bad.Repos(t.Context(), t.TempDir(), spec); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Repos of a script printing a %s: %v, want %q", tc.name, err, tc.want)
+		}
 	}
 }
