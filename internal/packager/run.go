@@ -1,7 +1,7 @@
 package packager
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -51,29 +51,39 @@ func Run(ctx context.Context, env Env, cmd *exec.Cmd, what string, stdout io.Wri
 	return nil
 }
 
-// tailWriter keeps the last max lines written to it, for error messages.
+// tailWriter keeps the last max lines written to it, each cut to
+// maxLine bytes, for error messages: a command printing without end, or
+// without newlines, costs no more memory than that.
 type tailWriter struct {
 	max   int
 	lines []string
-	part  string
+	part  []byte // the line not ended yet, up to maxLine bytes
 }
+
+// maxLine is the longest line a tailWriter keeps.
+const maxLine = 4096
 
 func (t *tailWriter) Write(p []byte) (int, error) {
-	sc := bufio.NewScanner(strings.NewReader(t.part + string(p)))
-	t.part = ""
-	complete := strings.HasSuffix(string(p), "\n")
-	var got []string
-	for sc.Scan() {
-		got = append(got, sc.Text())
+	n := len(p)
+	for len(p) > 0 {
+		line, rest, ended := bytes.Cut(p, []byte("\n"))
+		t.part = append(t.part, line[:min(len(line), maxLine-len(t.part))]...)
+		if !ended {
+			break
+		}
+		t.lines = append(t.lines, string(t.part))
+		t.part = t.part[:0]
+		if len(t.lines) > t.max {
+			t.lines = t.lines[len(t.lines)-t.max:]
+		}
+		p = rest
 	}
-	if !complete && len(got) > 0 {
-		t.part, got = got[len(got)-1], got[:len(got)-1]
-	}
-	t.lines = append(t.lines, got...)
-	if len(t.lines) > t.max {
-		t.lines = t.lines[len(t.lines)-t.max:]
-	}
-	return len(p), nil
+	return n, nil
 }
 
-func (t *tailWriter) String() string { return strings.Join(append(t.lines, t.part), "\n") }
+func (t *tailWriter) String() string {
+	if len(t.part) == 0 {
+		return strings.Join(t.lines, "\n")
+	}
+	return strings.Join(append(t.lines, string(t.part)), "\n")
+}

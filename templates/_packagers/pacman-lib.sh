@@ -53,18 +53,6 @@ in_root_paths() {
 	done
 }
 
-# siglevel prints pacman's SigLevel: packages must be signed by one of the
-# template's keys when it names some. Package files given to install
-# (vzpkg's dummies among them) are checked when they are signed
-# (LocalFileSigLevel = Optional).
-siglevel() {
-	if [ -n "${VZPKG_KEYS:-}" ]; then
-		echo Required DatabaseOptional
-	else
-		echo Never
-	fi
-}
-
 # through_cacher prints URL $1 in pkg-cacher's URL-prefix form when
 # VZPKG_CACHER is set.
 through_cacher() {
@@ -82,12 +70,11 @@ through_cacher() {
 }
 
 # import_keys makes the run's keyring, trusting the template's keys
-# (paths, or URLs fetched through pkg-cacher). Without keys, it warns that
-# nothing is checked.
+# (paths, or URLs fetched through pkg-cacher). Without keys it refuses to
+# go on, as apt and dnf do: nothing unverified is installed.
 import_keys() {
 	if [ -z "${VZPKG_KEYS:-}" ]; then
-		echo "${0##*/}: warning: the template names no keys: packages are not signature-checked" >&2
-		return 0
+		die "no signing keys (the template's keys:, or a container's /etc/pacman.d/vzpkg-keys): vzpkg installs no package it cannot verify"
 	fi
 	# pacman-key starts a gpg-agent, which leaves the process group.
 	trap 'gpgconf --homedir "$gpgdir" --kill gpg-agent >/dev/null 2>&1 || true' EXIT
@@ -99,7 +86,7 @@ import_keys() {
 		i=$((i + 1))
 		f=$TMPDIR/key$i
 		case $k in
-		http://* | https://*) curl -fsS -o "$f" "$(through_cacher "$k")" || die "fetch key $k failed" ;;
+		http://* | https://*) curl -fsS --globoff -o "$f" "$(through_cacher "$k")" || die "fetch key $k failed" ;;
 		*) cp "$k" "$f" ;;
 		esac
 		pacman-key --gpgdir "$gpgdir" --add "$f" >&2
@@ -150,7 +137,7 @@ prepare() {
 	done
 	mkdir -p "$db" "$VZPKG_ROOT/var/cache/pacman/pkg" "$VZPKG_ROOT/var/log"
 	{
-		printf '[options]\nArchitecture = %s\nSigLevel = %s\nLocalFileSigLevel = Optional\n' "$VZPKG_ARCH" "$(siglevel)"
+		printf '[options]\nArchitecture = %s\nSigLevel = Required DatabaseOptional\nLocalFileSigLevel = Optional\n' "$VZPKG_ARCH"
 		repos
 	} >"$TMPDIR/pacman.conf"
 }
@@ -222,8 +209,8 @@ write_repo_config() {
 			fi
 		done
 	fi
-	printf '# Written by vzpkg: pacman reads its repositories from /etc/pacman.d/repos.\n[options]\nArchitecture = %s\nSigLevel = %s\nLocalFileSigLevel = Optional\nInclude = /etc/pacman.d/repos/*.conf\n' \
-		"$VZPKG_ARCH" "$(siglevel)" >"$VZPKG_ROOT/etc/pacman.conf.new"
+	printf '# Written by vzpkg: pacman reads its repositories from /etc/pacman.d/repos.\n[options]\nArchitecture = %s\nSigLevel = Required DatabaseOptional\nLocalFileSigLevel = Optional\nInclude = /etc/pacman.d/repos/*.conf\n' \
+		"$VZPKG_ARCH" >"$VZPKG_ROOT/etc/pacman.conf.new"
 	mv "$VZPKG_ROOT/etc/pacman.conf.new" "$VZPKG_ROOT/etc/pacman.conf"
 	col=3 # the upstream URL
 	if [ -n "${VZPKG_CACHER:-}" ]; then

@@ -164,6 +164,29 @@ func TestPacmanConformance(t *testing.T) {
 	})
 }
 
+// TestPacmanRefusesWithoutKeys: a template that names no signing keys is
+// refused before anything is fetched, as apt and dnf refuse unsigned
+// repositories: the example never installs what it cannot verify.
+func TestPacmanRefusesWithoutKeys(t *testing.T) {
+	p, err := script.New("pacman", []string{shippedScripts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := &packager.Spec{
+		Name: "vztest-1-" + hostArch(t), Arch: hostArch(t),
+		Repos:    []packager.Repo{{Name: "vztest", Mirrors: []string{"http://127.0.0.1:1/"}}},
+		Packages: []string{"vz-filesystem"},
+	}
+	root := t.TempDir()
+	err = p.Bootstrap(t.Context(), root, spec, packager.Env{})
+	if err == nil || !strings.Contains(err.Error(), "no signing keys") {
+		t.Errorf("Bootstrap without keys: %v, want a refusal naming the missing keys", err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "var/lib/pacman/local")); err == nil {
+		t.Errorf("Bootstrap without keys left a package database in the root")
+	}
+}
+
 func hostArch(t *testing.T) string {
 	t.Helper()
 	out, err := exec.Command("uname", "-m").Output()

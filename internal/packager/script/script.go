@@ -143,15 +143,41 @@ func (s *Script) run(ctx context.Context, c call) error {
 	cmd.Env = env
 	cmd.Dir = tmp
 	var stdout io.Writer // nil: with the error output, to c.env.Output
+	var capped *cappedWriter
 	if c.stdout != nil {
-		stdout = c.stdout
+		capped = &cappedWriter{w: c.stdout}
+		stdout = capped
 	}
 	err = packager.Run(ctx, c.env, cmd, filepath.Base(exe), stdout, cancelGrace)
+	if capped != nil && capped.over {
+		return fmt.Errorf("%s printed more than %d MiB on its standard output", filepath.Base(exe), maxOutput>>20)
+	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) && ee.ExitCode() == ExitUnknownPackage && (c.op == OpInstall || c.op == OpRemove) {
 		return fmt.Errorf("%w: %w", ErrUnknownPackage, err)
 	}
 	return err
+}
+
+// maxOutput bounds what vzpkg keeps of an operation's standard output
+// (lists of packages and repositories, a path).
+const maxOutput = 64 << 20
+
+// cappedWriter passes at most maxOutput bytes to w. Past that it fails,
+// and the script's next write to its closed standard output fails too.
+type cappedWriter struct {
+	w    io.Writer
+	n    int
+	over bool
+}
+
+func (c *cappedWriter) Write(p []byte) (int, error) {
+	if c.n+len(p) > maxOutput {
+		c.over = true
+		return 0, errors.New("too much output")
+	}
+	c.n += len(p)
+	return c.w.Write(p)
 }
 
 // environ returns the clean environment of c: a fixed PATH and locale, and

@@ -103,6 +103,7 @@ func TestBadListOutput(t *testing.T) {
 		{"empty version", `a\t\tx86_64`, `output line 1 "a\t\tx86_64"`},
 		{"twice", `a\t1\tx86_64\nb\t1\tx86_64\na\t2\tx86_64`, `vztest-query: output line 3 lists a (x86_64) again, after line 1`},
 		{"escape sequence", `a\033]0;x\007\t1\tx86_64`, `vztest-query: output line 1 "a\x1b]0;x\a\t1\tx86_64": a control character in it`},
+		{"without end", `a\t1\tx86_64\n'; yes; printf '`, `vztest-query printed more than 64 MiB on its standard output`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newVztest(t, scripts(t, map[string]string{"query": `printf '` + tc.out + `\n'`}))
