@@ -79,9 +79,11 @@ func (a Apt) Bootstrap(ctx context.Context, root string, def *tmpl.Definition, e
 		// real package, which the set's own installation does anyway.
 		args = append(args, "--setup-hook="+hookDir+"/merged-usr/setup00.sh")
 	}
-	if _, err := exec.LookPath("eatmydata"); err == nil && !rootfs.OnTmpfs(root) {
+	if _, err := exec.LookPath("eatmydata"); err == nil && !rootfs.OnTmpfs(root) && def.Variant != "extract" && def.Variant != "custom" {
 		// Skipping fsync inside the root is safe: vzpkg packs and syncs the
 		// result itself. On a tmpfs fsync costs nothing, and the hook would.
+		// The extract and custom variants install no dpkg for the hook to
+		// wrap: mmdebstrap fails there with it.
 		args = append(args, "--hook-dir="+hookDir+"/eatmydata")
 	}
 	// The gzip indexes: apt decompresses them several times faster than the
