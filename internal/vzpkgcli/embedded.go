@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"vzpkg2/internal/atomicfile"
 	"vzpkg2/templates"
@@ -72,6 +73,7 @@ func extractTree(fsys fs.FS, cacheDir string) (string, error) {
 	if err := checkPrivate(cacheDir); err != nil {
 		return "", err
 	}
+	removeStale(cacheDir)
 	tmp, err := os.MkdirTemp(cacheDir, ".templates-*")
 	if err != nil {
 		return "", fmt.Errorf("extract the built-in template tree: %w", err)
@@ -91,6 +93,21 @@ func extractTree(fsys fs.FS, cacheDir string) (string, error) {
 		return "", fmt.Errorf("extract the built-in template tree: %w", err)
 	}
 	return dir, nil
+}
+
+// staleAfter is how old a temporary tree must be to be taken for what an
+// interrupted extraction left: an extraction takes a second or two.
+const staleAfter = time.Hour
+
+// removeStale removes the temporary trees of extractions that did not
+// finish (killed, or the machine went down).
+func removeStale(cacheDir string) {
+	old, _ := filepath.Glob(filepath.Join(cacheDir, ".templates-*"))
+	for _, p := range old {
+		if fi, err := os.Lstat(p); err == nil && fi.IsDir() && time.Since(fi.ModTime()) > staleAfter {
+			os.RemoveAll(p)
+		}
+	}
 }
 
 // treeFiles lists the regular files of fsys in lexical order, without the Go

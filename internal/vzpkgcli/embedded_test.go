@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"vzpkg2/internal/tmpl"
 	"vzpkg2/templates"
@@ -43,6 +44,31 @@ func TestBuiltinTreeIsTheShippedTree(t *testing.T) {
 	if len(want) < 40 {
 		t.Errorf("only %d files in templates/", len(want))
 	}
+	// An extraction that was killed left a temporary tree: the next one
+	// removes it once it is old, and leaves a recent one (another vzpkg
+	// may be writing it).
+	stale, recent := filepath.Join(cache, ".templates-1"), filepath.Join(cache, ".templates-2")
+	for _, d := range []string{stale, recent} {
+		if err := os.MkdirAll(filepath.Join(d, "debian"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chtimes(stale, time.Now().Add(-2*time.Hour), time.Now().Add(-2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := extractTree(templates.FS, cache); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(stale); err == nil {
+		t.Errorf("a temporary tree two hours old is still there after an extraction")
+	}
+	if _, err := os.Stat(recent); err != nil {
+		t.Errorf("a recent temporary tree was removed: %v", err)
+	}
+	os.RemoveAll(recent)
 	// A second run uses the tree already there.
 	again, err := extractTree(templates.FS, cache)
 	if err != nil || again != dir {
