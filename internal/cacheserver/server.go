@@ -390,7 +390,11 @@ func (s *Server) expirePeriodically(ctx context.Context) {
 // lowPriority runs fn on an OS thread of its own at the lowest CPU and I/O
 // priority, and lets the Go scheduler run one more goroutine at a time
 // meanwhile: serving keeps every CPU it had, and fn gets what serving
-// leaves. (The thread ends with fn: its priority stays with it.)
+// leaves. (The thread ends with fn: its priority stays with it.) The
+// thread is SCHED_IDLE, not only at nice 19: Linux lets a thread at nice
+// 19 finish its slice (milliseconds) before a woken serving thread gets
+// its CPU, but preempts a SCHED_IDLE one at once, and places woken threads
+// on a CPU that runs only such threads as on an idle one.
 func lowPriority(fn func()) {
 	procs := runtime.GOMAXPROCS(0)
 	runtime.GOMAXPROCS(procs + 1)
@@ -406,6 +410,8 @@ func lowPriority(fn func()) {
 		defer close(done)
 		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
 		tid := unix.Gettid()
+		// SCHED_IDLE, and nice 19 should a kernel refuse it.
+		unix.SchedSetAttr(tid, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_IDLE, Nice: 19}, 0)
 		unix.Setpriority(unix.PRIO_PROCESS, tid, 19)
 		const whoProcess, classIdle, classShift = 1, 3, 13 // linux/ioprio.h
 		unix.Syscall(unix.SYS_IOPRIO_SET, whoProcess, uintptr(tid), classIdle<<classShift)

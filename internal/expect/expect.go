@@ -12,7 +12,6 @@ import (
 	"encoding/hex"
 	"path"
 	"regexp"
-	"strings"
 	"sync"
 )
 
@@ -93,11 +92,8 @@ func (ix *Index) withSize(key, sum string) Sum {
 // set records what the file under key must be; a later promise replaces an
 // earlier one (a newer Packages for a replaced .deb).
 func (ix *Index) set(key string, size int64, sha string) {
-	var sum [32]byte
-	if len(sha) != 2*len(sum) || strings.ToLower(sha) != sha {
-		return
-	}
-	if _, err := hex.Decode(sum[:], []byte(sha)); err != nil {
+	sum, ok := decodeSum(sha)
+	if !ok {
 		return
 	}
 	ix.mu.Lock()
@@ -135,7 +131,35 @@ func (ix *Index) Len() int {
 	return ix.sums.len()
 }
 
+// decodeSum decodes a SHA-256 in lowercase hex. It runs once per package of
+// a whole archive: one pass, no allocation.
+func decodeSum(sha string) (sum [32]byte, ok bool) {
+	if len(sha) != 2*len(sum) {
+		return sum, false
+	}
+	for i := range sum {
+		hi, lo := unhex(sha[2*i]), unhex(sha[2*i+1])
+		if hi > 15 || lo > 15 {
+			return sum, false
+		}
+		sum[i] = hi<<4 | lo
+	}
+	return sum, true
+}
+
+// unhex is the value of the lowercase hex digit c, or 255.
+func unhex(c byte) byte {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0'
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10
+	}
+	return 255
+}
+
 func keyHash(key string) uint64 {
-	s := sha256.Sum256([]byte(key))
+	var b [256]byte // on the stack for most keys: no allocation a lookup
+	s := sha256.Sum256(append(b[:0], key...))
 	return binary.LittleEndian.Uint64(s[:8])
 }

@@ -1,6 +1,10 @@
 package expect
 
-import "testing"
+import (
+	"encoding/hex"
+	"strings"
+	"testing"
+)
 
 func TestExpectFromNames(t *testing.T) {
 	const sum = "2e268cfc18d4545e6d368db9ff18480740ee3d68d0ca431caf5101068ffd097b"
@@ -21,5 +25,27 @@ func TestExpectFromNames(t *testing.T) {
 		if ok != tc.want || (ok && (got.SHA256 != sum || got.Size != -1)) {
 			t.Errorf("Expect(%s) = %+v, %v; want known: %v", tc.key, got, ok, tc.want)
 		}
+	}
+}
+
+func TestDecodeSum(t *testing.T) {
+	const sum = "2e268cfc18d4545e6d368db9ff18480740ee3d68d0ca431caf5101068ffd097b"
+	for _, tc := range []struct {
+		name, sha string
+		want      bool
+	}{
+		{"lowercase hex", sum, true},
+		{"upper case", strings.ToUpper(sum), false},
+		{"short", sum[:62], false},
+		{"long", sum + "00", false},
+		{"not hex", sum[:63] + "g", false},
+		{"empty", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := decodeSum(tc.sha)
+			if ok != tc.want || ok && hex.EncodeToString(got[:]) != sum {
+				t.Errorf("decodeSum(%q) = %x, %v; want %v", tc.sha, got, ok, tc.want)
+			}
+		})
 	}
 }

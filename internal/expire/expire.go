@@ -58,7 +58,15 @@ var topLevel = map[string]bool{"InRelease": true, "Release": true, "Release.gpg"
 // no key names any more (disk.Store.GC).
 func Run(ctx context.Context, st Store, used *Usage, now time.Time, p Policy, dryRun bool) (Report, error) {
 	var entries []store.Info
-	if err := st.Walk(ctx, func(info store.Info) error { entries = append(entries, info); return nil }); err != nil {
+	err := st.Walk(ctx, func(info store.Info) error {
+		if len(entries) == cap(entries) {
+			// Doubling: a whole cache's entries, copied as few times as can be.
+			entries = slices.Grow(entries, max(len(entries), 1024))
+		}
+		entries = append(entries, info)
+		return nil
+	})
+	if err != nil {
 		return Report{}, err
 	}
 	lastUse := func(info store.Info) time.Time {

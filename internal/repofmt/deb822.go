@@ -2,6 +2,7 @@ package repofmt
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -34,6 +35,10 @@ type paragraphReader struct {
 	// ends at the signature.
 	signed bool
 	done   bool
+	// fields holds the last paragraph's fields; next reuses it, so that
+	// a Packages index of half a million paragraphs costs no allocation
+	// a paragraph beyond its kept values.
+	fields []field
 }
 
 func newParagraphReader(r io.Reader, keep ...string) *paragraphReader {
@@ -48,35 +53,36 @@ const (
 )
 
 // scan reads the next line of the document, undoing the dash escaping of a
-// clearsigned body. It returns false at the end of the document.
-func (p *paragraphReader) scan() (string, bool, error) {
+// clearsigned body. It returns false at the end of the document. The line
+// is valid until the next call.
+func (p *paragraphReader) scan() ([]byte, bool, error) {
 	if p.done {
-		return "", false, nil
+		return nil, false, nil
 	}
 	if !p.sc.Scan() {
 		p.done = true
 		if err := p.sc.Err(); err != nil {
 			if errors.Is(err, bufio.ErrTooLong) {
-				return "", false, fmt.Errorf("line %d: longer than %d bytes", p.line+1, maxLine)
+				return nil, false, fmt.Errorf("line %d: longer than %d bytes", p.line+1, maxLine)
 			}
-			return "", false, fmt.Errorf("line %d: %w", p.line+1, err)
+			return nil, false, fmt.Errorf("line %d: %w", p.line+1, err)
 		}
 		if p.signed {
-			return "", false, fmt.Errorf("line %d: clearsigned message without a signature", p.line)
+			return nil, false, fmt.Errorf("line %d: clearsigned message without a signature", p.line)
 		}
-		return "", false, nil
+		return nil, false, nil
 	}
 	p.line++
-	l := strings.TrimSuffix(p.sc.Text(), "\r")
-	if p.line == 1 && strings.TrimRight(l, " \t") == pgpSigned {
+	l := bytes.TrimSuffix(p.sc.Bytes(), []byte("\r"))
+	if p.line == 1 && string(bytes.TrimRight(l, " \t")) == pgpSigned {
 		// Armor headers (Hash: ...) run to the first empty line.
 		for {
 			if !p.sc.Scan() {
 				p.done = true
-				return "", false, fmt.Errorf("line %d: clearsigned message without a body", p.line)
+				return nil, false, fmt.Errorf("line %d: clearsigned message without a body", p.line)
 			}
 			p.line++
-			if strings.TrimRight(p.sc.Text(), " \t\r") == "" {
+			if len(bytes.TrimRight(p.sc.Bytes(), " \t\r")) == 0 {
 				break
 			}
 		}
@@ -84,53 +90,53 @@ func (p *paragraphReader) scan() (string, bool, error) {
 		return p.scan()
 	}
 	if p.signed {
-		if strings.TrimRight(l, " \t") == pgpSignature {
+		if string(bytes.TrimRight(l, " \t")) == pgpSignature {
 			p.signed, p.done = false, true
-			return "", false, nil
+			return nil, false, nil
 		}
-		if strings.HasPrefix(l, "- ") {
+		if bytes.HasPrefix(l, []byte("- ")) {
 			l = l[2:]
-		} else if strings.HasPrefix(l, "-") {
-			return "", false, fmt.Errorf("line %d: unexpected armor line %q in a clearsigned body", p.line, l)
+		} else if bytes.HasPrefix(l, []byte("-")) {
+			return nil, false, fmt.Errorf("line %d: unexpected armor line %q in a clearsigned body", p.line, l)
 		}
 	}
 	return l, true, nil
 }
 
 // next returns the next paragraph's fields and the line it starts on, or
-// io.EOF after the last one.
+// io.EOF after the last one. The fields are valid until the next call.
 func (p *paragraphReader) next() ([]field, int, error) {
 	var (
-		fields []field
-		start  int
-		kept   bool // whether the last field's value is kept
+		start int
+		kept  bool // whether the last field's value is kept
 	)
+	p.fields = p.fields[:0]
 	for {
 		l, ok, err := p.scan()
 		if err != nil {
 			return nil, 0, err
 		}
-		if !ok || strings.TrimSpace(l) == "" {
+		if !ok || len(bytes.TrimSpace(l)) == 0 {
 			if !ok && start == 0 {
 				return nil, 0, io.EOF
 			}
 			if start == 0 {
 				continue // blank lines between paragraphs
 			}
-			return fields, start, nil
+			return p.fields, start, nil
 		}
 		if l[0] == ' ' || l[0] == '\t' {
 			if start == 0 {
 				return nil, 0, fmt.Errorf("line %d: continuation line outside a field", p.line)
 			}
 			if kept {
-				f := &fields[len(fields)-1]
-				f.more = append(f.more, strings.TrimSpace(l))
+				f := &p.fields[len(p.fields)-1]
+				f.more = append(f.more, string(bytes.TrimSpace(l)))
 			}
 			continue
 		}
-		name, value, found := strings.Cut(l, ":")
-		if !found || name == "" || strings.ContainsAny(name, " \t") {
+		name, value, found := bytes.Cut(l, []byte(":"))
+		if !found || len(name) == 0 || bytes.ContainsAny(name, " \t") {
 			return nil, 0, fmt.Errorf("line %d: want \"Field: value\", got %.40q", p.line, l)
 		}
 		if start == 0 {
@@ -141,19 +147,19 @@ func (p *paragraphReader) next() ([]field, int, error) {
 		if !kept {
 			continue
 		}
-		for _, f := range fields {
+		for _, f := range p.fields {
 			if f.name == key {
 				return nil, 0, fmt.Errorf("line %d: %s given again (first on line %d)", p.line, name, f.line)
 			}
 		}
-		fields = append(fields, field{name: key, value: strings.TrimSpace(value), line: p.line})
+		p.fields = append(p.fields, field{name: key, value: string(bytes.TrimSpace(value)), line: p.line})
 	}
 }
 
 // kept returns the lower-case name of field name if its value is kept, or "".
-func (p *paragraphReader) kept(name string) string {
+func (p *paragraphReader) kept(name []byte) string {
 	for _, k := range p.keep {
-		if strings.EqualFold(name, k) {
+		if bytes.EqualFold(name, []byte(k)) {
 			return k
 		}
 	}

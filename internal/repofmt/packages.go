@@ -95,7 +95,7 @@ func binaryEntry(e Entry, size *field, start int, fn func(Entry) error) error {
 		return fmt.Errorf("line %d: package %s: bad Size %.30q", size.line, e.Package, size.value)
 	}
 	e.Size = n
-	if e.SHA256 != "" {
+	if e.SHA256 != "" && !isHex(e.SHA256, 64) {
 		e.SHA256 = strings.ToLower(e.SHA256)
 		if !isHex(e.SHA256, 64) {
 			return fmt.Errorf("line %d: package %s: SHA256 %.70q is not 64 hex digits", start, e.Package, e.SHA256)
@@ -119,7 +119,10 @@ func sourceEntries(e Entry, dir, checksums *field, fn func(Entry) error) error {
 		if len(w) != 3 {
 			return fmt.Errorf("line %d: source %s: want \"sha256 size name\", got %.60q", line, e.Package, l)
 		}
-		sum, name := strings.ToLower(w[0]), w[2]
+		sum, name := w[0], w[2]
+		if !isHex(sum, 64) {
+			sum = strings.ToLower(sum)
+		}
 		if !isHex(sum, 64) {
 			return fmt.Errorf("line %d: source %s: %.70q is not 64 hex digits", line, e.Package, w[0])
 		}
