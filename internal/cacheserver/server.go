@@ -165,19 +165,23 @@ func (s *Server) learnCached(ctx context.Context) {
 		byRepo[cachekey.Repository(info.Key)] += info.Size
 		used += info.Size
 	}
-	if learnStore(ctx, s.store, s.expect, s.log, count) == nil {
-		s.mu.Lock()
-		for repo, n := range s.disk.ByRepo { // stored meanwhile
-			byRepo[repo] += n
+	if err := learnStore(ctx, s.store, s.expect, s.log, count); err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("cannot learn the checksums of the cached metadata: files are checked, and found under other names, only as their metadata is fetched again", "err", err)
 		}
-		s.disk.ByRepo, s.disk.Used = byRepo, s.disk.Used+used
-		s.mu.Unlock()
-		// Parsing the cached indexes of a large cache leaves a heap several
-		// times what the checksums take: give it back to the system now
-		// rather than over the next minutes.
-		debug.FreeOSMemory()
-		s.log.Info("checksums learned from cached metadata", "files", s.expect.Len())
+		return
 	}
+	s.mu.Lock()
+	for repo, n := range s.disk.ByRepo { // stored meanwhile
+		byRepo[repo] += n
+	}
+	s.disk.ByRepo, s.disk.Used = byRepo, s.disk.Used+used
+	s.mu.Unlock()
+	// Parsing the cached indexes of a large cache leaves a heap several
+	// times what the checksums take: give it back to the system now rather
+	// than over the next minutes.
+	debug.FreeOSMemory()
+	s.log.Info("checksums learned from cached metadata", "files", s.expect.Len())
 }
 
 // learnStore lets ix learn from the metadata in st, Release and repomd.xml
