@@ -477,9 +477,27 @@ func Expire(ctx context.Context, cfg *cacheconf.Config, st *disk.Store, used *ex
 	if err != nil {
 		return expire.Report{}, err
 	}
-	r, err := expire.Run(ctx, st, used, now, p, dryRun)
-	if err == nil && !dryRun {
-		_, r.Freed, err = st.GC(ctx)
+	if dryRun {
+		return expire.Run(ctx, st, used, now, p, true)
 	}
+	// The pass's own walk of the index tells the collection what is
+	// referenced: the index is read once.
+	c := st.StartGC()
+	r, err := expire.Run(ctx, collecting{st, c}, used, now, p, false)
+	if err != nil {
+		c.Finish(nil) // ends it: blobs of the entries removed so far stay for the next pass
+		return r, err
+	}
+	_, r.Freed, err = c.Finish(r.Removed)
 	return r, err
+}
+
+// collecting is a store whose Walk counts for a collection.
+type collecting struct {
+	*disk.Store
+	c *disk.Collection
+}
+
+func (c collecting) Walk(ctx context.Context, fn func(store.Info) error) error {
+	return c.c.Walk(ctx, fn)
 }

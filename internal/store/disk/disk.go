@@ -372,15 +372,29 @@ func (s *Store) Delete(_ context.Context, key string) error {
 // Walk implements store.Store. It shows the entries whose blob is present
 // (Open checks its size).
 func (s *Store) Walk(ctx context.Context, fn func(store.Info) error) error {
+	_, err := s.walk(ctx, fn, nil)
+	return err
+}
+
+// walk is Walk, calling shown with the blob of each entry shown, and
+// returning the blobs it listed.
+func (s *Store) walk(ctx context.Context, fn func(store.Info) error, shown func(blob [32]byte)) (blobSet, error) {
 	s.log.walkMu.Lock()
 	defer s.log.walkMu.Unlock()
 	blobs, err := s.listBlobs()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return s.entries(ctx, func(info store.Info) error {
-		if !blobs.has(info.SHA256) {
+	return blobs, s.entries(ctx, func(info store.Info) error {
+		var k [32]byte
+		if !hexDecode(k[:], info.SHA256) {
+			return nil
+		}
+		if _, ok := blobs[k]; !ok {
 			return nil // its blob is gone: Open would not serve it
+		}
+		if shown != nil {
+			shown(k)
 		}
 		return fn(info)
 	})
@@ -432,6 +446,79 @@ func (s *Store) GC(ctx context.Context) (removed int, freed int64, err error) {
 		freed += fi.Size()
 	}
 	return removed, freed, nil
+}
+
+// Collection is a garbage collection that needs no reading of the index
+// of its own: it counts the blobs the entries its Walk shows reference,
+// and Finish removes the listed blobs nothing references then. Blobs
+// committed or linked after StartGC are kept. One collection (or GC) runs
+// at a time.
+type Collection struct {
+	s     *Store
+	blobs blobSet            // listed by Walk
+	refs  map[[32]byte]int32 // entries Walk showed, by blob
+}
+
+// StartGC begins a Collection.
+func (s *Store) StartGC() *Collection {
+	s.mu.Lock()
+	s.gcLive = map[string]bool{}
+	s.mu.Unlock()
+	return &Collection{s: s}
+}
+
+// Walk is the Store's Walk, counting what the entries it shows reference.
+func (c *Collection) Walk(ctx context.Context, fn func(store.Info) error) error {
+	c.refs = map[[32]byte]int32{}
+	blobs, err := c.s.walk(ctx, fn, func(k [32]byte) { c.refs[k]++ })
+	if err != nil {
+		return err // an incomplete count: Finish removes nothing
+	}
+	c.blobs = blobs
+	return nil
+}
+
+// Finish removes the blobs Walk listed that no entry it showed references,
+// less those of removed (entries the caller deleted since), and returns
+// how many it removed and their bytes. Without a Walk it removes nothing.
+// An entry deleted or replaced by others since keeps its blob until the
+// next collection.
+func (c *Collection) Finish(removed []store.Info) (n int, freed int64, err error) {
+	s := c.s
+	s.mu.Lock()
+	defer func() {
+		s.gcLive = nil
+		s.mu.Unlock()
+	}()
+	if c.blobs == nil {
+		return 0, 0, nil
+	}
+	for _, info := range removed {
+		var k [32]byte
+		if hexDecode(k[:], info.SHA256) {
+			c.refs[k]--
+		}
+	}
+	for k := range c.blobs {
+		if c.refs[k] > 0 {
+			continue
+		}
+		sum := hex.EncodeToString(k[:])
+		if s.gcLive[sum] {
+			continue // committed or linked since the collection began
+		}
+		p := s.blobPath(sum)
+		fi, err := os.Lstat(p)
+		if err != nil {
+			continue
+		}
+		if err := os.Remove(p); err != nil {
+			return n, freed, fmt.Errorf("collect garbage: %w", err)
+		}
+		n++
+		freed += fi.Size()
+	}
+	return n, freed, nil
 }
 
 // Object is a committed body open for reading: its blob, or for a small

@@ -141,6 +141,67 @@ func TestSameBytesStoredOnce(t *testing.T) {
 	}
 }
 
+// TestCollectionCountsItsWalk: a Collection removes the blobs no entry its
+// Walk showed references (less the entries the caller deleted), keeps the
+// blobs committed while it runs, and removes nothing after a Walk that did
+// not end.
+func TestCollectionCountsItsWalk(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	s := open(t, root)
+	shared := strings.Repeat("shared bytes ", 100)
+	a := put(t, s, "a", shared)
+	put(t, s, "b", shared)
+	c := put(t, s, "c", "bytes of c only")
+	put(t, s, "orphan", "bytes no key will name")
+	s.Delete(ctx, "orphan")
+	put(t, s, "reused", "bytes a key names again")
+	s.Delete(ctx, "reused")
+
+	gc := s.StartGC()
+	var during store.Info
+	if err := gc.Walk(ctx, func(info store.Info) error {
+		if during.Key == "" {
+			during = put(t, s, "during", "committed while the walk reads")
+			put(t, s, "reused", "bytes a key names again")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"a", "c"} {
+		if err := s.Delete(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, freed, err := gc.Finish([]store.Info{a, c})
+	if want := int64(len("bytes of c only") + len("bytes no key will name")); err != nil || n != 2 || freed != want {
+		t.Errorf("Finish: removed %d blobs, %d bytes, %v; want 2 (c's and the orphan), %d bytes", n, freed, err, want)
+	}
+	for _, k := range []string{"b", "during", "reused"} {
+		if o, err := s.Open(ctx, k); err != nil {
+			t.Errorf("%s lost its body: %v", k, err)
+		} else {
+			o.Close()
+		}
+	}
+
+	put(t, s, "orphan", "bytes no key will name")
+	s.Delete(ctx, "orphan")
+	gc = s.StartGC()
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := gc.Walk(cancelled, func(store.Info) error { return nil }); err == nil {
+		t.Fatal("a Walk with its context cancelled ended well")
+	}
+	if n, _, err := gc.Finish(nil); n != 0 || err != nil {
+		t.Errorf("Finish after a Walk that did not end: removed %d blobs, %v; want none", n, err)
+	}
+	if n, _, _ := s.GC(ctx); n != 1 {
+		t.Errorf("GC after: removed %d blobs, want the orphan", n)
+	}
+}
+
 func TestOneProcessPerDirectory(t *testing.T) {
 	root := t.TempDir()
 	open(t, root)

@@ -519,13 +519,3 @@ func hexDecode(dst []byte, s string) bool {
 	n, err := hex.Decode(dst, []byte(s))
 	return err == nil && n == len(dst) && len(s) == 2*len(dst)
 }
-
-// has reports whether the blob named sum (hex) is present.
-func (b blobSet) has(sum string) bool {
-	var k [32]byte
-	if !hexDecode(k[:], sum) {
-		return false
-	}
-	_, ok := b[k]
-	return ok
-}
