@@ -376,24 +376,8 @@ func TestInterruptedDnfBuildLeavesNothing(t *testing.T) {
 		cmd.Process.Kill()
 		t.Fatal("dnf did not ask for a package within a minute")
 	}
-	cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err == nil {
-			t.Error("an interrupted build exited 0")
-		}
-	case <-time.After(2 * time.Minute):
-		cmd.Process.Kill()
-		t.Fatal("vzpkg did not stop within 2 minutes of SIGTERM")
-	}
-	if left, _ := os.ReadDir(out); len(left) != 0 {
-		t.Errorf("the interrupted build left %v in the cache directory", left)
-	}
-	if mounts, _ := rootfs.MountsUnder(out); len(mounts) != 0 {
-		t.Errorf("the interrupted build left mounts: %v", mounts)
-	}
+	stopBuild(t, cmd, syscall.SIGTERM, 2*time.Minute)
+	leftNothing(t, out)
 	if left, _ := os.ReadDir(tmp); len(left) != 0 {
 		t.Errorf("the interrupted build left %v in TMPDIR", left)
 	}

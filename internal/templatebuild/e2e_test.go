@@ -405,25 +405,9 @@ func TestCreateCacheDebian12ThroughPkgCacher(t *testing.T) {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() && !strings.Contains(sc.Text(), "installing essential packages") {
 		}
-		cmd.Process.Signal(syscall.SIGTERM)
 		go io.Copy(io.Discard, stderr)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err == nil {
-				t.Error("an interrupted build exited 0")
-			}
-		case <-time.After(3 * time.Minute):
-			cmd.Process.Kill()
-			t.Fatal("vzpkg did not stop within 3 minutes of SIGTERM")
-		}
-		if left, _ := os.ReadDir(out3); len(left) != 0 {
-			t.Errorf("interrupted build left %v in the cache directory", left)
-		}
-		if mounts, _ := rootfs.MountsUnder(out3); len(mounts) != 0 {
-			t.Errorf("interrupted build left mounts: %v", mounts)
-		}
+		stopBuild(t, cmd, syscall.SIGTERM, 3*time.Minute)
+		leftNothing(t, out3)
 	})
 
 	t.Run("two runs on one template", func(t *testing.T) {
@@ -505,22 +489,9 @@ func TestCreateCacheDebian12ThroughPkgCacher(t *testing.T) {
 		if !reached {
 			t.Fatal("the customize hook never ran")
 		}
-		start := time.Now()
-		cmd.Process.Signal(syscall.SIGINT)
 		go io.Copy(io.Discard, stderr)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err == nil {
-				t.Error("a build interrupted in a hook exited 0")
-			}
-			if d := time.Since(start); d > 20*time.Second {
-				t.Errorf("vzpkg took %v to stop after SIGINT in a hook, want < 20 s", d.Round(time.Second))
-			}
-		case <-time.After(3 * time.Minute):
-			cmd.Process.Kill()
-			t.Fatal("vzpkg did not stop within 3 minutes of SIGINT")
+		if d := stopBuild(t, cmd, syscall.SIGINT, 3*time.Minute); d > 20*time.Second {
+			t.Errorf("vzpkg took %v to stop after SIGINT in a hook, want < 20 s", d.Round(time.Second))
 		}
 		if left := buildProcesses(out5); len(left) > 0 {
 			t.Errorf("processes of the build outlive it: %v", left)
@@ -820,5 +791,37 @@ func checkPublished(t *testing.T, dir, what string) {
 	manifest, _ := os.ReadFile(filepath.Join(dir, template+".manifest"))
 	if string(manifest) != want.String() {
 		t.Errorf("%s: the manifest does not list what the tarball's package database lists", what)
+	}
+}
+
+// stopBuild sends sig to the vzpkg build cmd and waits up to within for it
+// to end, which it must do with a failure; it returns how long it took.
+func stopBuild(t *testing.T, cmd *exec.Cmd, sig os.Signal, within time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	cmd.Process.Signal(sig)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Errorf("a build stopped by %v exited 0", sig)
+		}
+	case <-time.After(within):
+		cmd.Process.Kill()
+		t.Fatalf("vzpkg did not stop within %v of %v", within, sig)
+	}
+	return time.Since(start)
+}
+
+// leftNothing fails t when an interrupted build left files or mounts in its
+// cache directory out.
+func leftNothing(t *testing.T, out string) {
+	t.Helper()
+	if left, _ := os.ReadDir(out); len(left) != 0 {
+		t.Errorf("the interrupted build left %v in the cache directory", left)
+	}
+	if mounts, _ := rootfs.MountsUnder(out); len(mounts) != 0 {
+		t.Errorf("the interrupted build left mounts: %v", mounts)
 	}
 }

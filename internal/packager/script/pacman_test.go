@@ -69,7 +69,9 @@ func TestPacmanConformance(t *testing.T) {
 		t.Error("pkg-cacher fetched no package: the backend did not go through it")
 	}
 
-	t.Run("a bootstrapped root runs its shell and scriptlets", func(t *testing.T) {
+	// bootstrapped is a new root of spec's set and its dummy.
+	bootstrapped := func(t *testing.T) string {
+		t.Helper()
 		root := t.TempDir()
 		dummy, err := p.Dummy(t.Context(), t.TempDir(), spec, spec.Dummies[0])
 		if err != nil {
@@ -80,6 +82,11 @@ func TestPacmanConformance(t *testing.T) {
 		if err := p.Bootstrap(t.Context(), root, spec, env); err != nil {
 			t.Fatal(err)
 		}
+		return root
+	}
+
+	t.Run("a bootstrapped root runs its shell and scriptlets", func(t *testing.T) {
+		root := bootstrapped(t)
 		if got, want := readTestFile(t, filepath.Join(root, "etc", "vz-motd.post")), "post_install of 1.1-1 ran\n"; got != want {
 			t.Errorf("vz-motd's post_install wrote %q, want %q", got, want)
 		}
@@ -90,16 +97,7 @@ func TestPacmanConformance(t *testing.T) {
 	})
 
 	t.Run("an unsigned package is refused", func(t *testing.T) {
-		root := t.TempDir()
-		dummy, err := p.Dummy(t.Context(), t.TempDir(), spec, spec.Dummies[0])
-		if err != nil {
-			t.Fatal(err)
-		}
-		env := env
-		env.Dummies = []string{dummy}
-		if err := p.Bootstrap(t.Context(), root, spec, env); err != nil {
-			t.Fatal(err)
-		}
+		root := bootstrapped(t)
 		before, err := p.Query(t.Context(), root)
 		if err != nil {
 			t.Fatal(err)
