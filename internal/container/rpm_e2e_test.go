@@ -56,10 +56,8 @@ func TestRPMContainers(t *testing.T) {
 	if _, err := exec.LookPath("dnf"); err != nil {
 		t.Fatal("dnf is not installed (scripts/setup.sh installs it)")
 	}
-	repoDir := t.TempDir()
-	signer := repotest.NewRPMSigner(t)
-	repotest.BuildSignedRPMRepo(t, filepath.Join(repoDir, "1"), repotest.SystemRPMs(t, "1.0"), signer)
-	up := repotest.NewUpstream(t, repoDir)
+	mirror := repotest.NewRPMMirror(t)
+	up := mirror.Up
 	// Index files are revalidated on every request: the repository changes
 	// within seconds.
 	c := repotest.StartCacher(t, bin, "allowed_locations="+strings.TrimPrefix(up.URL(), "http://"), "volatile_ttl=0")
@@ -125,7 +123,7 @@ func TestRPMContainers(t *testing.T) {
 	})
 
 	t.Run("update --all -j 4", func(t *testing.T) {
-		repotest.BuildSignedRPMRepo(t, filepath.Join(repoDir, "1"), repotest.SystemRPMs(t, "1.1")[3:4], signer)
+		mirror.Publish(t, "1", repotest.SystemRPMs(t, "1.1")[3:4])
 		r := vzpkg(t, "check-updates", root)
 		if r.code != 100 || !strings.Contains(r.stdout, "vz-motd") || !strings.Contains(r.stdout, "1.1-1") {
 			t.Errorf("check-updates with vz-motd 1.1 in the repository: exit %d, printed %q %s; want 100 and vz-motd 1.1-1", r.code, r.stdout, r.stderr)

@@ -168,3 +168,26 @@ func gpgPath(t testing.TB) string {
 	}
 	return p
 }
+
+// RPMMirror is a signed RPM repository served on loopback: release "1"
+// of its directory holds SystemRPMs(t, "1.0").
+type RPMMirror struct {
+	Dir    string // the served directory; releases are directories in it
+	Signer *RPMSigner
+	Up     *Upstream
+}
+
+// NewRPMMirror builds an RPMMirror and serves it until t ends.
+func NewRPMMirror(t testing.TB) *RPMMirror {
+	t.Helper()
+	m := &RPMMirror{Dir: t.TempDir(), Signer: NewRPMSigner(t)}
+	m.Publish(t, "1", SystemRPMs(t, "1.0"))
+	m.Up = NewUpstream(t, m.Dir)
+	return m
+}
+
+// Publish adds rpms to the release and indexes it again.
+func (m *RPMMirror) Publish(t testing.TB, release string, rpms []RPM) {
+	t.Helper()
+	BuildSignedRPMRepo(t, filepath.Join(m.Dir, release), rpms, m.Signer)
+}

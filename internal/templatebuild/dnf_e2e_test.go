@@ -102,10 +102,8 @@ func TestCreateCacheDnfThroughPkgCacher(t *testing.T) {
 	if _, err := exec.LookPath("dnf"); err != nil {
 		t.Fatal("dnf is not installed (scripts/setup.sh installs it)")
 	}
-	repoDir := t.TempDir()
-	signer := repotest.NewRPMSigner(t)
-	repotest.BuildSignedRPMRepo(t, filepath.Join(repoDir, "1"), repotest.SystemRPMs(t, "1.0"), signer)
-	up := repotest.NewUpstream(t, repoDir)
+	mirror := repotest.NewRPMMirror(t)
+	up := mirror.Up
 	host := strings.TrimPrefix(up.URL(), "http://")
 	c := startCacherFor(t, host)
 	tree := dnfTree(t, up.URL())
@@ -221,7 +219,7 @@ func TestCreateCacheDnfThroughPkgCacher(t *testing.T) {
 		// the one it cached for release 1.
 		rpms := repotest.SystemRPMs(t, "1.0")
 		rpms[3].Text["/etc/motd"] = "vz-motd 1.0 of release 2\n"
-		repotest.BuildSignedRPMRepo(t, filepath.Join(repoDir, "2"), rpms, signer)
+		mirror.Publish(t, "2", rpms)
 		out := t.TempDir()
 		const name = "vztest-2-x86_64-minimal"
 		if _, err := vzpkgTree(t, tree, "create", "cache", name, "--cache-dir", out, "--cacher", c.URL, "--quiet"); err != nil {
@@ -257,10 +255,8 @@ func TestCreateCacheDnfThroughPkgCacher(t *testing.T) {
 // repository is, repacked with the diff and the previous file kept as -old
 // when the repository gains a newer vz-motd.
 func TestUpdateCacheDnf(t *testing.T) {
-	repoDir := t.TempDir()
-	signer := repotest.NewRPMSigner(t)
-	repotest.BuildSignedRPMRepo(t, filepath.Join(repoDir, "1"), repotest.SystemRPMs(t, "1.0"), signer)
-	up := repotest.NewUpstream(t, repoDir)
+	mirror := repotest.NewRPMMirror(t)
+	up := mirror.Up
 	// Index files are revalidated on every request: the repository changes
 	// within seconds.
 	c := startCacherFor(t, strings.TrimPrefix(up.URL(), "http://"), "volatile_ttl=0")
@@ -282,7 +278,7 @@ func TestUpdateCacheDnf(t *testing.T) {
 		t.Error("an unchanged update left a -old file")
 	}
 
-	repotest.BuildSignedRPMRepo(t, filepath.Join(repoDir, "1"), repotest.SystemRPMs(t, "1.1")[3:4], signer)
+	mirror.Publish(t, "1", repotest.SystemRPMs(t, "1.1")[3:4])
 	stdout, err = vzpkgTree(t, tree, "update", "cache", dnfTemplate, "--cache-dir", out, "--cacher", c.URL)
 	if err != nil {
 		t.Fatal(err)
@@ -306,9 +302,7 @@ func TestUpdateCacheDnf(t *testing.T) {
 // and one that cannot, then update cache --all: the batch goes on past the
 // failure, summarises, and exits non-zero only when a template failed.
 func TestBatchCreateAndUpdate(t *testing.T) {
-	repoDir := t.TempDir()
-	repotest.BuildSignedRPMRepo(t, filepath.Join(repoDir, "1"), repotest.SystemRPMs(t, "1.0"), repotest.NewRPMSigner(t))
-	up := repotest.NewUpstream(t, repoDir)
+	up := repotest.NewRPMMirror(t).Up
 	c := startCacherFor(t, strings.TrimPrefix(up.URL(), "http://"))
 	tree := dnfTree(t, up.URL())
 	// A second template, from a set of its own naming a package the
@@ -346,9 +340,7 @@ func findFile(dir, name string) (string, bool) {
 // downloads into the root (the API file systems mounted in it): the cache
 // directory must be left empty and nothing mounted.
 func TestInterruptedDnfBuildLeavesNothing(t *testing.T) {
-	repoDir := t.TempDir()
-	repotest.BuildSignedRPMRepo(t, filepath.Join(repoDir, "1"), repotest.SystemRPMs(t, "1.0"), repotest.NewRPMSigner(t))
-	up := repotest.NewUpstream(t, repoDir)
+	up := repotest.NewRPMMirror(t).Up
 	stalled, release := make(chan struct{}, 1), make(chan struct{})
 	defer close(release)
 	up.SetHandler(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
