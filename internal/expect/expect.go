@@ -52,6 +52,18 @@ func NewListing(fn func(key string, s Sum)) *Index {
 	return ix
 }
 
+// NewFor returns an empty Index that keeps the promises it learns of the
+// files under keys only: it answers for those alone. An expiry pass asks
+// about the files in the cache, a small part of what a whole archive's
+// indexes list.
+func NewFor(keys []string) *Index {
+	hs := make([]uint64, len(keys))
+	for i, k := range keys {
+		hs[i] = keyHash(k)
+	}
+	return &Index{sums: newTableFor(hs), kind: map[string]string{}}
+}
+
 // Expect returns what the file under key must be, if anything says.
 func (ix *Index) Expect(key string) (Sum, bool) {
 	if m := byHashRE.FindStringSubmatch(key); m != nil {
@@ -92,12 +104,16 @@ func (ix *Index) withSize(key, sum string) Sum {
 // set records what the file under key must be; a later promise replaces an
 // earlier one (a newer Packages for a replaced .deb).
 func (ix *Index) set(key string, size int64, sha string) {
+	h := keyHash(key)
+	if !ix.sums.keeps(h) {
+		return
+	}
 	sum, ok := decodeSum(sha)
 	if !ok {
 		return
 	}
 	ix.mu.Lock()
-	ix.sums.set(keyHash(key), entry{size: size, sum: sum})
+	ix.sums.set(h, entry{size: size, sum: sum})
 	ix.mu.Unlock()
 	if ix.onSet != nil {
 		ix.onSet(key, Sum{Size: size, SHA256: sha})

@@ -111,3 +111,19 @@ func TestLearnIgnoresOtherFiles(t *testing.T) {
 		t.Errorf("Learn of a broken Release: %v, want an error naming line 5", err)
 	}
 }
+
+func TestNewForKeepsOnlyItsKeys(t *testing.T) {
+	root := t.TempDir()
+	repo := repotest.BuildAptRepo(t, root, "stable", []repotest.Deb{
+		{Name: "app", Version: "1.0-1", Size: 2048},
+		{Name: "libbig", Version: "2.0-1", Size: 64 << 10},
+	})
+	const base = "mirror.example/debian"
+	app, libbig := base+"/"+repo.Debs["app"], base+"/"+repo.Debs["libbig"]
+	ix := NewFor([]string{app})
+	learnFile(t, ix, base+"/"+repo.IndexDir()+"/Packages.gz", filepath.Join(root, repo.IndexDir(), "Packages.gz"))
+	wantExpect(t, ix, app, filepath.Join(root, repo.Debs["app"]))
+	if ix.Listed(libbig) || ix.Len() != 1 {
+		t.Errorf("an Index for %s alone knows %d files, libbig listed: %v", app, ix.Len(), ix.Listed(libbig))
+	}
+}

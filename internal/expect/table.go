@@ -2,6 +2,7 @@ package expect
 
 import (
 	"cmp"
+	"math"
 	"slices"
 )
 
@@ -13,6 +14,7 @@ import (
 type table struct {
 	sorted []rec            // by h, each h once
 	recent map[uint64]entry // not in sorted yet, or newer than its entry there
+	fixed  map[uint64]entry // in a table for given hashes: each of them, unset until set (the others unused)
 }
 
 type rec struct {
@@ -22,7 +24,24 @@ type rec struct {
 
 func newTable() table { return table{recent: map[uint64]entry{}} }
 
+// unset is the size of an entry of a fixed table not set yet.
+const unset = math.MinInt64
+
+// newTableFor returns a table that keeps the entries of hs alone: a map,
+// as they are few beside what the indexes list.
+func newTableFor(hs []uint64) table {
+	t := table{fixed: make(map[uint64]entry, len(hs))}
+	for _, h := range hs {
+		t.fixed[h] = entry{size: unset}
+	}
+	return t
+}
+
 func (t *table) get(h uint64) (entry, bool) {
+	if t.fixed != nil {
+		e, ok := t.fixed[h]
+		return e, ok && e.size != unset
+	}
 	if e, ok := t.recent[h]; ok {
 		return e, true
 	}
@@ -32,6 +51,15 @@ func (t *table) get(h uint64) (entry, bool) {
 	return entry{}, false
 }
 
+// keeps reports whether set keeps an entry for h.
+func (t *table) keeps(h uint64) bool {
+	if t.fixed == nil {
+		return true
+	}
+	_, ok := t.fixed[h]
+	return ok
+}
+
 func (t *table) find(h uint64) (int, bool) {
 	return slices.BinarySearchFunc(t.sorted, h, func(r rec, h uint64) int { return cmp.Compare(r.h, h) })
 }
@@ -39,6 +67,12 @@ func (t *table) find(h uint64) (int, bool) {
 // set records e for h, merging the recent entries into the sorted slice
 // once they are an eighth of it.
 func (t *table) set(h uint64, e entry) {
+	if t.fixed != nil {
+		if _, ok := t.fixed[h]; ok {
+			t.fixed[h] = e
+		}
+		return
+	}
 	t.recent[h] = e
 	if len(t.recent) > max(1024, len(t.sorted)/8) {
 		t.merge()
@@ -72,6 +106,15 @@ func (t *table) merge() {
 }
 
 func (t *table) len() int {
+	if t.fixed != nil {
+		n := 0
+		for _, e := range t.fixed {
+			if e.size != unset {
+				n++
+			}
+		}
+		return n
+	}
 	n := len(t.sorted)
 	for h := range t.recent {
 		if _, ok := t.find(h); !ok {

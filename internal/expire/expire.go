@@ -79,7 +79,12 @@ func Run(ctx context.Context, st Store, used *Usage, now time.Time, p Policy, dr
 	gone := map[string]bool{}
 
 	// Retired releases first: their top-level metadata, unused for MaxAge.
-	ix := expect.New()
+	keys := make([]string, len(entries))
+	for i, e := range entries {
+		keys[i] = e.Key
+	}
+	ix := expect.NewFor(keys) // what the indexes say of the files in the cache
+	keys = nil
 	learn := func(info store.Info) {
 		// An index that cannot be read references nothing; what it
 		// would have kept is kept by its age alone.
