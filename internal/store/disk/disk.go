@@ -172,7 +172,7 @@ func readIndex(p string) (store.Info, error) {
 	if err != nil {
 		return info, err
 	}
-	if err := json.Unmarshal(b, &info); err != nil {
+	if err := decodeInfo(b, &info); err != nil {
 		return info, fmt.Errorf("%s: %w", p, err)
 	}
 	return info, nil
