@@ -8,8 +8,11 @@
 # PKG_CACHER_EXPIRE_FIRST environment variable), waits until the checksums
 # are learned, runs wrk WRK_SECONDS (default 4) with no pass, then
 # WRK_SECONDS from when the pass begins. RUNS runs a file (default 3);
-# prints each run, the pass's duration, the medians and their ratio. Run as
-# root on Debian 12, after bench/large.sh.
+# ROWS names the files (default "big small");
+# prints each run, the pass's duration, the medians and their ratio, and
+# the median of the runs' own ratios (each pairs two measurements seconds
+# apart: steadier than the ratio of medians when the machine drifts
+# between runs). Run as root on Debian 12, after bench/large.sh.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source bench/lib.sh
@@ -57,10 +60,10 @@ wrk_rps() { # $1: what
 
 echo "| file | run | no pass (req/s) | during a pass (req/s) | during / no pass | pass (s) |"
 echo "|---|---|---|---|---|---|"
-for f in big small; do
+for f in ${ROWS:-big small}; do
 	url=$upstream/pool/$f.deb
 	printf 'wrk.path = "%s"\n' "$url" >"$run/wrk.lua"
-	q_all="" p_all=""
+	q_all="" p_all="" r_all=""
 	for i in $(seq "$runs"); do
 		t0=$(now)
 		serve
@@ -79,10 +82,11 @@ for f in big small; do
 		secs=$(grep 'expiry pass' "$run/serve.log" | sed -n 's/.*seconds=\([0-9.]*\).*/\1/p')
 		stop pkg-cacher
 		printf '| %s | %s | %s | %s | %.2f | %.1f |\n' "$f" "$i" "$q" "$p" "$(awk -v a="$p" -v b="$q" 'BEGIN {print a / b}')" "$secs"
-		q_all+="$q " p_all+="$p "
+		q_all+="$q " p_all+="$p " r_all+="$(awk -v a="$p" -v b="$q" 'BEGIN {print a / b}') "
 	done
 	qm=$(echo "$q_all" | median) pm=$(echo "$p_all" | median)
 	echo "| $f | median | $qm | $pm | $(awk -v a="$pm" -v b="$qm" 'BEGIN {printf "%.2f", a / b}') | |"
+	echo "| $f | median of the runs' ratios | | | $(echo "$r_all" | median | xargs printf '%.2f') | |"
 done
 echo
 echo "$(machine); load average $(cut -d' ' -f1-3 /proc/loadavg)"

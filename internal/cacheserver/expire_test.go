@@ -48,6 +48,13 @@ func serve(t *testing.T, cfg *cacheconf.Config, log ...*syncBuffer) (string, fun
 // clients asked for the files under keys at now.
 func expireAt(t *testing.T, cfg *cacheconf.Config, now time.Time, dryRun bool, keys ...string) expire.Report {
 	t.Helper()
+	return expireVia(t, cfg, now, dryRun, false, keys...)
+}
+
+// expireVia is expireAt, running the pass as serve does when yielding:
+// on a thread of its own, giving way to clients (served all the time).
+func expireVia(t *testing.T, cfg *cacheconf.Config, now time.Time, dryRun, yielding bool, keys ...string) expire.Report {
+	t.Helper()
 	st, err := disk.Open(cfg.CacheDir)
 	if err != nil {
 		t.Fatal(err)
@@ -60,7 +67,15 @@ func expireAt(t *testing.T, cfg *cacheconf.Config, now time.Time, dryRun bool, k
 	for _, k := range keys {
 		used.Touch(k, now)
 	}
-	r, err := Expire(context.Background(), cfg, st, used, now, dryRun)
+	var r expire.Report
+	if yielding {
+		var served uint64
+		lowPriority(func() {
+			r, err = pass(context.Background(), cfg, st, used, now, dryRun, newYielder(func() uint64 { served++; return served }))
+		})
+	} else {
+		r, err = Expire(context.Background(), cfg, st, used, now, dryRun)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,19 +146,21 @@ func TestExpiryOfUnreferencedPackages(t *testing.T) {
 		breakUp  func(w http.ResponseWriter, r *http.Request, next http.Handler) // the upstream during the second update
 		dryRun   bool
 		wantGone bool
+		yielding bool // the pass gives way to clients, as in serve
 	}{
-		{"newer Packages", nil, false, true},
-		{"newer Packages, dry run", nil, true, false},
+		{"newer Packages", nil, false, true, false},
+		{"newer Packages, pass giving way", nil, false, true, true},
+		{"newer Packages, dry run", nil, true, false, false},
 		{"upstream fails the update", func(w http.ResponseWriter, r *http.Request, next http.Handler) {
 			http.Error(w, "broken", http.StatusInternalServerError)
-		}, false, false},
+		}, false, false, false},
 		{"corrupt index", func(w http.ResponseWriter, r *http.Request, next http.Handler) {
 			if strings.Contains(r.URL.Path, "/binary-amd64/") { // Packages*, also by-hash
 				w.Write([]byte("Package: garbage\nFilename: pool/x.deb\nSHA256: 00\n\n"))
 				return
 			}
 			next.ServeHTTP(w, r)
-		}, false, false},
+		}, false, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			publish(v1)
@@ -167,7 +184,7 @@ func TestExpiryOfUnreferencedPackages(t *testing.T) {
 
 			before := cachedKeys(t, cfg, ".deb")
 			// A month later, clients still run apt-get update daily.
-			r := expireAt(t, cfg, later, tc.dryRun, "local:/dists/stable/InRelease")
+			r := expireVia(t, cfg, later, tc.dryRun, tc.yielding, "local:/dists/stable/InRelease")
 			after := cachedKeys(t, cfg, ".deb")
 			has := func(keys []string, rel string) bool { return slices.Contains(keys, "local:/"+rel) }
 			if !has(before, oldDeb) {

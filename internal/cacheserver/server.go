@@ -16,11 +16,11 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"runtime"
 	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -54,6 +54,7 @@ type Server struct {
 	expect  *expect.Index // checksums the cached metadata promises
 	up      *upstream.Client
 	usage   *expire.Usage // when each cached file was last asked for
+	serves  atomic.Uint64 // files clients were answered with
 	started time.Time     // files stored since are counted as they are stored
 
 	mu   sync.Mutex // guards cfg and logFile, which Reload and ReopenLog replace, and disk
@@ -343,7 +344,10 @@ func (s *Server) config() *cacheconf.Config {
 }
 
 // served records that a client was answered with the file under key.
-func (s *Server) served(key string) { s.usage.Touch(key, time.Now()) }
+func (s *Server) served(key string) {
+	s.serves.Add(1)
+	s.usage.Touch(key, time.Now())
+}
 
 // Expiry passes run expireEvery, the first expireFirst after the start, or
 // after the duration in the environment variable expireFirstEnv (for
@@ -371,7 +375,9 @@ func (s *Server) expirePeriodically(ctx context.Context) {
 		began := time.Now()
 		var r expire.Report
 		var err error
-		lowPriority(func() { r, err = Expire(ctx, s.config(), s.store, s.usage, began, false) })
+		lowPriority(func() {
+			r, err = pass(ctx, s.config(), s.store, s.usage, began, false, newYielder(s.serves.Load))
+		})
 		if err != nil {
 			s.log.Error("expiry pass failed", "err", err)
 		} else {
@@ -389,39 +395,6 @@ func (s *Server) expirePeriodically(ctx context.Context) {
 		}
 		t.Reset(expireEvery)
 	}
-}
-
-// lowPriority runs fn on an OS thread of its own at the lowest CPU and I/O
-// priority, and lets the Go scheduler run one more goroutine at a time
-// meanwhile: serving keeps every CPU it had, and fn gets what serving
-// leaves. (The thread ends with fn: its priority stays with it.) The
-// thread is SCHED_IDLE, not only at nice 19: Linux lets a thread at nice
-// 19 finish its slice (milliseconds) before a woken serving thread gets
-// its CPU, but preempts a SCHED_IDLE one at once, and places woken threads
-// on a CPU that runs only such threads as on an idle one.
-func lowPriority(fn func()) {
-	procs := runtime.GOMAXPROCS(0)
-	runtime.GOMAXPROCS(procs + 1)
-	defer func() {
-		if os.Getenv("GOMAXPROCS") == "" {
-			runtime.SetDefaultGOMAXPROCS()
-		} else {
-			runtime.GOMAXPROCS(procs)
-		}
-	}()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
-		tid := unix.Gettid()
-		// SCHED_IDLE, and nice 19 should a kernel refuse it.
-		unix.SchedSetAttr(tid, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_IDLE, Nice: 19}, 0)
-		unix.Setpriority(unix.PRIO_PROCESS, tid, 19)
-		const whoProcess, classIdle, classShift = 1, 3, 13 // linux/ioprio.h
-		unix.Syscall(unix.SYS_IOPRIO_SET, whoProcess, uintptr(tid), classIdle<<classShift)
-		fn()
-	}()
-	<-done
 }
 
 func (s *Server) close() {
@@ -473,17 +446,30 @@ func Policy(cfg *cacheconf.Config) (expire.Policy, error) {
 // removes the bodies no key names any more: those of the files it removed,
 // and those replaced by newer versions (index files) since the last pass.
 func Expire(ctx context.Context, cfg *cacheconf.Config, st *disk.Store, used *expire.Usage, now time.Time, dryRun bool) (expire.Report, error) {
+	return pass(ctx, cfg, st, used, now, dryRun, nil)
+}
+
+// pass is Expire, giving way to clients through y when it is not nil.
+func pass(ctx context.Context, cfg *cacheconf.Config, st *disk.Store, used *expire.Usage, now time.Time, dryRun bool, y *yielder) (expire.Report, error) {
 	p, err := Policy(cfg)
 	if err != nil {
 		return expire.Report{}, err
 	}
-	if dryRun {
-		return expire.Run(ctx, st, used, now, p, true)
+	var es expire.Store = st
+	var c *disk.Collection
+	if !dryRun {
+		// The pass's own walk of the index tells the collection what is
+		// referenced: the index is read once.
+		c = st.StartGC()
+		es = collecting{st, c}
 	}
-	// The pass's own walk of the index tells the collection what is
-	// referenced: the index is read once.
-	c := st.StartGC()
-	r, err := expire.Run(ctx, collecting{st, c}, used, now, p, false)
+	if y != nil {
+		es = yielding{es, y}
+	}
+	r, err := expire.Run(ctx, es, used, now, p, dryRun)
+	if c == nil {
+		return r, err
+	}
 	if err != nil {
 		c.Finish(nil) // ends it: blobs of the entries removed so far stay for the next pass
 		return r, err
