@@ -103,19 +103,20 @@ func Run(ctx context.Context, st Store, used *Usage, now time.Time, p Policy, dr
 	// index a release no longer lists is still believed while the one
 	// that replaces it is not cached (it failed to fetch or to verify):
 	// clients still see the old one.
-	replaced := map[string]bool{} // index directories holding a listed index
-	for _, e := range entries {
-		if !topLevel[path.Base(e.Key)] && ix.Listed(e.Key) && index(ix, e.Key) {
+	replaced := map[string]bool{}        // index directories holding a listed index
+	listed := make([]bool, len(entries)) // by a kept release
+	for i, e := range entries {
+		if listed[i] = !topLevel[path.Base(e.Key)] && ix.Listed(e.Key); listed[i] && index(ix, e.Key) {
 			replaced[indexDir(e.Key)] = true
 		}
 	}
 	believed := map[string]bool{}
-	for _, e := range entries {
+	for i, e := range entries {
 		if topLevel[path.Base(e.Key)] {
 			continue
 		}
 		switch {
-		case ix.Listed(e.Key):
+		case listed[i]:
 			learn(e)
 		case index(ix, e.Key) && !replaced[indexDir(e.Key)]:
 			believed[e.Key] = true
