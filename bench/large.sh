@@ -4,10 +4,11 @@
 # var/bench/large. Measures, with the page cache dropped first: the time
 # from starting pkg-cacher serve to its first hit, the time until the
 # checksums are learned, its resident memory then (VmRSS, and the peak
-# VmHWM), and one expiry pass (pkg-cacher expire --dry-run), with the page
-# cache dropped and warm, and once more as after a crash (index.pack gone:
-# the index entries are read one file each). Prints a Markdown table. Run
-# as root on Debian 12; the first run takes a few minutes to fill the cache.
+# VmHWM), the first hit after a kill -9, and one expiry pass (pkg-cacher
+# expire --dry-run), with the page cache dropped and warm, and once more
+# as after a crash (index.pack gone: the index entries are read one file
+# each). Prints a Markdown table. Run as root on Debian 12; the first run
+# takes a few minutes to fill the cache.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source bench/lib.sh
@@ -48,6 +49,22 @@ rss=$(awk '/^VmRSS/ {print $2 / 1024}' "/proc/${pids[pkg-cacher]}/status")
 hwm=$(awk '/^VmHWM/ {print $2 / 1024}' "/proc/${pids[pkg-cacher]}/status")
 stop pkg-cacher
 
+# The first hit after a kill -9 (the bodies a crash may have left are
+# collected after the start).
+serve
+until curl -fsS -o /dev/null -x "http://127.0.0.1:$port" "$url" 2>/dev/null; do sleep 0.01; done
+kill -9 "${pids[pkg-cacher]}"
+wait "${pids[pkg-cacher]}" 2>/dev/null || true
+unset 'pids[pkg-cacher]'
+drop_caches
+t0=$(now)
+serve
+until curl -fsS -o /dev/null -x "http://127.0.0.1:$port" "$url" 2>/dev/null; do sleep 0.01; done
+crash_first=$(since "$t0")
+until grep -q 'removed what the crash' "$run/serve.log"; do sleep 0.05; done
+crash_collected=$(since "$t0")
+stop pkg-cacher
+
 drop_caches
 t0=$(now)
 bin/pkg-cacher expire --dry-run cache_dir="$work/cache" expire_days=30 >"$run/expire.txt"
@@ -68,6 +85,8 @@ cat <<TABLE
 |---|---|---|
 | start to first hit (s) | $(printf %.2f "$first") | ≤ 1 |
 | start to checksums learned (s) | $(printf %.2f "$learned") | |
+| start to first hit after a kill -9 (s) | $(printf %.2f "$crash_first") | ≤ 1 |
+| start to the crash's leftovers collected, after a kill -9 (s) | $(printf %.2f "$crash_collected") | |
 | resident memory after learning (MB) | $(printf %.0f "$rss") | ≤ 64 |
 | peak resident memory (MB) | $(printf %.0f "$hwm") | |
 | one expiry pass, dry run, page cache dropped (s) | $(printf %.2f "$pass") | ≤ 10 |

@@ -2,6 +2,7 @@
 package cachercli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -155,6 +156,13 @@ func openStore(file string, args []string) (*cacheconf.Config, *disk.Store, erro
 	st, err := disk.Open(cfg.CacheDir)
 	if err != nil {
 		return nil, nil, err
+	}
+	if !st.Recovery().Clean {
+		// What a crash left without an index entry: a command has the time.
+		if _, _, err := st.GC(context.Background()); err != nil {
+			st.Close()
+			return nil, nil, err
+		}
 	}
 	return cfg, st, nil
 }

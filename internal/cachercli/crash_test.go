@@ -3,8 +3,12 @@ package cachercli
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -168,6 +172,56 @@ func TestKill9WithDownloadsInFlight(t *testing.T) {
 		}
 		if got := up.Count(name); got != want {
 			t.Errorf("upstream GETs of %s: %d, want %d", name, got, want)
+		}
+	}
+}
+
+// After a kill -9, a body whose index entry was never written takes space
+// only: serve answers at once and removes it in the background.
+func TestServeCollectsWhatACrashLeft(t *testing.T) {
+	files := t.TempDir()
+	os.MkdirAll(filepath.Join(files, "pool"), 0o755)
+	os.WriteFile(filepath.Join(files, "pool/a.deb"), []byte("a package"), 0o644)
+	up := repotest.NewUpstream(t, files)
+	dir := t.TempDir()
+	port := freePort(t)
+	settings := []string{"cache_dir=" + dir, "logdir=" + dir, "allowed_locations=" + up.HostPort()}
+	url := fmt.Sprintf("http://127.0.0.1:%d/%s/pool/a.deb", port, up.HostPort())
+	get := func() {
+		t.Helper()
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || string(b) != "a package" {
+			t.Fatalf("GET a.deb: %q, %v", b, err)
+		}
+	}
+	child := startChild(t, port, settings...)
+	get()
+	child.Process.Signal(syscall.SIGKILL)
+	child.Wait()
+	// A body renamed into place just before the crash, its entry never written.
+	body := []byte("orphaned body")
+	sum := sha256.Sum256(body)
+	orphan := filepath.Join(dir, "blobs", hex.EncodeToString(sum[:1]), hex.EncodeToString(sum[:]))
+	if err := os.WriteFile(orphan, body, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	startChild(t, port, settings...)
+	get()
+	if up.Count("/pool/a.deb") != 1 {
+		t.Errorf("a.deb fetched %d times, want once: the cached file was lost", up.Count("/pool/a.deb"))
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, err := os.Stat(orphan); errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the body the crash left is still in the cache 20 s after the restart")
 		}
 	}
 }

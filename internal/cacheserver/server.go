@@ -132,7 +132,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	go func() { errc <- s.http.Serve(hits) }()
 	learnCtx, stopLearning := context.WithCancel(ctx)
 	learned := make(chan struct{})
-	go func() { s.learnCached(learnCtx); close(learned) }()
+	go func() { s.learnCached(learnCtx); s.collectAfterCrash(learnCtx); close(learned) }()
 	defer func() { stopLearning(); <-learned }()
 	if policy, err := Policy(s.cfg); err == nil && s.cfg.CleanCache && (policy.MaxAge > 0 || policy.MaxSize > 0) {
 		expired := make(chan struct{})
@@ -183,6 +183,26 @@ func (s *Server) learnCached(ctx context.Context) {
 	// than over the next minutes.
 	debug.FreeOSMemory()
 	s.log.Info("checksums learned from cached metadata", "files", s.expect.Len())
+}
+
+// collectAfterCrash removes the bodies a crash left without an index entry
+// (disk.Open leaves them), at the lowest priority, once serving has begun
+// and the cached metadata is learned.
+func (s *Server) collectAfterCrash(ctx context.Context) {
+	if s.store.Recovery().Clean {
+		return
+	}
+	var n int
+	var freed int64
+	var err error
+	lowPriority(func() { n, freed, err = s.store.GC(ctx) })
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("cannot remove what the crash before the start left in the cache: the next expiry pass will", "err", err)
+		}
+		return
+	}
+	s.log.Info("removed what the crash before the start left in the cache", "bodies", n, "freed_bytes", freed)
 }
 
 // learnStore lets ix learn from the metadata in st, Release and repomd.xml

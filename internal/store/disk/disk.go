@@ -49,6 +49,7 @@ type Store struct {
 	// blob whose index entry is about to be written.
 	mu     sync.Mutex
 	gcLive map[string]bool // while GC runs: blobs committed or linked since it began; guarded by mu
+	gcMu   sync.Mutex      // held by the GC or Collection running
 
 	log    entryLog    // the index in two files, for Walk and GC (see pack.go)
 	recent recentInfos // index entries served without reading them again
@@ -63,7 +64,11 @@ type Store struct {
 }
 
 // Open prepares root (creating it if needed), takes its lock and removes
-// leftovers of interrupted writes.
+// leftovers of interrupted writes. After a crash (Recovery().Clean is
+// false) bodies whose index entry was never written may be left: they take
+// space only, and the caller collects them with GC when it suits it (serve
+// after it has started serving: on a large cache that reads every index
+// entry).
 func Open(root string) (*Store, error) {
 	for _, d := range []string{root, filepath.Join(root, "blobs"), filepath.Join(root, "index"), filepath.Join(root, "tmp")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -91,13 +96,6 @@ func Open(root string) (*Store, error) {
 	}
 	if err == nil {
 		s.openLog(token)
-	}
-	if err == nil && !s.recovery.Clean {
-		// A crash may have left a body whose index entry was never
-		// written. After a clean close there is none, and a large cache
-		// starts serving at once: the expiry pass collects the bodies
-		// replaced since.
-		_, _, err = s.GC(context.Background())
 	}
 	if err != nil {
 		lock.Close()
@@ -404,6 +402,8 @@ func (s *Store) walk(ctx context.Context, fn func(store.Info) error, shown func(
 // removed and their bytes. It reads the index without holding up commits:
 // a blob committed or linked while it reads is kept.
 func (s *Store) GC(ctx context.Context) (removed int, freed int64, err error) {
+	s.gcMu.Lock()
+	defer s.gcMu.Unlock()
 	s.mu.Lock()
 	s.gcLive = map[string]bool{}
 	s.mu.Unlock()
@@ -452,15 +452,17 @@ func (s *Store) GC(ctx context.Context) (removed int, freed int64, err error) {
 // of its own: it counts the blobs the entries its Walk shows reference,
 // and Finish removes the listed blobs nothing references then. Blobs
 // committed or linked after StartGC are kept. One collection (or GC) runs
-// at a time.
+// at a time: StartGC waits for the one before to end.
 type Collection struct {
 	s     *Store
 	blobs blobSet            // listed by Walk
 	refs  map[[32]byte]int32 // entries Walk showed, by blob
 }
 
-// StartGC begins a Collection.
+// StartGC begins a Collection, once any GC or Collection running has ended.
+// Finish ends it.
 func (s *Store) StartGC() *Collection {
+	s.gcMu.Lock()
 	s.mu.Lock()
 	s.gcLive = map[string]bool{}
 	s.mu.Unlock()
@@ -482,13 +484,14 @@ func (c *Collection) Walk(ctx context.Context, fn func(store.Info) error) error 
 // less those of removed (entries the caller deleted since), and returns
 // how many it removed and their bytes. Without a Walk it removes nothing.
 // An entry deleted or replaced by others since keeps its blob until the
-// next collection.
+// next collection. It is called once, Walk or not.
 func (c *Collection) Finish(removed []store.Info) (n int, freed int64, err error) {
 	s := c.s
 	s.mu.Lock()
 	defer func() {
 		s.gcLive = nil
 		s.mu.Unlock()
+		s.gcMu.Unlock()
 	}()
 	if c.blobs == nil {
 		return 0, 0, nil

@@ -2,6 +2,8 @@ package disk
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -68,7 +70,8 @@ func crashed(t *testing.T, root string) {
 }
 
 // A crash leaves temp files, and between the blob's rename and the index
-// entry's a blob no key names. A restart serves neither and removes both.
+// entry's a blob no key names. A restart serves neither; it removes the
+// temp files, and the next collection the blob.
 func TestRestartAfterCrash(t *testing.T) {
 	ctx := context.Background()
 	root := t.TempDir()
@@ -82,7 +85,8 @@ func TestRestartAfterCrash(t *testing.T) {
 	put(t, s, "whole", "complete body")
 	gone := put(t, s, "gone", "body whose blob was lost")
 	// A blob renamed into place whose index entry was never written.
-	orphan := s.blobPath(strings.Repeat("ab", 32))
+	sum := sha256.Sum256([]byte("orphan"))
+	orphan := s.blobPath(hex.EncodeToString(sum[:]))
 	os.MkdirAll(filepath.Dir(orphan), 0o755)
 	os.WriteFile(orphan, []byte("orphan"), 0o644)
 	// A blob damaged on disk (truncated).
@@ -100,6 +104,12 @@ func TestRestartAfterCrash(t *testing.T) {
 	}
 	if _, err := s2.Open(ctx, "gone"); !errors.Is(err, store.ErrNotExist) {
 		t.Errorf("truncated blob served: %v", err)
+	}
+	if s2.Recovery().Clean {
+		t.Error("the store reports a clean close after a crash: nobody collects the blob it left")
+	}
+	if n, _, err := s2.GC(ctx); err != nil || n != 1 {
+		t.Errorf("GC after restart removed %d blobs, %v; want the orphan", n, err)
 	}
 	if _, err := os.Stat(orphan); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("unreferenced blob kept after restart: %v", err)
