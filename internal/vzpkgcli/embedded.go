@@ -47,8 +47,12 @@ func extractTree(fsys fs.FS, cacheDir string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("read the built-in template tree: %w", err)
 	}
-	// cacheDir is checked before a tree in it is used: whoever could write
-	// to it could swap the checked tree for another.
+	// cacheDir, and every directory above it, is checked before a tree in
+	// it is used: whoever could write to one could swap the checked tree
+	// for another.
+	if err := checkAncestors(cacheDir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", err
+	}
 	if err := checkPrivate(cacheDir); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return "", err
 	}
@@ -70,7 +74,7 @@ func extractTree(fsys fs.FS, cacheDir string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("extract the built-in template tree: %w", err)
 	}
-	if err := checkPrivate(cacheDir); err != nil {
+	if err := errors.Join(checkAncestors(cacheDir), checkPrivate(cacheDir)); err != nil {
 		return "", err
 	}
 	removeStale(cacheDir)
@@ -193,4 +197,31 @@ func checkPrivate(dir string) error {
 		return fmt.Errorf("%s is writable by others than its owner, or owned by someone else: vzpkg does not use a template tree others could change; remove it, or give a tree with --templates", dir)
 	}
 	return nil
+}
+
+// checkAncestors returns an error naming the fix when a directory above dir
+// (links resolved) belongs to someone other than the caller and root, or
+// others may write to it: they could move dir away and put their own in its
+// place between its check and its use. A sticky directory (/tmp) is fine:
+// only an entry's owner may move it. It wraps fs.ErrNotExist when dir's
+// parent does not exist yet.
+func checkAncestors(dir string) error {
+	p, err := filepath.EvalSymlinks(filepath.Dir(dir))
+	if err != nil {
+		return err
+	}
+	for {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if !ok || st.Uid != 0 && int(st.Uid) != os.Geteuid() || fi.Mode().Perm()&0o022 != 0 && fi.Mode()&fs.ModeSticky == 0 {
+			return fmt.Errorf("%s, above %s, is owned by someone else or writable by others: they could swap the template tree vzpkg extracts there; make it yours and writable by you alone, set XDG_CACHE_HOME elsewhere, or give a tree with --templates", p, dir)
+		}
+		if p == filepath.Dir(p) {
+			return nil
+		}
+		p = filepath.Dir(p)
+	}
 }

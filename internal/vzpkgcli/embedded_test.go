@@ -197,6 +197,21 @@ func TestExtractRefusesTreesOthersCanChange(t *testing.T) {
 			t.Errorf("got %v, want a refusal naming %s", err, planted)
 		}
 	})
+	t.Run("open directory above", func(t *testing.T) {
+		home := filepath.Join(t.TempDir(), "home")
+		if err := os.MkdirAll(filepath.Join(home, ".cache"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(home, 0o777) // anyone may rename .cache away and put their own there
+		cache := filepath.Join(home, ".cache", "vzpkg")
+		if _, err := extractTree(templates.FS, cache); err == nil || !strings.Contains(err.Error(), home+", above") {
+			t.Errorf("got %v, want a refusal naming %s", err, home)
+		}
+		os.Chmod(home, 0o777|os.ModeSticky) // sticky: only the owner of .cache may move it
+		if _, err := extractTree(templates.FS, cache); err != nil {
+			t.Errorf("under a sticky directory: %v", err)
+		}
+	})
 	t.Run("link", func(t *testing.T) {
 		cache := t.TempDir()
 		if err := os.Symlink(t.TempDir(), filepath.Join(cache, "templates-"+sum)); err != nil {
