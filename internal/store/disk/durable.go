@@ -132,12 +132,25 @@ func (s *Store) recover() (r Recovery, token string, err error) {
 }
 
 // recheck hashes again the blobs written since t and removes those whose
-// bytes do not match their name.
+// bytes do not match their name. Only the directories of blobs/ changed
+// since t are read: a blob is renamed or linked into place, which changes
+// its directory, and a large cache has 200,000 blobs to stat otherwise.
 func (s *Store) recheck(t time.Time) (Recovery, error) {
 	var r Recovery
-	err := filepath.WalkDir(filepath.Join(s.root, "blobs"), func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
+	blobs := filepath.Join(s.root, "blobs")
+	err := filepath.WalkDir(blobs, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
 			return err
+		}
+		if d.IsDir() {
+			fi, err := d.Info()
+			if err != nil {
+				return err
+			}
+			if p != blobs && fi.ModTime().Before(t.Add(-mtimeSlack)) {
+				return fs.SkipDir
+			}
+			return nil
 		}
 		fi, err := d.Info()
 		if err != nil {
