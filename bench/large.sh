@@ -61,7 +61,7 @@ t0=$(now)
 serve
 until curl -fsS -o /dev/null -x "http://127.0.0.1:$port" "$url" 2>/dev/null; do sleep 0.01; done
 crash_first=$(since "$t0")
-until grep -q 'removed what the crash' "$run/serve.log"; do sleep 0.05; done
+until grep -q 'collected the bodies no index entry names' "$run/serve.log"; do sleep 0.05; done
 crash_collected=$(since "$t0")
 stop pkg-cacher
 

@@ -30,6 +30,7 @@ type Status string
 const (
 	Hit         Status = "HIT"         // served from the store without contacting upstream
 	Miss        Status = "MISS"        // not cached: fetched from upstream and stored
+	Joined      Status = "JOINED"      // not cached: served from a download another client started, no upstream request of its own
 	Revalidated Status = "REVALIDATED" // cached copy confirmed by upstream (304)
 	Expired     Status = "EXPIRED"     // cached copy was stale and upstream sent a new one
 	Stale       Status = "STALE"       // cached copy was stale, upstream failed: served the old one
@@ -278,7 +279,7 @@ func (c *Cache) get(ctx context.Context, req Request) (*Result, error) {
 	}
 	if obj == nil && req.Head {
 		if f := c.joinRunning(req.Key); f != nil {
-			return c.wait(ctx, req, f, nil)
+			return c.wait(ctx, req, f, nil, true)
 		}
 		return c.head(ctx, req)
 	}
@@ -286,16 +287,16 @@ func (c *Cache) get(ctx context.Context, req Request) (*Result, error) {
 	if obj != nil {
 		cond = Conditions{LastModified: obj.Info().LastModified, ETag: obj.Info().ETag}
 	}
-	f, res := c.join(ctx, req, cond)
+	f, joined, res := c.join(ctx, req, cond)
 	if res != nil {
 		return res, nil
 	}
-	return c.wait(ctx, req, f, obj)
+	return c.wait(ctx, req, f, obj, joined)
 }
 
-// wait returns the answer of fill f, which the caller joined, for req; obj
-// is the cached copy being revalidated, if any.
-func (c *Cache) wait(ctx context.Context, req Request, f *fill, obj store.Object) (*Result, error) {
+// wait returns the answer of fill f, which the caller joined (started, when
+// not joined), for req; obj is the cached copy being revalidated, if any.
+func (c *Cache) wait(ctx context.Context, req Request, f *fill, obj store.Object, joined bool) (*Result, error) {
 	defer func() {
 		if f != nil {
 			c.leave(f)
@@ -327,9 +328,12 @@ func (c *Cache) wait(ctx context.Context, req Request, f *fill, obj store.Object
 		return &Result{Status: Revalidated, Object: obj}, nil
 	}
 	status := Miss
-	if obj != nil {
+	switch {
+	case obj != nil:
 		status = Expired
 		obj.Close()
+	case joined:
+		status = Joined
 	}
 	body := &Body{c: c, f: f}
 	f = nil // the Body holds the reference now
@@ -506,25 +510,27 @@ func (c *Cache) fresh(class repofmt.Class, info store.Info) bool {
 	return c.now().Sub(info.Validated) < ttl
 }
 
-// join returns the fill under way for req.Key, starting one if there is none,
-// with a reference the caller releases. When a fill committed while the
-// caller was looking, it returns the fresh object instead.
-func (c *Cache) join(ctx context.Context, req Request, cond Conditions) (*fill, *Result) {
+// join returns the fill under way for req.Key, starting one if there is none
+// (joined: it was under way), with a reference the caller releases. When a
+// fill committed while the caller was looking, it returns the fresh object
+// instead.
+func (c *Cache) join(ctx context.Context, req Request, cond Conditions) (f *fill, joined bool, _ *Result) {
 	c.mu.Lock()
-	f := c.inflight[req.Key]
+	f = c.inflight[req.Key]
 	if f == nil && cond == (Conditions{}) {
 		// A fill may have committed between the store lookup and now; fills
 		// leave the map only after their commit, so one look settles it.
 		c.mu.Unlock()
 		if obj, err := c.store.Open(ctx, req.Key); err == nil {
 			if c.matches(req.Key, obj.Info().Size, obj.Info().SHA256) {
-				return nil, &Result{Status: Hit, Object: obj}
+				return nil, false, &Result{Status: Hit, Object: obj}
 			}
 			obj.Close()
 		}
 		c.mu.Lock()
 		f = c.inflight[req.Key]
 	}
+	joined = f != nil
 	if f == nil {
 		f = newFill(req)
 		if c.expect != nil {
@@ -544,7 +550,7 @@ func (c *Cache) join(ctx context.Context, req Request, cond Conditions) (*fill, 
 	}
 	c.addClient(f)
 	c.mu.Unlock()
-	return f, nil
+	return f, joined, nil
 }
 
 // joinRunning returns the fill under way for key with a client reference,

@@ -2,6 +2,7 @@ package cache_test
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -134,6 +135,55 @@ func TestCloseStopsFills(t *testing.T) {
 	}
 	if _, err := c.Get(t.Context(), req); !errors.Is(err, cache.ErrClosed) {
 		t.Errorf("Get after Close: %v, want cache.ErrClosed", err)
+	}
+}
+
+// Clients asking for a file while another's download of it is under way
+// are served from that download, and say so: JOINED, not MISS, so that a
+// fleet's hit ratio counts one fetch for the fleet.
+func TestJoinersAreNotMisses(t *testing.T) {
+	root := t.TempDir()
+	body := make([]byte, 64<<10)
+	os.WriteFile(filepath.Join(root, "a.deb"), body, 0o644)
+	up := repotest.NewUpstream(t, root)
+	release := make(chan struct{})
+	up.SetHandler(func(w http.ResponseWriter, r *http.Request, next http.Handler) {
+		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+		w.Write(body[:1000])
+		w.(http.Flusher).Flush()
+		<-release
+		w.Write(body[1000:])
+	})
+	st, err := disk.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	log := slog.New(slog.DiscardHandler)
+	c := cache.New(st, newUpstream(t, upstream.Options{ConnectTimeout: 5 * time.Second, StallTimeout: time.Minute, Logger: log}), cache.Options{Logger: log})
+	t.Cleanup(func() { c.Close() })
+	req := cache.Request{Key: up.HostPort() + "/a.deb", URLs: []string{up.URL() + "/a.deb"}, Class: repofmt.Immutable}
+	var results []*cache.Result
+	for range 3 {
+		res, err := c.Get(t.Context(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		results = append(results, res)
+	}
+	close(release)
+	for i, res := range results {
+		if res.Body == nil {
+			t.Fatalf("client %d: status %s without a download", i, res.Status)
+		}
+		drain(t, res.Body)
+		res.Close()
+		if want := map[bool]cache.Status{true: cache.Miss, false: cache.Joined}[i == 0]; res.Status != want {
+			t.Errorf("client %d: %s, want %s", i, res.Status, want)
+		}
+	}
+	if n := up.Count("/a.deb"); n != 1 {
+		t.Errorf("upstream asked %d times, want once", n)
 	}
 }
 

@@ -198,11 +198,11 @@ func (s *Server) collectAfterCrash(ctx context.Context) {
 	lowPriority(func() { n, freed, err = s.store.GC(ctx) })
 	if err != nil {
 		if ctx.Err() == nil {
-			s.log.Warn("cannot remove what the crash before the start left in the cache: the next expiry pass will", "err", err)
+			s.log.Warn("cannot collect the bodies no index entry names (the cache was not closed cleanly): the next expiry pass or pkg-cacher expire will", "err", err)
 		}
 		return
 	}
-	s.log.Info("removed what the crash before the start left in the cache", "bodies", n, "freed_bytes", freed)
+	s.log.Info("collected the bodies no index entry names (the cache was new, or not closed cleanly)", "bodies", n, "freed_bytes", freed)
 }
 
 // learnStore lets ix learn from the metadata in st, Release and repomd.xml

@@ -88,7 +88,7 @@ func newReport() *report { return &report{byRepo: map[string]*counts{}} }
 // repository repo ("" for pkg-cacher's own pages).
 func (r *report) served(now time.Time, repo string, status cache.Status, n int64) {
 	c := counts{Requests: 1, Served: n}
-	if status == cache.Hit || status == cache.Revalidated {
+	if status == cache.Hit || status == cache.Revalidated || status == cache.Joined {
 		c.Hits = 1
 	}
 	r.mu.Lock()
