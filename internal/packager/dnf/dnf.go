@@ -227,6 +227,7 @@ func (Dnf) ConfigureRepos(_ context.Context, root string, spec *packager.Spec, c
 	keys := func(r packager.Repo) ([]string, error) {
 		var urls []string
 		for _, k := range spec.RepoKeys(r) {
+			k, _, _ = strings.Cut(k, "#") // a pin (checked by the build): not for dnf
 			if !strings.HasPrefix(k, "http://") && !strings.HasPrefix(k, "https://") {
 				return nil, fmt.Errorf("key %s of repository %s: a container reaches keys through pkg-cacher, so they must be http(s) URLs", k, r.Name)
 			}
@@ -507,9 +508,14 @@ func (s *session) dnfOut(ctx context.Context, stdout io.Writer, args ...string) 
 const maxKey = 1 << 20
 
 // fetchKey gets the key at k (an http(s) URL, fetched through the session's
-// cacher; a file:// URL or a path on the host) into the private directory.
-func (s *session) fetchKey(ctx context.Context, k string, n int) (string, error) {
+// cacher; a file:// URL or a path on the host) into the private directory,
+// checked against the fingerprints it pins (see pinned).
+func (s *session) fetchKey(ctx context.Context, pin string, n int) (string, error) {
 	dst := filepath.Join(s.dir, "keys", fmt.Sprintf("%d.asc", n))
+	k, fps, err := pinned(pin)
+	if err != nil {
+		return "", err
+	}
 	var data []byte
 	switch {
 	case strings.HasPrefix(k, "http://"), strings.HasPrefix(k, "https://"):
@@ -540,13 +546,17 @@ func (s *session) fetchKey(ctx context.Context, k string, n int) (string, error)
 		if !filepath.IsAbs(p) {
 			return "", fmt.Errorf("key %q: want an http(s) or file:// URL or an absolute path", k)
 		}
-		var err error
 		if data, err = os.ReadFile(p); err != nil {
 			return "", fmt.Errorf("read key: %w", err)
 		}
 	}
 	if len(data) > maxKey || !bytes.Contains(data, []byte("-----BEGIN PGP PUBLIC KEY BLOCK-----")) {
 		return "", fmt.Errorf("key %s is not an ASCII-armored OpenPGP public key", k)
+	}
+	if fps != nil {
+		if err := checkPinned(k, data, fps); err != nil {
+			return "", err
+		}
 	}
 	return dst, os.WriteFile(dst, data, 0o600)
 }
