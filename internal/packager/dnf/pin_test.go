@@ -1,13 +1,20 @@
 package dnf
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"io"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ProtonMail/go-crypto/openpgp"
+	"github.com/ProtonMail/go-crypto/openpgp/armor"
+	"github.com/ProtonMail/go-crypto/openpgp/packet"
 
 	"vzpkg2/internal/packager"
 	"vzpkg2/internal/repotest"
@@ -42,6 +49,11 @@ func TestPinnedKeys(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "KEY"), distro.Key, 0o644)
 	os.WriteFile(filepath.Join(dir, "SWAPPED"), intruder.Key, 0o644)
 	os.WriteFile(filepath.Join(dir, "APPENDED"), append(append([]byte{}, distro.Key...), intruder.Key...), 0o644)
+	// One block holding the pinned key and the intruder's without its
+	// self-signature, then with its key as a subkey no signature binds:
+	// go-crypto skips both, rpm may import them.
+	os.WriteFile(filepath.Join(dir, "UNSIGNED"), sameBlock(t, distro.Key, intruder.Key, false), 0o644)
+	os.WriteFile(filepath.Join(dir, "SUBKEY"), sameBlock(t, distro.Key, intruder.Key, true), 0o644)
 	up := repotest.NewUpstream(t, dir)
 	s := &session{dir: t.TempDir()}
 	os.Mkdir(filepath.Join(s.dir, "keys"), 0o700)
@@ -55,6 +67,8 @@ func TestPinnedKeys(t *testing.T) {
 		{"pinned file", "file://" + filepath.Join(dir, "KEY") + "#fingerprint=" + fp, ""},
 		{"another key", up.URL() + "/SWAPPED#fingerprint=" + fp, "does not pin"},
 		{"another key appended", up.URL() + "/APPENDED#fingerprint=" + fp, other},
+		{"unsigned key in the same block", up.URL() + "/UNSIGNED#fingerprint=" + fp, "do not verify"},
+		{"unbound subkey in the same block", up.URL() + "/SUBKEY#fingerprint=" + fp, "subkey"},
 		{"not a fingerprint", up.URL() + "/KEY#fingerprint=" + fp[:20], "not a key fingerprint"},
 		{"another fragment", up.URL() + "/KEY#sha256=00", "only fragment"},
 	} {
@@ -94,3 +108,47 @@ func TestPinNotInContainerRepos(t *testing.T) {
 		t.Errorf("the container's repository file:\n%s\nwant gpgkey=http://127.0.0.1:3142/HTTPS///mirror.example/KEY without the pin", data)
 	}
 }
+
+// sameBlock armors the packets of key, then those of extra without its
+// signatures (asSubkey: its key packet made a subkey packet), in one block.
+func sameBlock(t *testing.T, key, extra []byte, asSubkey bool) []byte {
+	t.Helper()
+	var packets bytes.Buffer
+	for i, armored := range [][]byte{key, extra} {
+		block, err := armor.Decode(bytes.NewReader(armored))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := packet.NewOpaqueReader(block.Body)
+		for {
+			p, err := r.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i == 1 {
+				if p.Tag == packetSignature || asSubkey && p.Tag != packetPublicKey {
+					continue
+				}
+				if asSubkey {
+					p.Tag = packetPublicSubkey
+				}
+			}
+			if err := p.Serialize(&packets); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var out bytes.Buffer
+	w, err := armor.Encode(&out, openpgp.PublicKeyType, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(packets.Bytes())
+	w.Close()
+	return out.Bytes()
+}
+
+const packetSignature = 2
