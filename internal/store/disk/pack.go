@@ -539,8 +539,9 @@ func decodeInfo(b []byte, info *store.Info) error {
 // fastInfo decodes an object of plain strings and integers into info, or
 // reports false.
 func fastInfo(b []byte, info *store.Info) bool {
-	b, ok := bytes.CutPrefix(b, []byte("{"))
-	if b, ok = bytes.CutSuffix(b, []byte("}")); !ok {
+	b, open := bytes.CutPrefix(b, []byte("{"))
+	b, closed := bytes.CutSuffix(b, []byte("}"))
+	if !open || !closed {
 		return false
 	}
 	*info = store.Info{}
@@ -595,7 +596,7 @@ func setField(info *store.Info, name string, val []byte, quoted bool) bool {
 	case "size":
 		n, err := strconv.ParseInt(string(val), 10, 64)
 		info.Size = n
-		return err == nil && !quoted
+		return err == nil && !quoted && jsonInteger(val)
 	default:
 		return false
 	}
@@ -609,6 +610,21 @@ func setField(info *store.Info, name string, val []byte, quoted bool) bool {
 	t, err := time.Parse(time.RFC3339Nano, string(val))
 	*tm = t
 	return err == nil
+}
+
+// jsonInteger reports whether b is an integer as JSON writes it: ParseInt
+// also takes +5 and 05.
+func jsonInteger(b []byte) bool {
+	b, _ = bytes.CutPrefix(b, []byte("-"))
+	if len(b) == 0 || b[0] == '0' && len(b) > 1 {
+		return false
+	}
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // plainString is the JSON string b begins with and what follows it, when

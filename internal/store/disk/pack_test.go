@@ -44,6 +44,11 @@ func TestDecodeInfoIsJSON(t *testing.T) {
 		`{"key":"\u0041"}`,
 		`{}`,
 		``,
+		`}`,
+		`"key":"a"}`,
+		`{"size":+5}`,
+		`{"size":05}`,
+		`{"size":-0}`,
 	)
 	for i, rec := range records {
 		var want, got store.Info
