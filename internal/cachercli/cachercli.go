@@ -157,7 +157,7 @@ func openStore(file string, args []string) (*cacheconf.Config, *disk.Store, erro
 	if err != nil {
 		return nil, nil, err
 	}
-	if !st.Recovery().Clean {
+	if st.Recovery().CollectDue {
 		// What a crash left without an index entry: a command has the time.
 		if _, _, err := st.GC(context.Background()); err != nil {
 			st.Close()

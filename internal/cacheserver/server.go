@@ -186,10 +186,11 @@ func (s *Server) learnCached(ctx context.Context) {
 }
 
 // collectAfterCrash removes the bodies a crash left without an index entry
-// (disk.Open leaves them), at the lowest priority, once serving has begun
-// and the cached metadata is learned.
+// (disk.Open leaves them, and says so until a collection ends), at the
+// lowest priority, once serving has begun and the cached metadata is
+// learned.
 func (s *Server) collectAfterCrash(ctx context.Context) {
-	if s.store.Recovery().Clean {
+	if !s.store.Recovery().CollectDue {
 		return
 	}
 	var n int
@@ -202,7 +203,7 @@ func (s *Server) collectAfterCrash(ctx context.Context) {
 		}
 		return
 	}
-	s.log.Info("collected the bodies no index entry names (the cache was new, or not closed cleanly)", "bodies", n, "freed_bytes", freed)
+	s.log.Info("collected the bodies no index entry names (the cache was new, or not closed cleanly before)", "bodies", n, "freed_bytes", freed)
 }
 
 // learnStore lets ix learn from the metadata in st, Release and repomd.xml

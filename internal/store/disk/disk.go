@@ -64,11 +64,11 @@ type Store struct {
 }
 
 // Open prepares root (creating it if needed), takes its lock and removes
-// leftovers of interrupted writes. After a crash (Recovery().Clean is
-// false) bodies whose index entry was never written may be left: they take
-// space only, and the caller collects them with GC when it suits it (serve
-// after it has started serving: on a large cache that reads every index
-// entry).
+// leftovers of interrupted writes. After a crash bodies whose index entry
+// was never written may be left: they take space only, and the caller
+// collects them with GC when it suits it (serve after it has started
+// serving: on a large cache that reads every index entry). Until a GC or a
+// Collection ends, every Open says so (Recovery().CollectDue).
 func Open(root string) (*Store, error) {
 	for _, d := range []string{root, filepath.Join(root, "blobs"), filepath.Join(root, "index"), filepath.Join(root, "tmp")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -96,6 +96,7 @@ func Open(root string) (*Store, error) {
 	}
 	if err == nil {
 		s.openLog(token)
+		err = s.markCollectDue()
 	}
 	if err != nil {
 		lock.Close()
@@ -103,6 +104,28 @@ func Open(root string) (*Store, error) {
 	}
 	s.startFlusher()
 	return s, nil
+}
+
+// collectFile exists while a collection is due.
+const collectFile = "collect-due"
+
+// markCollectDue records that a collection is due after a crash, and
+// whether one is (after this crash or one before).
+func (s *Store) markCollectDue() error {
+	p := filepath.Join(s.root, collectFile)
+	if !s.recovery.Clean {
+		if err := os.WriteFile(p, nil, 0o644); err != nil {
+			return fmt.Errorf("record that a collection is due: %w", err)
+		}
+	}
+	_, err := os.Stat(p)
+	s.recovery.CollectDue = err == nil
+	return nil
+}
+
+// collected records that a whole collection ended.
+func (s *Store) collected() {
+	os.Remove(filepath.Join(s.root, collectFile))
 }
 
 // makeFanOut creates the 256 subdirectories of blobs/ and index/ up front:
@@ -445,6 +468,7 @@ func (s *Store) GC(ctx context.Context) (removed int, freed int64, err error) {
 		removed++
 		freed += fi.Size()
 	}
+	s.collected()
 	return removed, freed, nil
 }
 
@@ -521,6 +545,7 @@ func (c *Collection) Finish(removed []store.Info) (n int, freed int64, err error
 		n++
 		freed += fi.Size()
 	}
+	s.collected()
 	return n, freed, nil
 }
 

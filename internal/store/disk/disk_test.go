@@ -105,11 +105,21 @@ func TestRestartAfterCrash(t *testing.T) {
 	if _, err := s2.Open(ctx, "gone"); !errors.Is(err, store.ErrNotExist) {
 		t.Errorf("truncated blob served: %v", err)
 	}
-	if s2.Recovery().Clean {
-		t.Error("the store reports a clean close after a crash: nobody collects the blob it left")
+	if s2.Recovery().Clean || !s2.Recovery().CollectDue {
+		t.Errorf("after a crash the store says %+v: nobody collects the blob it left", s2.Recovery())
+	}
+	// Closed cleanly before a collection: the next Open still says one is due.
+	s2.Close()
+	s2 = open(t, root)
+	if !s2.Recovery().CollectDue {
+		t.Error("a store closed before its collection after a crash no longer says one is due")
 	}
 	if n, _, err := s2.GC(ctx); err != nil || n != 1 {
 		t.Errorf("GC after restart removed %d blobs, %v; want the orphan", n, err)
+	}
+	s2.Close()
+	if s2 = open(t, root); s2.Recovery().CollectDue {
+		t.Error("a collection is still due after GC")
 	}
 	if _, err := os.Stat(orphan); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("unreferenced blob kept after restart: %v", err)

@@ -37,9 +37,10 @@ const (
 
 // Recovery is what Open found of a crash.
 type Recovery struct {
-	Clean   bool // the store was closed cleanly (or is new): nothing to recover
-	Checked int  // blobs written since the last sync, hashed again
-	Removed int  // of those, torn ones removed
+	Clean      bool // the store was closed cleanly: nothing to recover
+	Checked    int  // blobs written since the last sync, hashed again
+	Removed    int  // of those, torn ones removed
+	CollectDue bool // not closed cleanly, now or before, and not collected since: bodies no index entry names may be left (GC)
 }
 
 // startFlusher runs the flusher until stopFlusher.
