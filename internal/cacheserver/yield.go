@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"runtime"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -19,8 +20,12 @@ import (
 // thread is SCHED_IDLE, not only at nice 19: Linux lets a thread at nice
 // 19 finish its slice (milliseconds) before a woken serving thread gets
 // its CPU, but preempts a SCHED_IDLE one at once, and places woken threads
-// on a CPU that runs only such threads as on an idle one.
+// on a CPU that runs only such threads as on an idle one. One fn runs at a
+// time (the collection after a crash, an expiry pass): each changes
+// GOMAXPROCS for its length.
 func lowPriority(fn func()) {
+	lowMu.Lock()
+	defer lowMu.Unlock()
 	procs := runtime.GOMAXPROCS(0)
 	runtime.GOMAXPROCS(procs + 1)
 	defer func() {
@@ -44,6 +49,8 @@ func lowPriority(fn func()) {
 	}()
 	<-done
 }
+
+var lowMu sync.Mutex // held by lowPriority
 
 // A yielder keeps a pass running in lowPriority's thread to a share of one
 // CPU while clients are being served. Even at SCHED_IDLE a pass slows a
