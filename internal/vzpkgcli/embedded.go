@@ -200,28 +200,32 @@ func checkPrivate(dir string) error {
 }
 
 // checkAncestors returns an error naming the fix when a directory above dir
-// (links resolved) belongs to someone other than the caller and root, or
-// others may write to it: they could move dir away and put their own in its
-// place between its check and its use. A sticky directory (/tmp) is fine:
-// only an entry's owner may move it. It wraps fs.ErrNotExist when dir's
-// parent does not exist yet.
+// (as written, and with links resolved) belongs to someone other than the
+// caller and root, or others may write to it: they could move dir, or a
+// link on the way, and put their own in its place between its check and
+// its use. A sticky directory (/tmp) is fine: only an entry's owner may
+// move it. It wraps fs.ErrNotExist when dir's parent does not exist yet.
 func checkAncestors(dir string) error {
-	p, err := filepath.EvalSymlinks(filepath.Dir(dir))
+	resolved, err := filepath.EvalSymlinks(filepath.Dir(dir))
 	if err != nil {
 		return err
 	}
-	for {
-		fi, err := os.Stat(p)
-		if err != nil {
-			return err
+	for _, p := range []string{filepath.Dir(filepath.Clean(dir)), resolved} {
+		for {
+			fi, err := os.Lstat(p)
+			if err != nil {
+				return err
+			}
+			st, ok := fi.Sys().(*syscall.Stat_t)
+			open := fi.Mode().Perm()&0o022 != 0 && fi.Mode()&fs.ModeSticky == 0
+			if fi.Mode()&fs.ModeSymlink == 0 && (!ok || st.Uid != 0 && int(st.Uid) != os.Geteuid() || open) {
+				return fmt.Errorf("%s, above %s, is owned by someone else or writable by others: they could swap the template tree vzpkg extracts there; make it yours and writable by you alone, set XDG_CACHE_HOME elsewhere, or give a tree with --templates", p, dir)
+			}
+			if p == filepath.Dir(p) {
+				break
+			}
+			p = filepath.Dir(p)
 		}
-		st, ok := fi.Sys().(*syscall.Stat_t)
-		if !ok || st.Uid != 0 && int(st.Uid) != os.Geteuid() || fi.Mode().Perm()&0o022 != 0 && fi.Mode()&fs.ModeSticky == 0 {
-			return fmt.Errorf("%s, above %s, is owned by someone else or writable by others: they could swap the template tree vzpkg extracts there; make it yours and writable by you alone, set XDG_CACHE_HOME elsewhere, or give a tree with --templates", p, dir)
-		}
-		if p == filepath.Dir(p) {
-			return nil
-		}
-		p = filepath.Dir(p)
 	}
+	return nil
 }

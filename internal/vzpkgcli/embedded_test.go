@@ -212,6 +212,21 @@ func TestExtractRefusesTreesOthersCanChange(t *testing.T) {
 			t.Errorf("under a sticky directory: %v", err)
 		}
 	})
+	t.Run("link in an open directory", func(t *testing.T) {
+		shared := filepath.Join(t.TempDir(), "shared")
+		if err := os.Mkdir(shared, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(shared, 0o777) // anyone may replace the link
+		private := t.TempDir()
+		if err := os.Symlink(private, filepath.Join(shared, "link")); err != nil {
+			t.Fatal(err)
+		}
+		cache := filepath.Join(shared, "link", "vzpkg")
+		if _, err := extractTree(templates.FS, cache); err == nil || !strings.Contains(err.Error(), shared+", above") {
+			t.Errorf("got %v, want a refusal naming %s", err, shared)
+		}
+	})
 	t.Run("link", func(t *testing.T) {
 		cache := t.TempDir()
 		if err := os.Symlink(t.TempDir(), filepath.Join(cache, "templates-"+sum)); err != nil {
