@@ -105,7 +105,10 @@ func (ix *Index) withSize(key, sum string) Sum {
 // earlier one (a newer Packages for a replaced .deb).
 func (ix *Index) set(key string, size int64, sha string) {
 	h := keyHash(key)
-	if !ix.sums.keeps(h) {
+	ix.mu.RLock()
+	kept := ix.sums.keeps(h)
+	ix.mu.RUnlock()
+	if !kept {
 		return
 	}
 	sum, ok := decodeSum(sha)
