@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -26,6 +27,20 @@ import (
 func lowPriority(fn func()) {
 	lowMu.Lock()
 	defer lowMu.Unlock()
+	// Each collection cycle stops the world, and a stop waits for fn's
+	// thread to reach a safe point: at SCHED_IDLE on a busy machine that
+	// can take tens of milliseconds, every client waiting. fn allocates
+	// much that lives briefly (a pass over a large cache: hundreds of MB),
+	// so the heap may grow further meanwhile: a few cycles, not one per
+	// live heap's worth allocated.
+	if gc := debug.SetGCPercent(lowGCPercent); gc < 0 || gc > lowGCPercent {
+		debug.SetGCPercent(gc) // off, or already higher: as it was
+	} else {
+		defer func() {
+			debug.SetGCPercent(gc)
+			debug.FreeOSMemory() // what fn's garbage took, back now
+		}()
+	}
 	procs := runtime.GOMAXPROCS(0)
 	runtime.GOMAXPROCS(procs + 1)
 	defer func() {
@@ -51,6 +66,9 @@ func lowPriority(fn func()) {
 }
 
 var lowMu sync.Mutex // held by lowPriority
+
+// lowGCPercent is GOGC while lowPriority runs.
+const lowGCPercent = 800
 
 // A yielder keeps a pass running in lowPriority's thread to a share of one
 // CPU while clients are being served. Even at SCHED_IDLE a pass slows a
