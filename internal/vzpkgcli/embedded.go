@@ -189,11 +189,10 @@ func checkPrivate(dir string) error {
 	if err != nil {
 		return err
 	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
 	switch {
 	case !fi.IsDir():
 		return fmt.Errorf("%s is not a directory; remove it so vzpkg can extract its built-in template tree there", dir)
-	case !ok || (st.Uid != 0 && int(st.Uid) != os.Geteuid()) || fi.Mode().Perm()&0o022 != 0:
+	case othersMayChange(fi, false):
 		return fmt.Errorf("%s is writable by others than its owner, or owned by someone else: vzpkg does not use a template tree others could change; remove it, or give a tree with --templates", dir)
 	}
 	return nil
@@ -216,9 +215,7 @@ func checkAncestors(dir string) error {
 			if err != nil {
 				return err
 			}
-			st, ok := fi.Sys().(*syscall.Stat_t)
-			open := fi.Mode().Perm()&0o022 != 0 && fi.Mode()&fs.ModeSticky == 0
-			if fi.Mode()&fs.ModeSymlink == 0 && (!ok || st.Uid != 0 && int(st.Uid) != os.Geteuid() || open) {
+			if fi.Mode()&fs.ModeSymlink == 0 && othersMayChange(fi, true) {
 				return fmt.Errorf("%s, above %s, is owned by someone else or writable by others: they could swap the template tree vzpkg extracts there; make it yours and writable by you alone, set XDG_CACHE_HOME elsewhere, or give a tree with --templates", p, dir)
 			}
 			if p == filepath.Dir(p) {
@@ -228,4 +225,13 @@ func checkAncestors(dir string) error {
 		}
 	}
 	return nil
+}
+
+// othersMayChange reports whether someone other than the caller and root
+// owns the file of fi or may write to it; with sticky, a sticky directory
+// writable by all (/tmp) is fine: only an entry's owner may move it.
+func othersMayChange(fi fs.FileInfo, sticky bool) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	open := fi.Mode().Perm()&0o022 != 0 && !(sticky && fi.Mode()&fs.ModeSticky != 0)
+	return !ok || st.Uid != 0 && int(st.Uid) != os.Geteuid() || open
 }

@@ -455,21 +455,34 @@ func (s *Store) GC(ctx context.Context) (removed int, freed int64, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, p := range unused {
-		if s.gcLive[filepath.Base(p)] {
-			continue // committed or linked since the index was read
-		}
-		fi, err := os.Lstat(p)
+		n, err := s.removeGarbage(filepath.Base(p), p)
 		if err != nil {
-			continue
+			return removed, freed, err
 		}
-		if err := os.Remove(p); err != nil {
-			return removed, freed, fmt.Errorf("collect garbage: %w", err)
+		if n >= 0 {
+			removed++
+			freed += n
 		}
-		removed++
-		freed += fi.Size()
 	}
 	s.collected()
 	return removed, freed, nil
+}
+
+// removeGarbage removes the blob sum at p that a collection found
+// unreferenced and returns its size, or -1 when it is gone already or was
+// committed or linked since the collection began (kept). s.mu is held.
+func (s *Store) removeGarbage(sum, p string) (int64, error) {
+	if s.gcLive[sum] {
+		return -1, nil
+	}
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return -1, nil
+	}
+	if err := os.Remove(p); err != nil {
+		return -1, fmt.Errorf("collect garbage: %w", err)
+	}
+	return fi.Size(), nil
 }
 
 // Collection is a garbage collection that needs no reading of the index
@@ -531,19 +544,14 @@ func (c *Collection) Finish(removed []store.Info) (n int, freed int64, err error
 			continue
 		}
 		sum := hex.EncodeToString(k[:])
-		if s.gcLive[sum] {
-			continue // committed or linked since the collection began
-		}
-		p := s.blobPath(sum)
-		fi, err := os.Lstat(p)
+		size, err := s.removeGarbage(sum, s.blobPath(sum))
 		if err != nil {
-			continue
+			return n, freed, err
 		}
-		if err := os.Remove(p); err != nil {
-			return n, freed, fmt.Errorf("collect garbage: %w", err)
+		if size >= 0 {
+			n++
+			freed += size
 		}
-		n++
-		freed += fi.Size()
 	}
 	s.collected()
 	return n, freed, nil
